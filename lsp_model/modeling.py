@@ -1,0 +1,161 @@
+"""GPT-2 LM head model with DialoGPT's training loss and perplexity (SPEC §5).
+
+``GPT2LMHeadModel`` here is a thin subclass of the ``transformers`` class, so checkpoints
+saved from it are plain Hugging Face GPT-2 checkpoints, and ``generate`` works unchanged.
+Only the toolkit's call convention is added::
+
+    loss, ppl = model(input_ids, position_ids, token_type_ids, lm_labels)          # training
+    loss, ppl = model(input_ids, position_ids, token_type_ids, lm_labels, weights)  # --use_weights
+    logits = model(input_ids)                                                       # (B, T, V)
+
+Labels are aligned with the input positions already (the data pipeline shifted them), so
+nothing is shifted here; label -1 marks positions without a target.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from transformers import GPT2Config, GPT2Tokenizer
+from transformers import GPT2LMHeadModel as _HFGPT2LMHeadModel
+
+__all__ = ["IGNORE_LABEL", "GPT2Config", "GPT2LMHeadModel", "GPT2Tokenizer"]
+
+IGNORE_LABEL = -1  # DialoGPT's ignore index (not Hugging Face's -100)
+
+
+class GPT2LMHeadModel(_HFGPT2LMHeadModel):
+    """Hugging Face GPT-2 (SDPA attention, tied embeddings) with DialoGPT's loss.
+
+    Call convention (positional order as in the original toolkit):
+
+    * ``lm_labels`` given: returns ``(loss, ppl)``, both 0-dim float32 tensors, where
+      ``loss = sum(ce) / count(labels != -1)`` over the whole batch and
+      ``ppl = exp(mean over sequences of sum(ce in seq) / count(labels != -1 in seq))``.
+      ``ppl`` is detached: it is a statistic, never a training target.
+    * ``weights`` (float, same shape as ``lm_labels``) additionally given: the loss becomes
+      ``sum(w * ce) / sum(w)`` over labelled positions; ``ppl`` keeps the unweighted
+      definition so that runs with and without weights report comparable perplexities.
+    * no ``lm_labels`` and none of Hugging Face's keyword arguments: returns the logits
+      tensor ``(batch, seq, vocab)``.
+    * any Hugging Face keyword argument (``attention_mask``, ``cache``, ``return_dict``,
+      ``labels``, ... as ``generate`` and other HF code pass them): the parent's forward
+      runs unchanged and returns its ``ModelOutput``.
+
+    Label-less sequences: the original divided each sequence's CE sum by its label count,
+    so a row without labels produced 0/0 = NaN and turned the batch perplexity into NaN.
+    Here such rows are left out of the perplexity mean (they contribute nothing to the loss
+    either). A batch with no label at all yields ``loss = 0`` (still attached to the graph,
+    so ``backward`` gives zero gradients) and ``ppl = exp(0) = 1``.
+    """
+
+    def __init__(self, config: GPT2Config) -> None:
+        # SDPA unless the caller explicitly asked for another kernel (e.g. "eager" to inspect
+        # attention weights); transformers resolves a None choice itself otherwise.
+        if getattr(config, "_attn_implementation", None) is None:
+            config._attn_implementation = "sdpa"
+        # DialoGPT's LM head *is* the word embedding matrix.
+        config.tie_word_embeddings = True
+        super().__init__(config)
+
+    def forward(  # type: ignore[override]
+        self,
+        input_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        lm_labels: torch.LongTensor | None = None,
+        weights: torch.Tensor | None = None,
+        *,
+        attention_mask: torch.Tensor | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **hf_kwargs,
+    ):
+        # `attention_mask` and `logits_to_keep` are named in the signature because
+        # `generate` inspects forward's parameters to decide whether to pass them.
+        if lm_labels is None:
+            if weights is not None:
+                raise ValueError("weights were given without lm_labels")
+            plain_call = attention_mask is None and not hf_kwargs
+            if plain_call and isinstance(logits_to_keep, int) and logits_to_keep == 0:
+                return self._logits(input_ids, position_ids, token_type_ids)
+            return super().forward(
+                input_ids=input_ids,
+                position_ids=position_ids,
+                token_type_ids=token_type_ids,
+                attention_mask=attention_mask,
+                logits_to_keep=logits_to_keep,
+                **hf_kwargs,
+            )
+        if attention_mask is not None or hf_kwargs:
+            extra = sorted(hf_kwargs) + (["attention_mask"] if attention_mask is not None else [])
+            raise TypeError(f"lm_labels cannot be combined with {extra}")
+        hidden = self._hidden(input_ids, position_ids, token_type_ids)
+        return self._loss_and_ppl(hidden, lm_labels, weights)
+
+    def _hidden(
+        self,
+        input_ids: torch.Tensor,
+        position_ids: torch.Tensor | None,
+        token_type_ids: torch.Tensor | None,
+    ) -> torch.Tensor:
+        kwargs = {}
+        # With --no_token_id the trainer passes None; the transformer then adds no
+        # token-type embedding at all (not even of id 0).
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        # use_cache=False: config.use_cache is True for generation, but building a KV cache
+        # in a training/eval forward pass only costs memory.
+        out = self.transformer(input_ids, position_ids=position_ids, use_cache=False, **kwargs)
+        return out.last_hidden_state
+
+    def _logits(
+        self,
+        input_ids: torch.Tensor,
+        position_ids: torch.Tensor | None,
+        token_type_ids: torch.Tensor | None,
+    ) -> torch.Tensor:
+        return self.lm_head(self._hidden(input_ids, position_ids, token_type_ids))
+
+    def _loss_and_ppl(
+        self,
+        hidden: torch.Tensor,
+        lm_labels: torch.Tensor,
+        weights: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if lm_labels.shape != hidden.shape[:2]:
+            raise ValueError(
+                f"lm_labels shape {tuple(lm_labels.shape)} does not match input shape "
+                f"{tuple(hidden.shape[:2])}"
+            )
+        batch = lm_labels.size(0)
+        labelled = lm_labels != IGNORE_LABEL
+        # Context tokens carry no label and are most of a dialogue batch, so the
+        # (positions x vocab) projection is only computed where a target exists.
+        rows = labelled.nonzero(as_tuple=True)[0]
+        targets = lm_labels[labelled]
+        logits = self.lm_head(hidden[labelled]).float()
+        # ignore_index=-1 can never match the gathered targets; it is set so that any other
+        # negative label (e.g. HF's -100) fails loudly instead of being silently skipped.
+        ce = F.cross_entropy(logits, targets, reduction="none", ignore_index=IGNORE_LABEL)
+
+        seq_count = labelled.sum(dim=1).float()
+        seq_sum = ce.new_zeros(batch).index_add(0, rows, ce)
+
+        if weights is None:
+            loss = ce.sum() / seq_count.sum().clamp(min=1.0)
+        else:
+            if weights.shape != lm_labels.shape:
+                raise ValueError(
+                    f"weights shape {tuple(weights.shape)} differs from lm_labels shape "
+                    f"{tuple(lm_labels.shape)}"
+                )
+            w = weights[labelled].float()
+            denom = w.sum()
+            loss = (w * ce).sum() / torch.where(denom != 0, denom, torch.ones_like(denom))
+
+        with torch.no_grad():
+            has_labels = seq_count > 0
+            seq_mean = seq_sum / seq_count.clamp(min=1.0)
+            n_seq = has_labels.sum().clamp(min=1).float()
+            ppl = torch.exp((seq_mean * has_labels).sum() / n_seq)
+        return loss, ppl
