@@ -1,0 +1,1 @@
+"""Dialogue data: the tsv formats, feature construction, the feature database and loaders."""

@@ -1,0 +1,241 @@
+"""Streaming tsv -> feature database conversion (SPEC §3), parallel over worker processes.
+
+The corpus is read as bytes in batches of lines; each batch is parsed, tokenized (Rust
+fast tokenizer, whole batch at once) and turned into features in a worker process. The
+main process assigns feature ids in file order and writes chunks as they fill, keeping
+only a bounded window of batches in flight, so memory stays flat for any corpus size.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lsp_data.db import FeatureChunk, FeatureDBWriter
+from lsp_data.features import Feature, conversation_turns, make_features
+from lsp_data.parsing import SKIP_REASONS, MalformedLine, parse_training_line, split_physical_line
+from lsp_model.tokenizer import load_tokenizer
+
+LINES_PER_BATCH = 2000
+SHOWN_PER_REASON = 5  # skipped lines printed per reason; all are counted
+EXCERPT_CHARS = 80
+
+
+class PreproError(RuntimeError):
+    """A user-facing failure: bad arguments, a malformed line under --strict, ..."""
+
+
+def db_folder_for(corpus: str, max_seq_len: int, reverse: bool, two_turn: bool) -> Path:
+    """``data/train.tsv`` -> ``data/train.128len[.reverse][.2turn].db`` (the published naming)."""
+    attrs = [f"{max_seq_len}len"]
+    if reverse:
+        attrs.append("reverse")
+    if two_turn:
+        attrs.append("2turn")
+    return Path(f"{corpus[:-4]}.{'.'.join(attrs)}.db")
+
+
+@dataclass
+class BatchResult:
+    chunk: FeatureChunk  # conv_id still 0: ids are assigned in file order by the caller
+    n_line: int = 0
+    n_line_without_feature: int = 0
+    skipped: list[tuple[int, str, str, str]] = field(default_factory=list)  # line, reason, why, text
+
+
+_worker_tokenizer: Any = None
+
+
+def _init_worker(tokenizer_dir: str | None) -> None:
+    global _worker_tokenizer
+    # A literal "<|endoftext|>" in user text is text, not a separator: the published
+    # (pure-BPE) tokenizer split it into ordinary pieces as well.
+    backend = load_tokenizer(tokenizer_dir).backend_tokenizer
+    backend.encode_special_tokens = True
+    _worker_tokenizer = backend
+
+
+def _excerpt(text: str) -> str:
+    text = text.replace("\t", "\\t")
+    return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "..."
+
+
+def process_batch(
+    lines: list[tuple[int, bytes]], max_seq_len: int, reverse: bool, two_turn: bool
+) -> BatchResult:
+    """Parse, tokenize and featurize a batch of (line number, raw bytes)."""
+    result = BatchResult(chunk=FeatureChunk.from_features([], []))
+    parsed: list[tuple[list[float], int, int]] = []  # weights, first text, number of texts
+    texts: list[str] = []
+    for lineno, raw in lines:
+        try:
+            logical_lines = split_physical_line(raw)
+        except MalformedLine as err:
+            result.n_line += 1
+            result.skipped.append((lineno, err.reason, str(err), _excerpt(repr(raw)[2:-1])))
+            continue
+        for line in logical_lines:
+            result.n_line += 1
+            try:
+                weights, turn_texts = parse_training_line(line)
+            except MalformedLine as err:
+                result.skipped.append((lineno, err.reason, str(err), _excerpt(line)))
+                continue
+            parsed.append((weights, len(texts), len(turn_texts)))
+            texts.extend(turn_texts)
+
+    encoded = [e.ids for e in _worker_tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
+    features: list[Feature] = []
+    for weights, start, count in parsed:
+        turns, ws = conversation_turns(
+            encoded[start:start + count], weights, reverse=reverse, two_turn=two_turn
+        )
+        made = make_features(turns, ws, max_seq_len) if len(ws) >= 2 else []
+        if not made:
+            result.n_line_without_feature += 1
+        features.extend(made)
+    result.chunk = FeatureChunk.from_features([0] * len(features), features)
+    return result
+
+
+def iter_line_batches(path: Path, batch_lines: int) -> Iterator[tuple[list[tuple[int, bytes]], int]]:
+    """Yield ([(line number, raw line)], bytes consumed) without decoding anything."""
+    with open(path, "rb") as f:
+        batch: list[tuple[int, bytes]] = []
+        size = 0
+        for lineno, raw in enumerate(f, start=1):
+            batch.append((lineno, raw))
+            size += len(raw)
+            if len(batch) >= batch_lines:
+                yield batch, size
+                batch, size = [], 0
+        if batch:
+            yield batch, size
+
+
+class _InProcess:
+    """The executor interface, run inline (``--workers 1`` and tiny corpora)."""
+
+    def __init__(self, tokenizer_dir: str | None):
+        _init_worker(tokenizer_dir)
+
+    def submit(self, fn: Any, *args: Any) -> Future:
+        future: Future = Future()
+        future.set_result(fn(*args))
+        return future
+
+    def shutdown(self, cancel_futures: bool = False) -> None:
+        pass
+
+
+def _executor(workers: int, tokenizer_dir: str | None) -> Any:
+    if workers <= 1:
+        return _InProcess(tokenizer_dir)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one process per core already
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context(method),
+        initializer=_init_worker,
+        initargs=(tokenizer_dir,),
+    )
+
+
+def run_prepro(
+    corpus: str,
+    *,
+    max_seq_len: int = 128,
+    chunk_size: int = 65536,
+    reverse: bool = False,
+    two_turn: bool = False,
+    overwrite: bool = False,
+    strict: bool = False,
+    workers: int = 1,
+    tokenizer_dir: str | None = None,
+    progress: bool = True,
+    log=print,
+) -> tuple[Path, dict[str, Any]]:
+    """Convert ``corpus`` into a feature database; returns (folder, meta)."""
+    corpus_path = Path(corpus)
+    if not corpus_path.is_file():
+        raise PreproError(f"{corpus}: no such file")
+    if max_seq_len < 1 or chunk_size < 1:
+        raise PreproError("--max_seq_len and --chunk_size must be positive")
+    out = db_folder_for(corpus, max_seq_len, reverse, two_turn)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    writer = FeatureDBWriter(out, chunk_size, overwrite=overwrite)
+
+    counts: Counter[str] = Counter()
+    examples: dict[str, list[int]] = {reason: [] for reason in SKIP_REASONS}
+    n_line = n_without = 0
+    pbar = None
+    if progress:
+        from tqdm import tqdm
+
+        pbar = tqdm(total=corpus_path.stat().st_size, unit="B", unit_scale=True,
+                    desc=f"prepro {corpus_path.name}", file=sys.stderr)
+    executor = _executor(workers, tokenizer_dir)
+    window: list[tuple[Future, int]] = []
+    max_in_flight = max(2, 2 * workers)
+
+    def collect(future: Future, nbytes: int) -> None:
+        nonlocal n_line, n_without
+        result: BatchResult = future.result()
+        for lineno, reason, why, text in result.skipped:
+            if strict:
+                raise PreproError(f"{corpus}:{lineno}: {why} ({reason}): {text}")
+            counts[reason] += 1
+            if len(examples[reason]) < 20:
+                examples[reason].append(lineno)
+            if counts[reason] <= SHOWN_PER_REASON:
+                message = f"{corpus}:{lineno}: skipped, {why} ({reason}): {text}"
+                pbar.write(message, file=sys.stderr) if pbar is not None else log(message)
+        chunk = result.chunk
+        chunk.conv_id = np.arange(writer.n_example, writer.n_example + len(chunk), dtype=np.int64)
+        writer.add(chunk)
+        n_line += result.n_line
+        n_without += result.n_line_without_feature
+        if pbar is not None:
+            pbar.update(nbytes)
+
+    try:
+        for batch, nbytes in iter_line_batches(corpus_path, LINES_PER_BATCH):
+            window.append((executor.submit(process_batch, batch, max_seq_len, reverse, two_turn), nbytes))
+            while len(window) >= max_in_flight:
+                collect(*window.pop(0))
+        while window:
+            collect(*window.pop(0))
+        meta = {
+            "max_seq_len": max_seq_len,
+            "reverse": reverse,
+            "two_turn": two_turn,
+            "corpus": str(corpus),
+            "n_line": n_line,
+            "n_line_skipped": sum(counts.values()),
+            "n_line_without_feature": n_without,
+            "skipped": {reason: counts[reason] for reason in SKIP_REASONS},
+            "skipped_first_lines": {r: v for r, v in examples.items() if v},
+        }
+        folder = writer.commit(meta, tokenizer)
+    except BaseException:
+        executor.shutdown(cancel_futures=True)
+        writer.abort()
+        raise
+    finally:
+        if pbar is not None:
+            pbar.close()
+    executor.shutdown()
+    skipped = sum(counts.values())
+    log(f"{folder}: {writer.n_example} features in {writer.n_chunk} chunks from {n_line} lines; "
+        f"{n_without} lines gave no feature; {skipped} malformed lines skipped"
+        + (f" ({', '.join(f'{r}: {c}' for r, c in counts.items())})" if skipped else ""))
+    return folder, {"n_example": writer.n_example, **meta}

@@ -1,0 +1,86 @@
+"""Feature construction against hand-worked examples (SPEC §3)."""
+
+from lsp_data.features import conversation_turns, make_feature, make_features
+
+E = 50256  # eos
+
+
+def test_context_and_two_targets():
+    f = make_feature([[1, 2], [3], [4, 5]], [0.0, 1.0, 1.0])
+    assert f.input_ids == [1, 2, E, 3, E, 4, 5, 0]
+    assert f.token_type_ids == [0, 0, 1, 1, 2, 2, 2, 0]
+    # label at p = token after reading input_ids[:p+1]
+    assert f.lm_labels == [-1, -1, 3, E, 4, 5, E, -1]
+    assert f.weights == [0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0]
+    assert f.input_len == 8
+
+
+def test_fractional_weight_and_zero_weight_tail_trimmed():
+    f = make_feature([[1, 2], [3], [4, 5]], [1.0, 0.5, 0.0])
+    # the zero-weight last turn contributes only -1 labels, which are trimmed with its inputs
+    assert f.input_ids == [1, 2, E, 3, 0, 0, 0, 0]
+    assert f.token_type_ids == [0, 0, 1, 1, 0, 0, 0, 0]
+    assert f.lm_labels == [-1, -1, 3, E, -1, -1, -1, -1]
+    assert f.weights == [0.0, 0.0, 0.5, 0.5, 0.0, 0.0, 0.0, 0.0]
+
+
+def test_zero_weight_middle_turn_keeps_inputs():
+    f = make_feature([[1], [2], [3], [4]], [1.0, 0.0, 1.0, 0.0])
+    assert f.input_ids == [1, E, 2, E, 3, 0, 0, 0]
+    assert f.lm_labels == [-1, -1, -1, 3, E, -1, -1, -1]
+    assert f.token_type_ids == [0, 1, 1, 2, 2, 0, 0, 0]
+
+
+def test_all_zero_targets_give_no_feature():
+    assert make_feature([[1], [2]], [1.0, 0.0]) is None
+    assert make_feature([[1]], [1.0]) is None  # a single turn has no target
+    assert make_features([[1], [2], [3]], [1.0, 0.0, 0.0], 128) == []
+
+
+def test_padding_to_multiple_of_eight():
+    f = make_feature([[1] * 7, [2]], [0.0, 1.0])
+    assert f.input_len == 16  # 7 + eos + 1 = 9 -> 16
+    exact = make_feature([[1] * 5, [2]], [0.0, 1.0])
+    assert exact.input_len == 8 and exact.input_ids == [1] * 5 + [E, 2, 0]
+
+
+def test_turn_longer_than_max_len_splits_and_is_skipped():
+    feats = make_features([[1], [2], [3, 4, 5, 6, 7], [8], [9]], [1.0] * 5, max_len=4)
+    assert [f.input_ids[:3] for f in feats] == [[1, E, 2], [8, E, 9]]
+    assert feats[0].lm_labels[:4] == [-1, 2, E, -1]
+
+
+def test_long_turn_after_single_turn_gives_nothing():
+    assert make_features([[1], [2, 3, 4, 5, 6], [7]], [1.0] * 3, max_len=4) == []
+
+
+def test_sliding_split_overlaps_by_one_turn():
+    feats = make_features([[1, 2], [3, 4], [5, 6], [7]], [1.0] * 4, max_len=5)
+    assert [f.input_ids for f in feats] == [
+        [1, 2, E, 3, 4, 0, 0, 0],
+        [3, 4, E, 5, 6, 0, 0, 0],
+        [5, 6, E, 7, 0, 0, 0, 0],
+    ]
+    assert feats[1].lm_labels == [-1, -1, 5, 6, E, -1, -1, -1]
+
+
+def test_split_with_single_collected_turn_emits_none_then_continues():
+    feats = make_features([[1, 2], [3]], [1.0, 1.0], max_len=2)
+    assert len(feats) == 1 and feats[0].input_ids[:4] == [1, 2, E, 3]
+
+
+def test_empty_turn_text_is_kept_as_empty_ids():
+    # a weight-only turn ("1.0") has no text: it still ends with its eos label
+    f = make_feature([[1], [], [2]], [0.0, 1.0, 1.0])
+    assert f.input_ids == [1, E, E, 2, 0, 0, 0, 0]
+    assert f.token_type_ids == [0, 1, 2, 2, 0, 0, 0, 0]
+    assert f.lm_labels == [-1, E, 2, E, -1, -1, -1, -1]
+
+
+def test_reverse_and_two_turn():
+    turns, ws = conversation_turns([[1], [2], [3]], [0.0, 1.0, 0.5], reverse=True, two_turn=False)
+    assert turns == [[3], [2], [1]] and ws == [0.5, 1.0, 0.0]
+    turns, ws = conversation_turns([[1], [2], [3]], [0.0, 1.0, 0.5], reverse=False, two_turn=True)
+    assert turns == [[1], [2]] and ws == [0.0, 1.0]
+    turns, ws = conversation_turns([[1], [2], [3]], [0.0, 1.0, 0.5], reverse=True, two_turn=True)
+    assert turns == [[3], [2]] and ws == [0.5, 1.0]

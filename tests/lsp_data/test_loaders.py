@@ -1,0 +1,158 @@
+"""data_loader.py: batch layout, bucketing, dropping, sharding, resume skipping, validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from data_loader import (
+    BucketingDataLoader,
+    DataError,
+    DistributedBucketingDataLoader,
+    DynamicBatchingLoader,
+)
+from lsp_data.db import FeatureDB
+from lsp_data.loaders import bucket_batches
+from lsp_data.prepro import run_prepro
+from lsp_model.tokenizer import load_tokenizer
+from tests.conftest import write_corpus
+
+E = 50256
+
+
+def all_features(db: Path) -> dict[tuple, dict]:
+    with FeatureDB(db) as d:
+        return {tuple(f["input_ids"]): f for f in d.iter_features()}
+
+
+def test_batches_match_stored_features(small_db):
+    feats = all_features(small_db)
+    loader = BucketingDataLoader(str(small_db), 4, 64, bucket=2, seed=0)
+    n = 0
+    for input_ids, position_ids, token_type_ids, labels in loader:
+        assert input_ids.dtype == torch.long and input_ids.shape[0] == 4
+        assert input_ids.shape == position_ids.shape == token_type_ids.shape == labels.shape
+        for row in range(4):
+            length = int((position_ids[row] > 0).sum()) + 1
+            f = feats[tuple(input_ids[row, :length].tolist())]
+            assert labels[row, :length].tolist() == f["lm_labels"]
+            assert token_type_ids[row, :length].tolist() == f["token_type_ids"]
+            # padding values 0 / 0 / 0 / -1
+            assert not input_ids[row, length:].any() and not position_ids[row, length:].any()
+            assert not token_type_ids[row, length:].any()
+            assert (labels[row, length:] == -1).all()
+        lens = (position_ids > 0).sum(1)
+        assert lens.tolist() == sorted(lens.tolist(), reverse=True)  # bucket sorted longest first
+        n += 1
+    assert n > 0
+
+
+def test_bucket_batches_order_and_incomplete_dropped():
+    lens = np.array([5, 9, 1, 7, 3, 8, 2])
+    batches = bucket_batches(lens, batch_size=2, bucket_size=4, rng=None)
+    # bucket [5,9,1,7] -> sorted 9,7,5,1 -> [1,3],[0,2]; bucket [3,8,2] -> 8,3,2 -> [5,4] (+[6] dropped)
+    assert [b.tolist() for b in batches] == [[1, 3], [0, 2], [5, 4]]
+    shuffled = bucket_batches(lens, 2, 4, np.random.default_rng(0))
+    assert len(shuffled) == 3 and all(len(b) == 2 for b in shuffled)
+    for b in shuffled:  # each batch still sorted longest first
+        assert lens[b[0]] >= lens[b[1]]
+
+
+def test_overlong_features_dropped(small_db):
+    loader = BucketingDataLoader(str(small_db), 1, 16, seed=0)
+    seen = [b[0].shape[1] for b in loader]
+    assert seen and max(seen) <= 16
+    with FeatureDB(small_db) as d:
+        n_long = sum(1 for f in d.iter_features() if f["input_len"] > 16)
+    assert loader.n_dropped_long == n_long > 0
+
+
+def test_epoch_is_reproducible_and_skip_resumes_exactly(small_db):
+    loader = BucketingDataLoader(str(small_db), 3, 64, bucket=4, seed=7)
+    full = [b[0] for b in loader.iter_epoch(2)]
+    again = [b[0] for b in loader.iter_epoch(2)]
+    other = [b[0] for b in loader.iter_epoch(3)]
+    assert all(torch.equal(a, b) for a, b in zip(full, again))
+    assert not all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(full, other))
+    for skip in (1, 5, len(full) - 1):
+        rest = [b[0] for b in loader.iter_epoch(2, skip_batches=skip)]
+        assert len(rest) == len(full) - skip
+        assert all(torch.equal(a, b) for a, b in zip(rest, full[skip:]))
+
+
+def test_no_shuffle_is_in_order(small_db):
+    loader = BucketingDataLoader(str(small_db), 2, 64, shuffle=False)
+    a = [b[0] for b in loader]
+    b = [b[0] for b in loader]
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_distributed_shards_cover_every_chunk_once(small_db, world):
+    with FeatureDB(small_db) as d:
+        keys = d.keys
+    shards = [DistributedBucketingDataLoader(r, world, str(small_db), 2, 64).shard() for r in range(world)]
+    assert sorted(k for s in shards for k, _, _ in s) == sorted(keys)
+    assert all(stride == 1 for s in shards for _, _, stride in s)
+
+
+def test_distributed_with_fewer_chunks_than_ranks(tmp_path):
+    write_corpus(tmp_path / "t.tsv", 40, seed=1)
+    folder, _ = run_prepro(str(tmp_path / "t.tsv"), progress=False, log=lambda m: None)
+    world = 4
+    seen = []
+    for rank in range(world):
+        loader = DistributedBucketingDataLoader(rank, world, str(folder), 1, 128, seed=0)
+        rows = [tuple(b[0][0].tolist()) for b in loader]
+        assert rows, f"rank {rank} got no data"
+        seen.extend(rows)
+    # every feature exactly once across ranks (batch size 1: no drop)
+    with FeatureDB(folder) as d:
+        stored = sorted(tuple(f["input_ids"]) for f in d.iter_features())
+    assert sorted(seen) == stored
+
+
+def test_empty_epoch_is_an_error_not_a_hang(tmp_path):
+    write_corpus(tmp_path / "t.tsv", 3, seed=1)
+    folder, _ = run_prepro(str(tmp_path / "t.tsv"), progress=False, log=lambda m: None)
+    loader = BucketingDataLoader(str(folder), 1000, 128)
+    with pytest.raises(DataError, match="no full batch"):
+        list(loader)
+
+
+def test_weights_batch(small_db):
+    loader = BucketingDataLoader(str(small_db), 2, 64, seed=0, with_weights=True)
+    batch = next(iter(loader))
+    assert len(batch) == 5 and batch[4].dtype == torch.float32
+    assert ((batch[4] > 0) <= (batch[3] != -1)).all()
+
+
+def test_dynamic_batching_loader(tmp_path, capsys):
+    tok = load_tokenizer()
+    path = tmp_path / "valid.tsv"
+    path.write_text("hi EOS there\thello\tyo   man\nno tab line\n" + "a b\tc d\n", encoding="utf-8")
+    loader = DynamicBatchingLoader(str(path), tok, True, 2, 128)
+    batches = list(loader)
+    assert "valid.tsv:2: skipped" in capsys.readouterr().err
+    assert len(batches) == 2 == len(loader)  # 3 examples, last partial batch kept
+    input_ids, position_ids, token_type_ids, labels, ctx_len, resp_len = batches[0]
+    ctx = tok.encode("hi") + [E] + tok.encode("there")
+    resp = tok.encode("hello")
+    assert input_ids[0, :len(ctx) + len(resp) + 2].tolist() == ctx + [E] + resp + [E]
+    assert labels[0, :len(ctx) + len(resp) + 2].tolist() == [-1] * len(ctx) + resp + [E, -1]
+    assert ctx_len.tolist() == [len(ctx)] * 2 and resp_len[1] == len(tok.encode("yo man"))
+    assert not token_type_ids.any()
+
+
+def test_dynamic_batching_truncation(tmp_path):
+    tok = load_tokenizer()
+    path = tmp_path / "v.tsv"
+    long_ctx = " ".join(["word"] * 20)
+    path.write_text(f"{long_ctx}\tshort reply\nhi\t{long_ctx}\n", encoding="utf-8")
+    loader = DynamicBatchingLoader(str(path), tok, True, 1, 10)
+    (b1, b2) = list(loader)
+    assert b1[0].shape[1] == 10 and b1[5].item() == 2 and b1[4].item() == 6  # context cut from start
+    assert b2[0].shape[1] == 10 and b2[4].item() == 1 and b2[5].item() == 7  # response cut at end

@@ -1,0 +1,211 @@
+"""prepro.py end to end: parsing, tokenization, database, --inspect, bad input."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+import prepro
+from lsp_data.db import FIELDS, FeatureDB
+from lsp_data.parsing import parse_training_line, parse_weighted_turn
+from lsp_data.prepro import db_folder_for, run_prepro
+from lsp_model.tokenizer import load_tokenizer
+
+E = 50256
+
+
+def ids(text: str) -> list[int]:
+    return load_tokenizer().encode(text)
+
+
+def inspect(folder: Path, capsys, *extra: str) -> list[dict]:
+    assert prepro.main(["--inspect", str(folder), *extra]) == 0
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def run(tmp_path: Path, text: str, *args: str, name: str = "c.tsv") -> int:
+    path = tmp_path / name
+    path.write_bytes(text.encode("utf-8") if isinstance(text, str) else text)
+    return prepro.main(["--corpus", str(path), "--no_pbar", "--workers", "1", *args])
+
+
+def test_weight_parsing_is_python_float():
+    assert parse_weighted_turn("0.0 hello  there") == (0.0, "hello there")
+    assert parse_weighted_turn("hello there") == (1.0, "hello there")
+    assert parse_weighted_turn("2 dogs") == (2.0, "dogs")  # documented quirk
+    assert parse_weighted_turn("1e-1 x") == (0.1, "x")
+    assert parse_weighted_turn("1.0") == (1.0, "")
+    assert parse_training_line("0.0 a EOS 1.0 b\t0.0 c") == ([0.0, 1.0], ["a", "b"])
+    assert parse_training_line("  a\tb \n") == ([1.0, 1.0], ["a", "b"])
+
+
+def test_tokenizer_matches_gpt2_ids():
+    tok = load_tokenizer()
+    assert len(tok) == 50257 and tok.convert_tokens_to_ids("<|endoftext|>") == E
+    assert tok.encode("Hello world") == [15496, 995]
+    assert tok.encode(" Hello world!") == [18435, 995, 0]
+    assert tok.encode("I'm fine.") == [40, 1101, 3734, 13]
+
+
+def test_output_folder_naming():
+    assert str(db_folder_for("data/train.tsv", 128, False, False)) == "data/train.128len.db"
+    assert str(db_folder_for("data/train.tsv", 64, True, True)) == "data/train.64len.reverse.2turn.db"
+
+
+def test_round_trip_hand_worked(tmp_path, capsys):
+    text = ("0.0 hello there EOS 1.0 how are you ?\t1.0 fine , thanks\n"
+            "0.0 a EOS 0.5 b\t0.0 c\n"
+            "1.0 only one turn\t0.0 ignored\n"
+            "0.0 x EOS 0.0 y\t1.0 z\n")
+    assert run(tmp_path, text) == 0
+    folder = tmp_path / "c.128len.db"
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["n_example"] == 3 and meta["n_line"] == 4
+    assert meta["n_line_without_feature"] == 1 and meta["n_line_skipped"] == 0
+    assert meta["max_seq_len"] == 128 and meta["reverse"] is False and meta["two_turn"] is False
+    feats = inspect(folder, capsys)
+    assert [list(f) for f in feats] == [list(FIELDS)] * 3
+    assert [f["conv_id"] for f in feats] == [0, 1, 2]
+
+    h, q, r = ids("hello there"), ids("how are you ?"), ids("fine , thanks")
+    f0 = feats[0]
+    n = len(h) + 1 + len(q) + 1 + len(r)
+    assert f0["input_ids"][:n] == h + [E] + q + [E] + r
+    assert f0["lm_labels"][:n] == [-1] * len(h) + q + [E] + r + [E]
+    assert f0["input_len"] == len(f0["input_ids"]) and f0["input_len"] % 8 == 0
+    assert f0["position_ids"] == list(range(f0["input_len"]))
+    assert f0["weights"][len(h)] == 1.0 and f0["weights"][0] == 0.0
+
+    a, b = ids("a"), ids("b")
+    assert feats[1]["input_ids"] == a + [E] + b + [0] * (8 - len(a) - 1 - len(b))
+    assert feats[1]["lm_labels"][:3] == [-1, *b, E][:3]
+    assert feats[1]["weights"][1:3] == [0.5, 0.5]
+
+    # first two turns zero-weight: only the response is a target
+    f2 = feats[2]
+    x, y, z = ids("x"), ids("y"), ids("z")
+    assert f2["lm_labels"][:len(x) + len(y) + len(z) + 2] == [-1] * (len(x) + 1 + len(y)) + z + [E]
+    assert inspect(folder, capsys, "--limit", "1") == feats[:1]
+
+
+def test_non_ascii_text_tokenizes(tmp_path, capsys):
+    text = "0.0 café 😀 naïve EOS 1.0 “curly” quotes — ok\t1.0 日本語 ok ✓\n"
+    assert run(tmp_path, text) == 0
+    feat = inspect(tmp_path / "c.128len.db", capsys)[0]
+    expected = ids("café 😀 naïve") + [E] + ids("“curly” quotes — ok") + [E] + ids("日本語 ok ✓")
+    assert feat["input_ids"][:len(expected)] == expected
+
+
+def test_literal_endoftext_is_plain_text(tmp_path, capsys):
+    assert run(tmp_path, "1.0 a <|endoftext|> b\t1.0 c\n") == 0
+    feat = inspect(tmp_path / "c.128len.db", capsys)[0]
+    assert feat["input_ids"].count(E) == 1  # only the separator
+
+
+def test_reverse_and_two_turn_folders(tmp_path, capsys):
+    text = "1.0 one EOS 1.0 two\t1.0 three\n"
+    assert run(tmp_path, text, "--reverse") == 0
+    feat = inspect(tmp_path / "c.128len.reverse.db", capsys)[0]
+    expected = ids("three") + [E] + ids("two") + [E] + ids("one")
+    assert feat["input_ids"][:len(expected)] == expected
+    assert run(tmp_path, text, "--two_turn", "--max_seq_len", "64") == 0
+    feat = inspect(tmp_path / "c.64len.2turn.db", capsys)[0]
+    expected = ids("one") + [E] + ids("two")
+    assert feat["input_ids"][:len(expected) + 1] == expected + [0]
+
+
+def test_long_conversation_split_at_max_len(tmp_path, capsys):
+    turn = " ".join(["word"] * 10)  # 10 tokens
+    line = " EOS ".join(f"1.0 {turn}" for _ in range(6)) + f"\t1.0 {turn}\n"
+    assert run(tmp_path, line, "--max_seq_len", "32") == 0
+    feats = inspect(tmp_path / "c.32len.db", capsys)
+    # running length 11, 22, 33 > 32 -> emit turns 0-2, restart from turn 2; then 2-4, 4-6
+    assert len(ids(turn)) == 10
+    assert len(feats) == 3
+    assert [f["input_len"] for f in feats] == [32, 32, 32]  # 3 turns of 10 + 2 eos, no pad
+    assert [max(f["token_type_ids"]) for f in feats] == [2, 2, 2]
+    assert [f["conv_id"] for f in feats] == [0, 1, 2]
+
+
+def test_malformed_lines_counted_and_reported(tmp_path, capsys):
+    raw = (b"1.0 a\t1.0 b\n"  # ok
+           b"\n"  # empty
+           b"no tab here\n"
+           b"1.0 a\t1.0 b\t1.0 c\n"  # two tabs
+           b"1.0 a EOS  EOS 1.0 b\t1.0 c\n"  # empty turn
+           ) + b"1.0 caf\xe9\t1.0 x\n" + b"1.0 d\t1.0 e\n"
+    assert run(tmp_path, raw) == 0
+    err = capsys.readouterr().err
+    assert "c.tsv:3: skipped" in err and "not_exactly_one_tab" in err
+    assert "c.tsv:6: skipped, invalid UTF-8" in err
+    meta = json.loads((tmp_path / "c.128len.db" / "meta.json").read_text())
+    assert meta["skipped"] == {"empty_line": 1, "not_exactly_one_tab": 2, "empty_turn": 1,
+                               "invalid_utf8": 1}
+    assert meta["skipped_first_lines"]["not_exactly_one_tab"] == [3, 4]
+    assert meta["n_example"] == 2 and meta["n_line"] == 7
+
+
+def test_strict_stops_at_first_malformed_line(tmp_path, capsys):
+    assert run(tmp_path, "1.0 a\t1.0 b\nbad\n", "--strict") == 2
+    assert "c.tsv:2:" in capsys.readouterr().err
+    assert not (tmp_path / "c.128len.db").exists()
+    assert not list(tmp_path.glob("*.tmp-*"))
+
+
+def test_existing_output_refused_unless_overwrite(tmp_path, capsys):
+    assert run(tmp_path, "1.0 a\t1.0 b\n") == 0
+    assert run(tmp_path, "1.0 a\t1.0 b\n") == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert run(tmp_path, "1.0 a\t1.0 b\n1.0 c\t1.0 d\n", "--overwrite") == 0
+    assert json.loads((tmp_path / "c.128len.db" / "meta.json").read_text())["n_example"] == 2
+
+
+def test_missing_corpus_and_bad_db(tmp_path, capsys):
+    assert prepro.main(["--corpus", str(tmp_path / "nope.tsv"), "--no_pbar"]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert prepro.main(["--inspect", str(tmp_path)]) == 2
+    assert "not a complete prepro database" in capsys.readouterr().err
+
+
+def test_interrupted_run_leaves_no_complete_looking_folder(tmp_path, monkeypatch):
+    corpus = tmp_path / "c.tsv"
+    corpus.write_text("1.0 a\t1.0 b\n" * 5000)
+    import lsp_data.prepro as mod
+
+    calls = {"n": 0}
+    real = mod.process_batch
+
+    def failing(*args):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(mod, "process_batch", failing)
+    with pytest.raises(KeyboardInterrupt):
+        run_prepro(str(corpus), chunk_size=1000, progress=False, log=lambda m: None)
+    assert not (tmp_path / "c.128len.db").exists()
+    assert not list(tmp_path.glob("*.tmp-*"))
+
+
+def test_chunks_and_workers_agree(tmp_path, capsys):
+    from tests.conftest import write_corpus
+
+    write_corpus(tmp_path / "a.tsv", 2500, seed=3)
+    write_corpus(tmp_path / "b.tsv", 2500, seed=3)
+    run_prepro(str(tmp_path / "a.tsv"), chunk_size=700, workers=1, progress=False, log=lambda m: None)
+    run_prepro(str(tmp_path / "b.tsv"), chunk_size=300, workers=2, progress=False, log=lambda m: None)
+    with FeatureDB(tmp_path / "a.128len.db") as a, FeatureDB(tmp_path / "b.128len.db") as b:
+        assert a.meta["n_chunk"] == -(-len(a) // 700)
+        assert list(a.iter_features()) == list(b.iter_features())
+
+
+def test_database_holds_no_pickle(small_db):
+    con = sqlite3.connect(small_db / "db.sqlite")
+    blobs = [row[0] for row in con.execute("SELECT value FROM features")]
+    con.close()
+    assert blobs and all(bytes(b[:2]) == b"PK" for b in blobs)  # zip (npz), not pickle
+    assert not list(small_db.glob("*.pt")) and (small_db / "tokenizer.json").is_file()
