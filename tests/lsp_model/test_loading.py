@@ -1,0 +1,279 @@
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+
+from lsp_model import GPT2Config, GPT2LMHeadModel, load_tokenizer
+from lsp_model.loading import (
+    ModelLoadError,
+    load_model,
+    load_state_dict_file,
+    normalize_state_dict,
+    resolve_model_source,
+    save_hf_folder,
+)
+
+TINY_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny" / "config.json"
+INPUT = torch.tensor([[3, 14, 15, 92, 65, 35, 89, 79], [2, 71, 82, 81, 82, 84, 59, 0]])
+HASH = "0123456789abcdef0123456789abcdef01234567"
+
+
+def small_config(n_embd: int = 32) -> GPT2Config:
+    return GPT2Config(vocab_size=97, n_positions=32, n_embd=n_embd, n_layer=2, n_head=4)
+
+
+def logits_of(model: torch.nn.Module) -> torch.Tensor:
+    with torch.no_grad():
+        return model.eval()(INPUT)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """A trained-looking small model and a folder holding only its config."""
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(small_config()).eval()
+    folder = tmp_path_factory.mktemp("cfg")
+    model.config.to_json_file(folder / "config.json")
+    return model, folder
+
+
+def test_own_checkpoint(reference, tmp_path):
+    model, folder = reference
+    ckpt = tmp_path / "GP2-pretrain-step-5.pkl"
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, ckpt)
+    loaded = load_model(str(folder), str(ckpt))
+    assert isinstance(loaded, GPT2LMHeadModel) and not loaded.training
+    assert loaded.lm_head.weight is loaded.transformer.wte.weight
+    assert next(loaded.parameters()).dtype == torch.float32
+    torch.testing.assert_close(logits_of(loaded), logits_of(model), rtol=0, atol=0)
+
+
+def test_original_dialogpt_naming(reference, tmp_path):
+    model, folder = reference
+    sd = {}
+    for key, value in model.state_dict().items():
+        if key == "lm_head.weight":
+            sd["module.lm_head.decoder.weight"] = value.clone()
+        else:
+            sd["module." + key.removeprefix("transformer.")] = value.clone()
+    # old GPT-2 code kept the causal mask as a buffer named attn.bias
+    sd["module.h.0.attn.bias"] = torch.tril(torch.ones(1, 1, 32, 32))
+    sd["module.h.1.attn.bias"] = torch.tril(torch.ones(1, 1, 32, 32))
+    ckpt = tmp_path / "medium_ft.pkl"
+    # the released DialoGPT files predate torch's zip format
+    torch.save(sd, ckpt, _use_new_zipfile_serialization=False)
+    loaded = load_model(folder, ckpt)
+    torch.testing.assert_close(logits_of(loaded), logits_of(model), rtol=0, atol=0)
+
+    normalized = normalize_state_dict(sd)
+    assert "transformer.h.0.attn.c_attn.bias" in normalized  # a parameter, kept
+    assert "transformer.h.0.attn.bias" not in normalized  # a stale buffer, dropped
+    assert "lm_head.weight" in normalized and "transformer.ln_f.bias" in normalized
+
+
+def test_half_precision_safetensors_checkpoint(reference, tmp_path):
+    from safetensors.torch import save_file
+
+    model, folder = reference
+    sd = {k: v.half() for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    ckpt = tmp_path / "half.safetensors"
+    save_file(sd, str(ckpt))
+    loaded = load_model(folder, ckpt)
+    assert loaded.transformer.wte.weight.dtype == torch.float32
+    torch.testing.assert_close(logits_of(loaded), logits_of(model), rtol=1e-2, atol=1e-2)
+
+
+def test_hf_folder_roundtrip_and_plain_transformers(tmp_path):
+    torch.manual_seed(1)
+    model = GPT2LMHeadModel(GPT2Config.from_json_file(TINY_CONFIG)).eval()
+    tokenizer = load_tokenizer()
+    out = save_hf_folder(model, tokenizer, tmp_path / "hf")
+    assert out == tmp_path / "hf"
+    assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["hf"]  # no temporary folders left
+
+    ours = load_model(out)
+    plain = transformers.AutoModelForCausalLM.from_pretrained(out)
+    assert type(plain) is transformers.GPT2LMHeadModel
+    assert plain.lm_head.weight.data_ptr() == plain.transformer.wte.weight.data_ptr()
+    expected = logits_of(model)
+    torch.testing.assert_close(logits_of(ours), expected, rtol=0, atol=0)
+    torch.testing.assert_close(plain.eval()(INPUT).logits.detach(), expected, rtol=0, atol=0)
+
+    auto_tok = transformers.AutoTokenizer.from_pretrained(out)
+    text = "Hello there! How are you? <|endoftext|>"
+    assert auto_tok.encode(text) == tokenizer.encode(text)
+    assert auto_tok.eos_token_id == 50256
+
+
+def test_save_hf_folder_replaces_and_is_atomic(reference, tmp_path):
+    model, _ = reference
+    target = tmp_path / "out"
+    save_hf_folder(model, None, target)
+    (target / "marker").write_text("old")
+
+    class BrokenTokenizer:
+        def save_pretrained(self, folder):
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        save_hf_folder(model, BrokenTokenizer(), target)
+    assert (target / "marker").read_text() == "old"  # the previous save is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+    save_hf_folder(model, None, target)
+    assert not (target / "marker").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def make_hub_cache(root: Path, model: GPT2LMHeadModel, repo: str = "microsoft/DialoGPT-small"):
+    repo_dir = root / ("models--" + repo.replace("/", "--"))
+    (repo_dir / "refs").mkdir(parents=True)
+    (repo_dir / "refs" / "main").write_text(HASH)  # the hub writes no trailing newline
+    snapshot = repo_dir / "snapshots" / HASH
+    model.save_pretrained(snapshot)
+    return snapshot
+
+
+def test_hub_name_from_cache_offline(reference, tmp_path, monkeypatch):
+    model, _ = reference
+    snapshot = make_hub_cache(tmp_path / "hub", model)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    resolved = resolve_model_source("microsoft/DialoGPT-small")
+    assert resolved.resolve() == snapshot.resolve()
+    loaded = load_model("microsoft/DialoGPT-small")
+    torch.testing.assert_close(logits_of(loaded), logits_of(model), rtol=0, atol=0)
+
+    monkeypatch.delenv("HF_HUB_CACHE")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # HF_HOME/hub is the default cache
+    assert resolve_model_source("microsoft/DialoGPT-small").resolve() == snapshot.resolve()
+
+
+def test_hub_name_not_cached_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError) as err:
+        resolve_model_source("microsoft/DialoGPT-medium")
+    msg = str(err.value)
+    assert "microsoft/DialoGPT-medium" in msg and "HF_HUB_OFFLINE" in msg
+    assert "--model_name_or_path" in msg
+
+
+def test_hub_unreachable(tmp_path, monkeypatch):
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    calls = []
+
+    def fake_snapshot_download(repo_id, **kwargs):
+        calls.append(kwargs)
+        raise LocalEntryNotFoundError("connection refused")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    with pytest.raises(ModelLoadError, match="unreachable") as err:
+        resolve_model_source("microsoft/DialoGPT-small")
+    assert "microsoft/DialoGPT-small" in str(err.value)
+    assert calls[0]["local_files_only"] is True  # the cache is tried first
+    assert not calls[-1].get("local_files_only")
+    assert "config.json" in calls[0]["allow_patterns"]
+
+
+def test_source_errors(tmp_path):
+    assert resolve_model_source(None) is None
+    assert resolve_model_source("None") is None
+    assert resolve_model_source(tmp_path) == tmp_path
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        resolve_model_source(str(tmp_path / "no" / "such" / "folder"))
+    (tmp_path / "x.pkl").write_bytes(b"")
+    with pytest.raises(ModelLoadError, match="is a file"):
+        resolve_model_source(str(tmp_path / "x.pkl"))
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        load_model(tmp_path)
+
+
+def test_shape_mismatch_names_key_and_shapes(tmp_path):
+    torch.manual_seed(0)
+    big = GPT2LMHeadModel(small_config(n_embd=64))
+    ckpt = tmp_path / "big.pkl"
+    torch.save(big.state_dict(), ckpt)
+    with pytest.raises(ModelLoadError) as err:
+        load_model(None, ckpt, config=small_config(n_embd=32))
+    msg = str(err.value)
+    assert str(ckpt) in msg and "transformer.wte.weight" in msg
+    assert "(97, 64)" in msg and "(97, 32)" in msg
+
+
+def test_missing_and_unexpected_keys(reference, tmp_path):
+    model, folder = reference
+    sd = dict(model.state_dict())
+    del sd["transformer.h.1.mlp.c_fc.weight"]
+    torch.save(sd, tmp_path / "missing.pt")
+    with pytest.raises(ModelLoadError, match="missing keys.*h.1.mlp.c_fc.weight"):
+        load_model(folder, tmp_path / "missing.pt")
+    sd = dict(model.state_dict())
+    sd["transformer.h.2.ln_1.weight"] = torch.ones(32)
+    torch.save(sd, tmp_path / "extra.pt")
+    with pytest.raises(ModelLoadError, match="unexpected keys.*h.2.ln_1.weight"):
+        load_model(folder, tmp_path / "extra.pt")
+    sd = dict(model.state_dict())
+    sd["lm_head.weight"] = sd["lm_head.weight"] + 1
+    torch.save(sd, tmp_path / "untied.pt")
+    with pytest.raises(ModelLoadError, match="ties them"):
+        load_model(folder, tmp_path / "untied.pt")
+
+
+class _Exploit:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_unsafe_pickle_is_refused(reference, tmp_path):
+    _, folder = reference
+    marker = tmp_path / "pwned"
+    for name, save in (
+        ("plain.pkl", lambda obj, f: pickle.dump(obj, f, protocol=2)),
+        ("torch.pt", lambda obj, f: torch.save(obj, f)),
+    ):
+        path = tmp_path / name
+        with open(path, "wb") as f:
+            save({"transformer.wte.weight": torch.zeros(2), "x": _Exploit(marker)}, f)
+        with pytest.raises(ModelLoadError, match="unsafe") as err:
+            load_state_dict_file(path)
+        assert str(path) in str(err.value)
+        with pytest.raises(ModelLoadError, match="unsafe"):
+            load_model(folder, path)
+        assert not marker.exists()
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_state_dict_file(tmp_path / "nope.pkl")
+    (tmp_path / "junk.pkl").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ModelLoadError, match="junk.pkl"):
+        load_state_dict_file(tmp_path / "junk.pkl")
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00\x01")
+    with pytest.raises(ModelLoadError, match="safetensors"):
+        load_state_dict_file(tmp_path / "junk.safetensors")
+    torch.save([torch.zeros(1)], tmp_path / "list.pt")
+    with pytest.raises(ModelLoadError, match="not a state dict"):
+        load_state_dict_file(tmp_path / "list.pt")
+
+
+def test_random_init_when_no_weights(reference):
+    model, folder = reference
+    for ckpt in (None, "None", "none"):
+        fresh = load_model(folder, ckpt)
+        assert fresh.config.n_embd == 32
+        assert not torch.equal(fresh.transformer.wte.weight, model.transformer.wte.weight)
+    fresh = load_model(None, None, config=small_config())
+    assert fresh.lm_head.weight is fresh.transformer.wte.weight
