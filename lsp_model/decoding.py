@@ -1,0 +1,108 @@
+"""Reply generation for a dialogue history, in DialoGPT's input format.
+
+The context is the turns joined and terminated by ``<|endoftext|>``
+(``turn1<eos>turn2<eos>``), so the model continues with the next speaker's turn and ends it
+with ``<|endoftext|>`` again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from lsp_model.tokenizer import EOS_ID
+
+__all__ = ["METHODS", "encode_history", "generate_reply"]
+
+METHODS = ("greedy", "sample", "beam")
+
+
+def encode_history(tokenizer, history: Sequence[str], max_context_tokens: int = 256) -> list[int]:
+    """Token ids of ``turn1<eos>turn2<eos>...``, cut from the left to ``max_context_tokens``.
+
+    Cutting from the left keeps the most recent turns, which matter most for the reply.
+    An empty history gives ``[<eos>]`` (an unconditioned first turn).
+    """
+    if max_context_tokens < 1:
+        raise ValueError(f"max_context_tokens must be >= 1, got {max_context_tokens}")
+    ids: list[int] = []
+    for turn in history:
+        ids.extend(tokenizer.encode(turn.strip(), add_special_tokens=False))
+        ids.append(EOS_ID)
+    if not ids:
+        ids = [EOS_ID]
+    return ids[-max_context_tokens:]
+
+
+def generate_reply(
+    model: torch.nn.Module,
+    tokenizer,
+    history: Sequence[str],
+    *,
+    max_new_tokens: int = 40,
+    method: str = "greedy",
+    top_k: int = 0,
+    top_p: float = 1.0,
+    temperature: float = 1.0,
+    num_beams: int = 4,
+    max_context_tokens: int = 256,
+) -> str:
+    """Generate the next turn after ``history`` and return it as stripped text.
+
+    ``method``: "greedy", "sample" (``top_k`` 0 = off, ``top_p`` 1.0 = off, ``temperature``)
+    or "beam" (``num_beams``). Generation stops at ``<|endoftext|>`` or after
+    ``max_new_tokens``. The model is run in eval mode (its previous mode is restored), so
+    dropout never perturbs a reply.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown decoding method {method!r}; choose one of {', '.join(METHODS)}")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    n_positions = getattr(model.config, "n_positions", None)
+    if n_positions is not None:
+        if max_new_tokens >= n_positions:
+            raise ValueError(
+                f"max_new_tokens={max_new_tokens} leaves no room for context in the model's "
+                f"{n_positions} positions"
+            )
+        # Position embeddings end at n_positions: the reply must fit after the context.
+        max_context_tokens = min(max_context_tokens, n_positions - max_new_tokens)
+
+    context = encode_history(tokenizer, history, max_context_tokens)
+    device = next(model.parameters()).device
+    input_ids = torch.tensor([context], dtype=torch.long, device=device)
+
+    kwargs: dict = dict(
+        max_new_tokens=max_new_tokens,
+        pad_token_id=EOS_ID,
+        eos_token_id=EOS_ID,
+        num_return_sequences=1,
+    )
+    if method == "sample":
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0 for sampling, got {temperature}")
+        if not 0.0 < top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        if top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {top_k}")
+        # top_k is always passed: transformers would otherwise apply its default of 50.
+        kwargs.update(
+            do_sample=True, top_k=top_k, top_p=top_p, temperature=temperature, num_beams=1
+        )
+    elif method == "beam":
+        if num_beams < 1:
+            raise ValueError(f"num_beams must be >= 1, got {num_beams}")
+        kwargs.update(do_sample=False, num_beams=num_beams, early_stopping=True)
+    else:
+        kwargs.update(do_sample=False, num_beams=1)
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            output = model.generate(input_ids, attention_mask=torch.ones_like(input_ids), **kwargs)
+    finally:
+        model.train(was_training)
+    new_tokens = output[0, input_ids.size(1) :].tolist()
+    return tokenizer.decode(new_tokens, skip_special_tokens=True).strip()

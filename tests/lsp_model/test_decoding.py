@@ -1,0 +1,117 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from lsp_model import EOS_ID, GPT2Config, GPT2LMHeadModel, load_tokenizer
+from lsp_model.decoding import encode_history, generate_reply
+
+TINY_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny" / "config.json"
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return GPT2LMHeadModel(GPT2Config.from_json_file(TINY_CONFIG)).eval()
+
+
+def forced_model(token_id: int) -> GPT2LMHeadModel:
+    """A model whose every next-token prediction is ``token_id``."""
+    torch.manual_seed(0)
+    m = GPT2LMHeadModel(GPT2Config.from_json_file(TINY_CONFIG)).eval()
+    with torch.no_grad():
+        direction = torch.randn(m.config.n_embd)
+        m.transformer.wte.weight[token_id] = 10 * direction / direction.norm()
+        # ln_f with zero gain outputs its bias at every position, whatever the input
+        m.transformer.ln_f.weight.zero_()
+        m.transformer.ln_f.bias.copy_(m.transformer.wte.weight[token_id])
+    return m
+
+
+def spy_generate(monkeypatch, m):
+    calls = []
+    original = m.generate
+
+    def wrapper(input_ids, **kwargs):
+        out = original(input_ids, **kwargs)
+        calls.append((input_ids.clone(), kwargs, out.clone()))
+        return out
+
+    monkeypatch.setattr(m, "generate", wrapper)
+    return calls
+
+
+def test_encode_history(tokenizer):
+    ids = encode_history(tokenizer, ["Hello there", "Hi!"])
+    hello, hi = tokenizer.encode("Hello there"), tokenizer.encode("Hi!")
+    assert ids == hello + [EOS_ID] + hi + [EOS_ID]
+    assert encode_history(tokenizer, ["Hello there", "Hi!"], max_context_tokens=3) == ids[-3:]
+    assert encode_history(tokenizer, []) == [EOS_ID]
+    with pytest.raises(ValueError):
+        encode_history(tokenizer, ["x"], max_context_tokens=0)
+
+
+def test_greedy_is_deterministic_and_returns_text(model, tokenizer, monkeypatch):
+    calls = spy_generate(monkeypatch, model)
+    history = ["Does money buy happiness?", "Depends how much money you spend on it ."]
+    a = generate_reply(model, tokenizer, history, max_new_tokens=8)
+    b = generate_reply(model, tokenizer, history, max_new_tokens=8)
+    assert isinstance(a, str) and a == b and a == a.strip()
+    input_ids, kwargs, out = calls[0]
+    assert input_ids[0].tolist() == encode_history(tokenizer, history)
+    assert torch.equal(kwargs["attention_mask"], torch.ones_like(input_ids))
+    assert kwargs["pad_token_id"] == EOS_ID and kwargs["eos_token_id"] == EOS_ID
+    assert 1 <= out.size(1) - input_ids.size(1) <= 8
+
+
+def test_stops_at_eos(tokenizer, monkeypatch):
+    m = forced_model(EOS_ID)
+    calls = spy_generate(monkeypatch, m)
+    assert generate_reply(m, tokenizer, ["Hi"], max_new_tokens=10) == ""
+    input_ids, _, out = calls[0]
+    assert out.size(1) - input_ids.size(1) == 1 and out[0, -1].item() == EOS_ID
+
+
+def test_stops_at_max_new_tokens(tokenizer):
+    yes = tokenizer.encode(" yes")
+    assert len(yes) == 1
+    m = forced_model(yes[0])
+    for method in ("greedy", "beam", "sample"):
+        reply = generate_reply(m, tokenizer, ["Hi"], max_new_tokens=5, method=method)
+        assert reply == "yes yes yes yes yes", method
+
+
+def test_context_cut_from_left(model, tokenizer, monkeypatch):
+    calls = spy_generate(monkeypatch, model)
+    history = [f"turn number {i} of a long chat" for i in range(30)]
+    generate_reply(model, tokenizer, history, max_new_tokens=3, max_context_tokens=20)
+    input_ids = calls[0][0]
+    assert input_ids[0].tolist() == encode_history(tokenizer, history)[-20:]
+    assert input_ids[0, -1].item() == EOS_ID
+
+
+def test_sampling_and_beam(model, tokenizer):
+    torch.manual_seed(123)
+    a = generate_reply(model, tokenizer, ["Hi"], method="sample", top_k=5, temperature=0.7)
+    torch.manual_seed(123)
+    b = generate_reply(model, tokenizer, ["Hi"], method="sample", top_k=5, temperature=0.7)
+    assert a == b
+    beam = generate_reply(model, tokenizer, ["Hi"], method="beam", num_beams=3, max_new_tokens=6)
+    assert isinstance(beam, str)
+
+
+def test_mode_restored_and_bad_arguments(tokenizer):
+    m = forced_model(EOS_ID).train()
+    generate_reply(m, tokenizer, ["Hi"], max_new_tokens=2)
+    assert m.training
+    with pytest.raises(ValueError, match="greedy, sample, beam"):
+        generate_reply(m, tokenizer, ["Hi"], method="nucleus")
+    with pytest.raises(ValueError, match="temperature"):
+        generate_reply(m, tokenizer, ["Hi"], method="sample", temperature=0)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        generate_reply(m, tokenizer, ["Hi"], max_new_tokens=2000)
