@@ -1,0 +1,112 @@
+"""METEOR 1.5 through the real jar (``java -jar meteor-1.5.jar``), all references of a
+segment scored together."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+JAR_ENV = "DSTC_METEOR_JAR"
+JAR_NAME = "meteor-1.5.jar"
+
+
+class MeteorUnavailable(RuntimeError):
+    """Java or the jar is missing, or the jar did not report a score."""
+
+
+def find_meteor_jar(explicit: str | os.PathLike | None = None) -> Path:
+    """The jar named by ``explicit``, else by $DSTC_METEOR_JAR, else the one shipped in the
+    ``pycocoevalcap`` package (which also ships the ``data/paraphrase-en.gz`` it needs)."""
+    chosen = explicit or os.environ.get(JAR_ENV)
+    if chosen:
+        jar = Path(chosen)
+        if not jar.is_file():
+            source = "--meteor_jar" if explicit else f"${JAR_ENV}"
+            raise MeteorUnavailable(f"METEOR jar {jar} (from {source}) does not exist")
+        return jar
+    try:
+        spec = importlib.util.find_spec("pycocoevalcap")
+    except (ImportError, ValueError):
+        spec = None
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        jar = Path(root) / "meteor" / JAR_NAME
+        if jar.is_file():
+            return jar
+    raise MeteorUnavailable(
+        f"{JAR_NAME} not found: install pycocoevalcap, or point ${JAR_ENV} or --meteor_jar at the jar"
+    )
+
+
+def find_java(java: str | None = None) -> str:
+    found = shutil.which(java or "java")
+    if not found:
+        raise MeteorUnavailable(f"java executable {java or 'java'!r} not found on PATH")
+    return found
+
+
+def parse_final_score(output: str) -> float:
+    for line in output.splitlines():
+        if "Final score:" in line:
+            return float(line.split()[-1])
+    raise MeteorUnavailable("METEOR output has no 'Final score:' line")
+
+
+def meteor(
+    hyps: Sequence[str],
+    refs: Sequence[Sequence[str]],
+    *,
+    jar: str | os.PathLike | None = None,
+    java: str | None = None,
+    norm: bool = True,
+    lang: str = "en",
+    heap: str = "2G",
+    timeout: float | None = None,
+) -> float:
+    """Corpus METEOR of ``hyps`` where ``refs[i]`` are the references of segment ``i``
+    (same count for every segment, the jar's ``-r N`` layout)."""
+    if len(hyps) != len(refs):
+        raise ValueError(f"{len(hyps)} hypotheses but {len(refs)} reference sets")
+    n_refs = len(refs[0]) if refs else 0
+    if n_refs == 0 or any(len(r) != n_refs for r in refs):
+        raise ValueError("every segment needs the same, non-zero number of references")
+    jar_path = find_meteor_jar(jar)
+    java_exe = find_java(java)
+    for text in list(hyps) + [r for seg in refs for r in seg]:
+        if "\n" in text or "\r" in text:
+            raise ValueError("a hypothesis or reference contains a line break")
+    with tempfile.TemporaryDirectory(prefix="dstc_meteor_") as tmp:
+        hyp_path = Path(tmp) / "hyp.txt"
+        ref_path = Path(tmp) / "refs.txt"
+        hyp_path.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
+        ref_path.write_text("".join(r + "\n" for seg in refs for r in seg), encoding="utf-8")
+        cmd = [
+            java_exe,
+            f"-Xmx{heap}",
+            "-jar",
+            str(jar_path),
+            str(hyp_path),
+            str(ref_path),
+            "-l",
+            lang,
+            "-r",
+            str(n_refs),
+        ]
+        if norm:
+            cmd.append("-norm")
+        try:
+            proc = subprocess.run(cmd, capture_output=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise MeteorUnavailable(f"METEOR did not finish within {timeout} s") from None
+        out = proc.stdout.decode("utf-8", "replace")
+        try:
+            return parse_final_score(out)
+        except MeteorUnavailable:
+            err = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-5:]
+            raise MeteorUnavailable(
+                f"METEOR exited with status {proc.returncode} and no score: " + " | ".join(err)
+            ) from None
