@@ -1,0 +1,330 @@
+"""The conv pass: turn each split of a month into training instances (SPEC §8).
+
+Per split, the comments are sorted by (link_id, parent_id, comment key) and every target
+comment goes through, in this order: keep keys, leaves only, subreddit blocklist, score,
+chain building, min depth, full normalisation and weights, then the ``--clean`` filters.
+The output line is ``link_id,parent_id,t1_id<TAB>CONTEXT<TAB>RESPONSE``.
+
+Memory: one split (its submissions and comments) at a time. With ``--parallel`` the
+targets of a split are shared out to forked worker processes, which see the split through
+copy-on-write memory and send back their lines in order.
+"""
+
+from __future__ import annotations
+
+import gzip
+import multiprocessing
+import os
+import re
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+
+from .atomic import atomic_text, write_text
+from .blocklist import PhraseMatcher, turn_digest
+from .errors import UserError
+from .extract import split_folder
+from .normalize import full_norm
+from .stats import Report, write_counts
+
+_TAGS = re.compile(r"[\[\]()]")
+_CAPS = re.compile(r"[A-Z]{5,}")
+
+
+@dataclass
+class ConvOptions:
+    month: str
+    output_dir: str
+    max_len: int = 30
+    max_len_type: str = "w"
+    min_depth: int = 2
+    max_depth: int = 10
+    min_score: int = 0
+    use_title: int = 1
+    leaves_only: int = 0
+    clean: bool = False
+    bl_words: PhraseMatcher = field(default_factory=PhraseMatcher)
+    use_bl_words: bool = False  # --bl_words given (even an empty list changes nothing else)
+    bl_subreddits: set[str] | None = None  # None: no --bl_subreddits given
+    keep_keys: set[str] | None = None
+    discard_keys: set[str] | None = None
+    parallel: bool = False
+    workers: int = 0
+
+
+class _MissingSubmission(Exception):
+    pass
+
+
+class SplitJob:
+    """One split in memory, and the rules to turn its targets into lines."""
+
+    def __init__(self, opts: ConvOptions, subs: dict[str, list[str]], comms: dict[str, list[str]]) -> None:
+        self.o = opts
+        self.subs = subs
+        self.comms = comms
+        self._turns: dict[str, str] = {}
+
+    # -- chain -------------------------------------------------------------------------
+
+    def _too_long(self, c: list[str]) -> bool:
+        if self.o.max_len_type == "w":
+            return len(c[6].split()) > self.o.max_len
+        if self.o.max_len_type == "c":
+            return int(c[5]) > self.o.max_len
+        return False
+
+    def chain(self, cid: str) -> list[str]:
+        """Turn keys, oldest first: 't:'+link_id for a title, comment keys otherwise.
+
+        Walks up from the target with a budget of max_depth comments; an over-long comment
+        or an exhausted budget cuts the chain there (the part below is kept).
+        """
+        keys: list[str] = []
+        budget = self.o.max_depth
+        comms = self.comms
+        while budget > 0:
+            c = comms[cid]
+            if self._too_long(c):
+                break
+            keys.append(cid)
+            pid = c[2]
+            if self.o.use_title and pid.startswith("t3_"):
+                if c[3] not in self.subs:
+                    raise _MissingSubmission(c[3])
+                keys.append("t:" + c[3])
+                break
+            if pid not in comms:
+                break
+            cid = pid
+            budget -= 1
+        keys.reverse()
+        return keys
+
+    def raw_text(self, key: str) -> str:
+        if key.startswith("t:"):
+            return "title: " + self.subs[key[2:]][5]
+        return self.comms[key][6]
+
+    def turn(self, key: str) -> str:
+        """Normalised (and, with leaves only + clean, weighted) turn; cached per split."""
+        t = self._turns.get(key)
+        if t is None:
+            t = full_norm(self.raw_text(key))
+            o = self.o
+            if o.leaves_only and o.clean:
+                bad = o.bl_words.found(t) or (
+                    o.discard_keys is not None and turn_digest(t) in o.discard_keys
+                )
+                t = ("0.0 " if bad else "1.0 ") + t
+            self._turns[key] = t
+        return t
+
+    # -- one target ----------------------------------------------------------------------
+
+    def process(self, targets: list[tuple[str, str, str]]) -> tuple[list[str], Counter, list[str], int]:
+        """Lines for these targets (in order), skip counts, skip log lines, sum of response lengths."""
+        o = self.o
+        lines: list[str] = []
+        counts: Counter[str] = Counter()
+        log: list[str] = []
+        resp_len = 0
+        for sid, pid, cid in targets:
+            subreddit = domain = ""
+            sub = self.subs.get(sid)
+            if sub is not None:
+                parts = sub[4].split("/")
+                # A permalink without a subreddit part crashes the published tool; here the
+                # submission counts as having no subreddit.
+                subreddit = parts[2].lower() if len(parts) > 2 else ""
+                domain = sub[3].lower()
+            info = subreddit + "\t" + domain
+            if o.bl_subreddits is not None:
+                if not subreddit:
+                    counts["missing"] += 1
+                    log.append(f"skip\tmissing\t{info}\tN/A\tmissing submission: {sid}")
+                    continue
+                if subreddit in o.bl_subreddits:
+                    counts["bad_subreddit"] += 1
+                    log.append(f"skip\tbad_subreddit\t{info}\tN/A\toffensive subreddit: {subreddit}")
+                    continue
+            c = self.comms[cid]
+            body = c[6]
+            if c[4] == "None":
+                score = 0
+            else:
+                try:
+                    score = int(c[4])
+                except ValueError:
+                    counts["bad_score"] += 1
+                    log.append(f"skip\tbad_score\t{info}\t{body}\tscore {c[4]!r} is not an integer")
+                    continue
+            if score < o.min_score:
+                counts["low_score"] += 1
+                log.append(f"skip\tlow_score\t{info}\t{body}\tscore {score} < {o.min_score}")
+                continue
+            try:
+                keys = self.chain(cid)
+            except _MissingSubmission as exc:
+                counts["exception"] += 1
+                log.append(f"skip\texception\t{info}\t{body}\tno submission {exc} for the title")
+                continue
+            if len(keys) < o.min_depth:
+                counts["min_depth"] += 1
+                raw = "|".join(self.raw_text(k) for k in keys)
+                log.append(f"skip\tmin_depth\t{info}\t{body}\tdepth {len(keys)} < {o.min_depth}: {raw}")
+                continue
+            turns = [self.turn(k) for k in keys]
+            src = " EOS ".join(turns[:-1])
+            tgt = turns[-1]
+            if o.clean:
+                reason, detail = self._filter(src, tgt)
+                if reason:
+                    counts[reason] += 1
+                    log.append(f"skip\t{reason}\t{info}\t{tgt}{detail}")
+                    continue
+            lines.append(f"{sid},{pid},{cid}\t{src}\t{tgt}")
+            resp_len += len(tgt.split())
+        return lines, counts, log, resp_len
+
+    def _filter(self, src: str, tgt: str) -> tuple[str, str]:
+        """The --clean filters, first failing one wins (reason, log detail)."""
+        o = self.o
+        if o.use_bl_words and not o.leaves_only and o.bl_words.found(tgt):
+            return "offensive", "\tbad word(s)"
+        tgt_toks = tgt.split()
+        if len(tgt_toks) <= 1:  # only a weight left
+            return "emptytarget", ""
+        if any(len(w) > 30 for w in tgt_toks):
+            return "longword", "\tword too long"
+        if len(src.split()) + len(tgt_toks) > 200:
+            return "toolong", f"\tsrc+tgt too long, src=[{src}]"
+        both = src + " " + tgt
+        if "__url__" in both:
+            return "url", f"\turl in tgt, or src =[{src}]"
+        if _TAGS.search(both):
+            return "tags", f"\ttag in tgt (or src: [{src}])"
+        if _CAPS.search(both):
+            return "allcaps", f"\tall caps in tgt (or src: [{src}])"
+        for i in range(2, len(tgt_toks)):
+            if tgt_toks[i - 2] == tgt_toks[i] == tgt_toks[i - 1]:
+                return "repetitions", "\ttoo many repetitions"
+        return "", ""
+
+
+def _read_cells(path: str, width: int, report: Report, reason: str) -> list[list[str]]:
+    """Records of an extract file, split as the published conv reads them."""
+    rows = []
+    name = os.path.basename(path)
+    with gzip.open(path, "rt", encoding="utf-8", errors="surrogatepass") as fh:
+        for n, line in enumerate(fh, 1):
+            cells = line.strip("\n").strip().split("\t")
+            if len(cells) < width:
+                report.bad(reason, f"{name}:{n}: {len(cells)} fields, expected {width}")
+                continue
+            rows.append(cells)
+    return rows
+
+
+def load_split(folder: str, k: int, report: Report) -> tuple[dict, dict]:
+    subs: dict[str, list[str]] = {}
+    for cells in _read_cells(os.path.join(folder, f"rs_sub{k}.tsv.gz"), 6, report, "bad_rs_line"):
+        subs["t3_" + cells[0]] = cells
+    comms: dict[str, list[str]] = {}
+    for cells in _read_cells(os.path.join(folder, f"rc_sub{k}.tsv.gz"), 7, report, "bad_rc_line"):
+        comms["t1_" + cells[0]] = cells
+    return subs, comms
+
+
+_JOB: SplitJob | None = None  # the split a forked worker reads
+
+
+def _work(targets: list[tuple[str, str, str]]):
+    assert _JOB is not None
+    return _JOB.process(targets)
+
+
+def _worker_count(opts: ConvOptions, n_targets: int) -> int:
+    if not opts.parallel or n_targets < 2000:
+        return 1
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1  # workers must inherit the split without copying it
+    return max(1, min(opts.workers or (os.cpu_count() or 1), 32))
+
+
+def conv_split(job: SplitJob, report: Report, out, log) -> tuple[int, int, float]:
+    """Write the lines of one split; returns (selected, comments in split, avg response length)."""
+    global _JOB
+    o = job.o
+    comms = job.comms
+    ordered = sorted((c[3], c[2], cid) for cid, c in comms.items())
+    parents = {pid for _, pid, _ in ordered} if o.leaves_only else set()
+    targets = []
+    for t in ordered:
+        if o.keep_keys is not None and f"{t[0]}\t{t[2]}\tkeep" not in o.keep_keys:
+            report.skip("not_in_keys")
+        elif t[2] in parents:
+            report.skip("not_leaf")
+        else:
+            targets.append(t)
+    m = 0
+    resp_len = 0
+    workers = _worker_count(o, len(targets))
+    if workers == 1:
+        step = 20000
+        results = (job.process(targets[i:i + step]) for i in range(0, len(targets), step))
+        pool = None
+    else:
+        step = max(500, len(targets) // (workers * 8))
+        _JOB = job
+        pool = multiprocessing.get_context("fork").Pool(workers)
+        results = pool.imap(_work, [targets[i:i + step] for i in range(0, len(targets), step)])
+    try:
+        for lines, counts, log_lines, rl in results:
+            if lines:
+                out.write("\n".join(lines) + "\n")
+            if log_lines:
+                log.write("\n".join(log_lines) + "\n")
+            report.merge(counts)
+            m += len(lines)
+            resp_len += rl
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+            _JOB = None
+    return m, len(comms), (resp_len / m if m else 0.0)
+
+
+def conv_month(opts: ConvOptions) -> tuple[int, int]:
+    """Run conv over all splits of a month; returns (selected, comments)."""
+    folder = split_folder(opts.output_dir, opts.month)
+    if not os.path.exists(os.path.join(folder, "rs_sub0.tsv.gz")):
+        raise UserError(
+            f"no extract output for {opts.month}: {folder}/rs_sub0.tsv.gz is missing "
+            f"(run --task extract first)"
+        )
+    conv_dir = os.path.join(opts.output_dir, "conv")
+    base = os.path.join(conv_dir, opts.month)
+    stat_lines = []
+    sum_m = sum_n = 0
+    with (
+        atomic_text(base + ".tsv", errors="backslashreplace") as out,
+        atomic_text(base + ".log", errors="backslashreplace") as log,
+    ):
+        report = Report(log)
+        k = 0
+        while os.path.exists(os.path.join(folder, f"rs_sub{k}.tsv.gz")):
+            subs, comms = load_split(folder, k, report)
+            m, n, avg = conv_split(SplitJob(opts, subs, comms), report, out, log)
+            del subs, comms
+            stat_lines.append(f"{opts.month}\t{k}\t{m}\t{n}\t{avg:.2f}\n")
+            sum_m += m
+            sum_n += n
+            k += 1
+    stat_lines.append(f"{opts.month}\tall\t{sum_m}\t{sum_n}\t\n")
+    write_counts(base + ".skips.tsv", report.counts)
+    write_text(base + ".stat.tsv", "".join(stat_lines))
+    print(f"[{opts.month}] conv: selected {sum_m} instances from {sum_n} comments in {k} split(s)",
+          file=sys.stderr)
+    return sum_m, sum_n

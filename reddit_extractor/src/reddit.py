@@ -1,0 +1,141 @@
+#!/usr/bin/env python
+"""Extract DialoGPT training instances from one month of Pushshift Reddit dumps.
+
+Two passes per month (SPEC §8):
+
+  reddit.py 2011-01 --task extract --reddit_input IN --reddit_output OUT
+      reads IN/RS_2011-01.* and IN/RC_2011-01.* (.zst, .xz, .bz2, .gz or plain NDJSON)
+      and writes OUT/extract/2011-01/{rs_subK,rc_subK}.tsv.gz and stat.tsv
+
+  reddit.py 2011-01 --task conv --reddit_output OUT [filters...]
+      writes OUT/conv/2011-01.tsv: link_id,parent_id,t1_id<TAB>CONTEXT<TAB>RESPONSE
+      plus 2011-01.stat.tsv (per split), 2011-01.skips.tsv (skips by reason) and
+      2011-01.log (one line per skipped target)
+
+The published settings are --clean True --min_score 1 --min_depth 2 --max_depth 5
+--use_title 0 --leaves_only 1 with word and subreddit blocklists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+
+# Runnable as a plain script from any directory: the package is two folders up.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from reddit_extractor.blocklist import load_keys, load_subreddits, load_words  # noqa: E402
+from reddit_extractor.conv import ConvOptions, conv_month  # noqa: E402
+from reddit_extractor.errors import UserError  # noqa: E402
+from reddit_extractor.extract import ExtractOptions, extract_month  # noqa: E402
+from reddit_extractor.stats import StrictError  # noqa: E402
+
+_TRUE = {"true", "1", "yes", "y", "t", "on"}
+_FALSE = {"false", "0", "no", "n", "f", "off", ""}
+
+
+def str2bool(value: str) -> bool:
+    """True/False (any case), 1/0, yes/no. Unlike the published tool's type=bool,
+    '--clean False' really means False."""
+    v = value.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got {value!r}")
+
+
+def month_arg(value: str) -> str:
+    if not re.fullmatch(r"\d{4}-\d{2}", value):
+        raise argparse.ArgumentTypeError(f"expected a month as YYYY-MM, got {value!r}")
+    return value
+
+
+def positive(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="reddit.py",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    flag = {"type": str2bool, "nargs": "?", "const": True, "metavar": "True|False"}
+    p.add_argument("dump_name", type=month_arg, help="month YYYY-MM: dumps RS_YYYY-MM.*, RC_YYYY-MM.*")
+    p.add_argument("--task", choices=["extract", "conv"], default="conv", help="pass to run [conv]")
+    p.add_argument("--reddit_input", default="reddit_in", help="folder of the dumps [reddit_in]")
+    p.add_argument("--reddit_output", default="reddit_out",
+                   help="output folder: extract/ and conv/ are made in it [reddit_out]")
+    p.add_argument("--bl_words", help="word/phrase blocklist, one per line, '#' comments")
+    p.add_argument("--bl_subreddits", help="subreddit blocklist, one per line, '#' comments")
+    p.add_argument("--keep_keys", help="gzip keys of instances to keep (dep: extract, keep: conv)")
+    p.add_argument("--discard_tgt_keys", help="gzip SHA-224 digests of turns to weight 0.0")
+    p.add_argument("--ignore_keys", default=False, **flag, help="ignore the two key files [False]")
+    p.add_argument("--max_len", type=int, default=30, help="longest turn kept in a chain [30]")
+    p.add_argument("--max_len_type", choices=["w", "c"], default="w",
+                   help="max_len counts words (w) or raw characters (c) [w]")
+    p.add_argument("--min_depth", type=int, default=2, help="fewest turns, response included [2]")
+    p.add_argument("--max_depth", type=positive, default=10, help="most comment turns [10]")
+    p.add_argument("--min_score", type=int, default=0, help="lowest score of a response [0]")
+    p.add_argument("--use_title", type=int, default=1, help="1: the title is the first turn [1]")
+    p.add_argument("--leaves_only", type=int, default=0,
+                   help="1: only comments without replies are responses; turns get weights [0]")
+    p.add_argument("--split_size", type=positive, default=500_000,
+                   help="submissions per split; conv holds one split in memory [500000]")
+    p.add_argument("--parallel", default=False, **flag,
+                   help="conv: share each split's targets among worker processes [False]")
+    p.add_argument("--workers", type=int, default=0, help="worker processes with --parallel [all cores]")
+    p.add_argument("--clean", default=False, **flag, help="apply the cleaning filters [False]")
+    p.add_argument("--strict", default=False, **flag, help="stop at the first bad input record [False]")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        keep = discard = None
+        if not args.ignore_keys:
+            if args.keep_keys:
+                keep = load_keys(args.keep_keys, args.task)
+            if args.discard_tgt_keys:
+                discard = load_keys(args.discard_tgt_keys, args.task)
+        if args.task == "extract":
+            extract_month(ExtractOptions(
+                month=args.dump_name, input_dir=args.reddit_input, output_dir=args.reddit_output,
+                split_size=args.split_size, keep_keys=keep, strict=args.strict,
+            ))
+        else:
+            conv_month(ConvOptions(
+                month=args.dump_name, output_dir=args.reddit_output,
+                max_len=args.max_len, max_len_type=args.max_len_type,
+                min_depth=args.min_depth, max_depth=args.max_depth, min_score=args.min_score,
+                use_title=args.use_title, leaves_only=args.leaves_only, clean=args.clean,
+                bl_words=load_words(args.bl_words), use_bl_words=bool(args.bl_words),
+                bl_subreddits=load_subreddits(args.bl_subreddits) if args.bl_subreddits else None,
+                keep_keys=keep, discard_keys=discard,
+                parallel=args.parallel, workers=args.workers,
+            ))
+    except UserError as exc:
+        print(f"reddit.py: error: {exc}", file=sys.stderr)
+        return 2
+    except StrictError as exc:
+        print(f"reddit.py: error (--strict): {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"reddit.py: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("reddit.py: interrupted; no partial output was kept", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
