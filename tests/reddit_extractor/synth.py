@@ -167,7 +167,7 @@ def compress(data: bytes, ext: str) -> bytes:
     if ext == ".xz":
         return lzma.compress(data)
     if ext == ".bz2":
-        return bz2.compress(data)
+        return bz2.compress(data, compresslevel=1)  # 100 kB blocks: truncation tests keep some
     if ext == ".gz":
         return gzip.compress(data)
     return data
