@@ -132,7 +132,7 @@ class GPT2LMHeadModel(_HFGPT2LMHeadModel):
         # Context tokens carry no label and are most of a dialogue batch, so the
         # (positions x vocab) projection is only computed where a target exists.
         rows = labelled.nonzero(as_tuple=True)[0]
-        targets = lm_labels[labelled]
+        targets = lm_labels[labelled].long()  # int32 labels from numpy pipelines too
         logits = self.lm_head(hidden[labelled]).float()
         # ignore_index=-1 can never match the gathered targets; it is set so that any other
         # negative label (e.g. HF's -100) fails loudly instead of being silently skipped.

@@ -21,7 +21,15 @@ HASH = "0123456789abcdef0123456789abcdef01234567"
 
 
 def small_config(n_embd: int = 32) -> GPT2Config:
-    return GPT2Config(vocab_size=97, n_positions=32, n_embd=n_embd, n_layer=2, n_head=4)
+    return GPT2Config(
+        vocab_size=97,
+        n_positions=32,
+        n_embd=n_embd,
+        n_layer=2,
+        n_head=4,
+        bos_token_id=96,
+        eos_token_id=96,
+    )
 
 
 def logits_of(model: torch.nn.Module) -> torch.Tensor:

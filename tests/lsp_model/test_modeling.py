@@ -13,7 +13,15 @@ TINY_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny" / "config
 
 
 def small_config(**overrides) -> GPT2Config:
-    kwargs = dict(vocab_size=97, n_positions=64, n_embd=32, n_layer=2, n_head=4)
+    kwargs = dict(
+        vocab_size=97,
+        n_positions=64,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        bos_token_id=96,
+        eos_token_id=96,
+    )
     kwargs.update(overrides)
     return GPT2Config(**kwargs)
 
@@ -78,6 +86,9 @@ def test_loss_and_ppl_match_original_formula(model):
     torch.testing.assert_close(ppl, ref_ppl, rtol=1e-6, atol=1e-6)
     # loss is the token mean, ppl the exp of the sequence mean: they differ here
     assert not math.isclose(math.exp(loss.item()), ppl.item(), rel_tol=1e-4)
+    with torch.no_grad():
+        loss32, ppl32 = model(input_ids.int(), position_ids, None, labels.int())
+    torch.testing.assert_close((loss32, ppl32), (loss, ppl))
 
 
 def test_keyword_call_and_no_shift(model):

@@ -18,7 +18,15 @@ SCHED = dict(warmup_steps=16000, warmup_proportion=0.1, num_optim_steps=1000, n_
 @pytest.fixture(scope="module")
 def model() -> GPT2LMHeadModel:
     return GPT2LMHeadModel(
-        GPT2Config(vocab_size=50, n_positions=16, n_embd=16, n_layer=2, n_head=2)
+        GPT2Config(
+            vocab_size=50,
+            n_positions=16,
+            n_embd=16,
+            n_layer=2,
+            n_head=2,
+            bos_token_id=0,
+            eos_token_id=0,
+        )
     )
 
 
