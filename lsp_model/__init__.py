@@ -3,6 +3,7 @@
 from lsp_model.decoding import generate_reply
 from lsp_model.loading import (
     ModelLoadError,
+    checkpoint_state_dict,
     load_model,
     load_state_dict_file,
     normalize_state_dict,
@@ -23,6 +24,7 @@ __all__ = [
     "GPT2Tokenizer",
     "ModelLoadError",
     "build_optimizer",
+    "checkpoint_state_dict",
     "generate_reply",
     "load_model",
     "load_state_dict_file",

@@ -33,6 +33,7 @@ from lsp_model.modeling import GPT2Config, GPT2LMHeadModel
 __all__ = [
     "HUB_FILE_PATTERNS",
     "ModelLoadError",
+    "checkpoint_state_dict",
     "load_model",
     "load_state_dict_file",
     "normalize_state_dict",
@@ -396,10 +397,30 @@ def load_model(
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     # DistributedDataParallel keeps the model in .module, torch.compile in ._orig_mod.
     while True:
-        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        inner = getattr(model, "module", None)
+        if inner is None:
+            inner = getattr(model, "_orig_mod", None)
         if not isinstance(inner, torch.nn.Module):
             return model
         model = inner
+
+
+def checkpoint_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """CPU state dict for ``GP2-pretrain-step-N.pkl``: unwrapped, plain HF GPT-2 key names.
+
+    DDP / torch.compile wrappers are removed so keys carry no ``module.`` prefix, and the
+    tied ``lm_head.weight`` stays the same CPU tensor as ``transformer.wte.weight`` so that
+    ``torch.save`` stores the embedding once. The result loads strictly into plain
+    ``transformers.GPT2LMHeadModel`` (``model.load_state_dict(sd)``) and into ``load_model``.
+    """
+    copies: dict[tuple[int, torch.dtype, torch.Size], torch.Tensor] = {}
+    out: dict[str, torch.Tensor] = {}
+    for key, value in _unwrap(model).state_dict().items():
+        memo = (value.data_ptr(), value.dtype, value.shape)
+        if memo not in copies:
+            copies[memo] = value.detach().to("cpu", copy=True)
+        out[key] = copies[memo]
+    return out
 
 
 def save_hf_folder(model: torch.nn.Module, tokenizer, folder: str | os.PathLike) -> Path:

@@ -8,6 +8,7 @@ import transformers
 from lsp_model import GPT2Config, GPT2LMHeadModel, load_tokenizer
 from lsp_model.loading import (
     ModelLoadError,
+    checkpoint_state_dict,
     load_model,
     load_state_dict_file,
     normalize_state_dict,
@@ -56,6 +57,27 @@ def test_own_checkpoint(reference, tmp_path):
     assert loaded.lm_head.weight is loaded.transformer.wte.weight
     assert next(loaded.parameters()).dtype == torch.float32
     torch.testing.assert_close(logits_of(loaded), logits_of(model), rtol=0, atol=0)
+
+
+def test_checkpoint_state_dict_loads_in_plain_transformers(reference, tmp_path):
+    model, folder = reference
+    wrapped = torch.nn.Module()
+    wrapped.module = model  # what DistributedDataParallel looks like from outside
+    sd = checkpoint_state_dict(wrapped)
+    assert all(not k.startswith("module.") for k in sd)
+    assert sd["lm_head.weight"] is sd["transformer.wte.weight"]
+    assert sd["transformer.wte.weight"].data_ptr() != model.transformer.wte.weight.data_ptr()
+    ckpt = tmp_path / "GP2-pretrain-step-10.pkl"
+    torch.save(sd, ckpt)
+
+    plain = transformers.GPT2LMHeadModel(small_config())
+    plain.load_state_dict(torch.load(ckpt, weights_only=True))  # strict
+    torch.testing.assert_close(
+        plain.eval()(INPUT).logits.detach(), logits_of(model), rtol=0, atol=0
+    )
+    torch.testing.assert_close(
+        logits_of(load_model(folder, ckpt)), logits_of(model), rtol=0, atol=0
+    )
 
 
 def test_original_dialogpt_naming(reference, tmp_path):
