@@ -1,0 +1,340 @@
+"""dstc.py, extract_human.py and batch_eval.py end to end (METEOR through a stand-in java
+so these stay fast; the real jar is exercised in test_demo.py)."""
+
+import json
+import math
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dstc import batch_eval, extract_human
+from dstc import dstc as cli
+from dstc.mteval import nist_bleu
+from dstc.report import COLUMNS, read_report
+from dstc.tokenizers import clean_str
+
+from .helpers import demo_multiref, write
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "dstc" / "dstc.py"
+
+
+def last_json(out: str):
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def assert_demo(scores: dict, expected: dict):
+    assert scores["nist"] == expected["nist"]
+    assert scores["bleu"] == expected["bleu"]
+    assert [round(x, 4) for x in scores["entropy"]] == expected["entropy"]
+    assert [round(x, 4) for x in scores["div"]] == expected["distinct"]
+    assert scores["avg_len"] == expected["avg_len"]
+    assert scores["n_lines"] == 3
+
+
+@pytest.fixture
+def fake_java(tmp_path):
+    """A stand-in for java: records its arguments and the reference file, prints a score."""
+    log = tmp_path / "java_calls"
+    script = tmp_path / "fake_java"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'echo "$@" >> "{log}"\n'
+        f'cat "$5" > "{tmp_path}/meteor_refs.txt"\n'
+        f'cat "$4" > "{tmp_path}/meteor_hyps.txt"\n'
+        'echo "Final score:            0.5"\n'
+    )
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    jar = tmp_path / "meteor.jar"
+    jar.write_bytes(b"")
+    return script, jar, log
+
+
+def test_plain_mode_json_last_line(demo, capsys):
+    hyps, refs, expected = demo
+    from .conftest import DEMO
+
+    rc = cli.main(
+        [
+            str(DEMO / "hyp.txt"),
+            "--ref_files",
+            str(DEMO / "ref0.txt"),
+            str(DEMO / "ref1.txt"),
+            "--no_meteor",
+            "--json",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert rc == 0
+    scores = last_json(out)
+    assert list(scores) == ["nist", "bleu", "meteor", "entropy", "div", "avg_len", "n_lines"]
+    assert scores["meteor"] is None
+    assert_demo(scores, expected)
+    assert "NIST = [1.8338, 2.0838, 2.1949, 2.1949]" in out
+
+
+def test_faithful_mode_reproduces_the_demo(demo, tmp_path, capsys, fake_java):
+    hyps, refs, expected = demo
+    sub, multiref, keys = demo_multiref(tmp_path, hyps, refs)
+    java, jar, log = fake_java
+    # two references, none held out: exactly the demo's setting
+    rc = cli.main(
+        [
+            str(sub),
+            "--refs",
+            str(multiref),
+            "--keys",
+            str(keys),
+            "--n_refs",
+            "2",
+            "--vshuman",
+            "-1",
+            "--java",
+            str(java),
+            "--meteor_jar",
+            str(jar),
+            "--json",
+        ]
+    )
+    assert rc == 0
+    scores = last_json(capsys.readouterr().out)
+    assert_demo(scores, expected)
+    assert scores["meteor"] == 0.5
+    # the jar gets -l en -norm -r 2 and both references of a segment on consecutive lines
+    assert log.read_text().split()[-5:] == ["-l", "en", "-r", "2", "-norm"]
+    assert (tmp_path / "meteor_refs.txt").read_text().splitlines() == [
+        r for seg in refs for r in seg
+    ]
+    assert (tmp_path / "meteor_hyps.txt").read_text().splitlines() == hyps
+
+
+def test_faithful_defaults_hold_out_reference_1(demo, tmp_path, capsys):
+    hyps, refs, _ = demo
+    sub, multiref, keys = demo_multiref(tmp_path, hyps, refs)
+    # Defaults --n_refs 6 --vshuman 1: with two references the second is held out, so
+    # the scores equal a plain run against ref0 six times.
+    assert (
+        cli.main([str(sub), "--refs", str(multiref), "--keys", str(keys), "--no_meteor", "--json"])
+        == 0
+    )
+    faithful = last_json(capsys.readouterr().out)
+    ref0 = write(tmp_path / "ref0.txt", [seg[0] for seg in refs])
+    hyp = write(tmp_path / "hyp.txt", hyps)
+    assert cli.main([str(hyp), "--ref_files", *[str(ref0)] * 6, "--no_meteor", "--json"]) == 0
+    assert last_json(capsys.readouterr().out) == faithful
+
+
+def test_folder_gives_report_with_dstc_columns(demo, tmp_path, capsys):
+    hyps, refs, expected = demo
+    systems = tmp_path / "systems"
+    systems.mkdir()
+    write(systems / "a.txt", hyps)
+    write(systems / "b.txt", ["i do n't know .", "", "i love it"])
+    write(systems / "notes.md", ["not a system"])
+    r0 = write(tmp_path / "ref0.txt", [s[0] for s in refs])
+    r1 = write(tmp_path / "ref1.txt", [s[1] for s in refs])
+    assert cli.main([str(systems), "--ref_files", str(r0), str(r1), "--no_meteor"]) == 0
+    report = systems / "report_ref2.tsv"
+    assert report.read_text().splitlines()[0].split("\t") == COLUMNS
+    rows = read_report(report)
+    assert [Path(r["fname"]).name for r in rows] == ["a.txt", "b.txt"]
+    assert [float(rows[0][f"nist{i}"]) for i in range(1, 5)] == expected["nist"]
+    assert math.isnan(float(rows[0]["meteor"]))
+    assert rows[1]["n_lines"] == "3" and float(rows[1]["avg_len"]) == pytest.approx(8 / 3)
+    assert not list(systems.glob(".*tmp"))  # written atomically, no temporary left
+    # --clean: cleaned text scored, report named like the DSTC script's
+    assert cli.main([str(systems), "--ref_files", str(r0), str(r1), "--no_meteor", "--clean"]) == 0
+    cleaned = read_report(systems / "report_ref2_cleaned.tsv")
+    nist, _ = nist_bleu([clean_str(h) for h in hyps], [[clean_str(r) for r in seg] for seg in refs])
+    assert [float(cleaned[0][f"nist{i}"]) for i in range(1, 5)] == nist
+    # several files and --json: one JSON list on the last line
+    own = tmp_path / "own.tsv"
+    assert (
+        cli.main(
+            [
+                str(systems / "a.txt"),
+                str(systems / "b.txt"),
+                "--ref_files",
+                str(r0),
+                str(r1),
+                "--no_meteor",
+                "--json",
+                "--report",
+                str(own),
+            ]
+        )
+        == 0
+    )
+    listed = last_json(capsys.readouterr().out)
+    assert [Path(x["fname"]).name for x in listed] == ["a.txt", "b.txt"] and own.exists()
+
+
+def test_meteor_missing_or_required(demo, tmp_path, capsys):
+    from .conftest import DEMO
+
+    args = [
+        str(DEMO / "hyp.txt"),
+        "--ref_files",
+        str(DEMO / "ref0.txt"),
+        str(DEMO / "ref1.txt"),
+        "--json",
+    ]
+    missing = str(tmp_path / "nowhere.jar")
+    assert cli.main(args + ["--meteor_jar", missing]) == 0
+    captured = capsys.readouterr()
+    assert last_json(captured.out)["meteor"] is None
+    assert "METEOR skipped" in captured.err and "nowhere.jar" in captured.err
+    assert cli.main(args + ["--meteor_jar", missing, "--require_meteor"]) == 1
+    assert "nowhere.jar" in capsys.readouterr().err
+    assert cli.main(args + ["--java", str(tmp_path / "no-java"), "--require_meteor"]) == 1
+    assert "java" in capsys.readouterr().err
+
+
+def test_input_errors_exit_2_with_file_and_line(demo, tmp_path, capsys):
+    hyps, refs, _ = demo
+    hyp = write(tmp_path / "hyp.txt", hyps)
+    short = write(tmp_path / "short.txt", [s[0] for s in refs][:2])
+    assert cli.main([str(hyp), "--ref_files", str(short), "--no_meteor"]) == 2
+    err = capsys.readouterr().err
+    assert f"{short}:3: line 3 is missing: 2 reference lines but 3 hypothesis lines" in err
+    assert "Traceback" not in err
+    empty = write(tmp_path / "empty.txt", [])
+    assert cli.main([str(empty), "--ref_files", str(short), "--no_meteor"]) == 2
+    assert f"{empty}: file is empty" in capsys.readouterr().err
+    sub, multiref, keys = demo_multiref(tmp_path, hyps, refs)
+    keys_more = write(tmp_path / "keys_more.txt", ["k1", "k2", "k7"])
+    assert (
+        cli.main([str(sub), "--refs", str(multiref), "--keys", str(keys_more), "--no_meteor"]) == 2
+    )
+    assert f"{keys_more}:3: key 'k7' has no response in {sub}" in capsys.readouterr().err
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes(b"ok\ncaf\xe9\n")
+    assert cli.main([str(bad), "--ref_files", str(short), "--no_meteor"]) == 2
+    assert f"{bad}:2: not valid UTF-8" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        cli.main([str(hyp)])  # neither layout
+    assert exc.value.code == 2
+
+
+def test_extract_human_then_score_it(demo, tmp_path, capsys):
+    hyps, refs, _ = demo
+    sub, multiref, keys = demo_multiref(tmp_path, hyps, refs)
+    out = tmp_path / "human.resp.txt"
+    assert (
+        extract_human.main(["--refs", str(multiref), "--keys", str(keys), "--out", str(out)]) == 0
+    )
+    # keys file order (k3, k2, k1), reference 1 of each
+    assert out.read_text().splitlines() == [s[1] for s in reversed(refs)]
+    common = ["--refs", str(multiref), "--keys", str(keys), "--no_meteor", "--json"]
+    assert cli.main([str(out)] + common) == 0
+    from_file = last_json(capsys.readouterr().out)
+    assert cli.main(["--human"] + common) == 0
+    assert last_json(capsys.readouterr().out) == from_file
+    assert (
+        extract_human.main(
+            ["--refs", str(multiref), "--keys", str(keys), "--out", str(out), "-v", "5"]
+        )
+        == 2
+    )
+    assert "has 2 references, no reference 5" in capsys.readouterr().err
+
+
+def test_batch_eval_scores_every_resp_file(demo, tmp_path, capsys):
+    hyps, refs, expected = demo
+    sub, multiref, keys = demo_multiref(tmp_path, hyps, refs)
+    folder = tmp_path / "outputs"
+    folder.mkdir()
+    # bare responses in keys-file order (k3, k2, k1), as the decoder writes them
+    write(folder / "greedy.resp.txt", list(reversed(hyps)))
+    write(folder / "beam.resp.txt", ["i love it !"] * 3)
+    write(folder / "ignored.txt", ["x"] * 3)
+    rc = batch_eval.main(
+        [
+            str(folder),
+            "--refs",
+            str(multiref),
+            "--keys",
+            str(keys),
+            "--n_refs",
+            "2",
+            "--vshuman",
+            "-1",
+            "--no_meteor",
+        ]
+    )
+    assert rc == 0
+    rows = read_report(folder / "eval" / "report_ref2.tsv")
+    assert [Path(r["fname"]).name for r in rows] == ["beam.resp.txt", "greedy.resp.txt"]
+    assert [float(rows[1][f"bleu{i}"]) for i in range(1, 5)] == expected["bleu"]
+    empty = tmp_path / "none"
+    empty.mkdir()
+    assert (
+        batch_eval.main([str(empty), "--refs", str(multiref), "--keys", str(keys), "--no_meteor"])
+        == 2
+    )
+    assert "no *.resp.txt" in capsys.readouterr().err
+
+
+def test_script_path_from_another_cwd(demo, tmp_path):
+    from .conftest import DEMO
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            str(DEMO / "hyp.txt"),
+            "--ref_files",
+            str(DEMO / "ref0.txt"),
+            str(DEMO / "ref1.txt"),
+            "--no_meteor",
+            "--json",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert last_json(proc.stdout)["nist"] == demo[2]["nist"]
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--help"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and "mteval-v14c" in proc.stdout
+
+
+def test_script_does_not_shadow_hf_tokenizers(demo, tmp_path):
+    # Run dstc.py exactly as `python dstc/dstc.py` would (its folder first on sys.path),
+    # then import `tokenizers` in the same process: it must not be dstc/tokenizers.py.
+    from .conftest import DEMO
+
+    code = f"""
+import runpy, sys, importlib.util
+sys.path[0] = {str(SCRIPT.parent)!r}
+sys.argv = [{str(SCRIPT)!r}, {str(DEMO / "hyp.txt")!r}, "--ref_files", {str(DEMO / "ref0.txt")!r}, "--no_meteor", "--clean"]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except SystemExit as exc:
+    assert not exc.code, exc.code
+spec = importlib.util.find_spec("tokenizers")
+print("TOKENIZERS", spec.origin if spec else None)
+print("DSTC_TOKENIZERS", sys.modules["dstc.tokenizers"].__file__)
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    found = dict(
+        line.split(" ", 1)
+        for line in proc.stdout.splitlines()
+        if line.startswith(("TOKENIZERS", "DSTC_"))
+    )
+    assert found["DSTC_TOKENIZERS"] == str(SCRIPT.parent / "tokenizers.py")
+    assert found["TOKENIZERS"] != str(SCRIPT.parent / "tokenizers.py")
+    if found["TOKENIZERS"] != "None":  # the Hugging Face library, when installed
+        assert "site-packages" in found["TOKENIZERS"] or "dist-packages" in found["TOKENIZERS"]

@@ -1,0 +1,222 @@
+"""Hand-worked NIST/BLEU cases for the mteval-v14c port (expected values derived in the
+comments from mteval's formulas), plus its tokenizer."""
+
+import math
+
+import pytest
+
+from dstc.mteval import (
+    dstc_sgml_text,
+    nist_bleu,
+    nist_length_penalty,
+    tokenize,
+)
+
+LN2 = math.log(2)
+BETA = -math.log(0.5) / math.log(1.5) ** 2  # NIST brevity penalty constant, ~4.2162
+
+
+def raw(hyps, refs, **kw):
+    return nist_bleu(hyps, refs, rounded=False, **kw)
+
+
+def test_length_penalty_shape():
+    assert nist_length_penalty(1.0) == 1.0
+    assert nist_length_penalty(2.0) == 1.0
+    assert nist_length_penalty(0.0) == 0.0
+    # designed so that a hypothesis 2/3 of the reference length loses half its score
+    assert nist_length_penalty(1 / 1.5) == pytest.approx(0.5)
+
+
+def test_empty_hypothesis_becomes_placeholder():
+    # The DSTC scripts write an empty line as "__empty__", which mteval's tokenizer splits
+    # ("_" is punctuation to it) into 5 words: _ _ empty _ _.
+    assert tokenize(dstc_sgml_text("")) == ["_", "_", "empty", "_", "_"]
+    # Against reference "a b": 5/4/3/2 n-grams, no match. Closest length 2 < 5 -> BP 1.
+    # Smoothed precisions 1/(2*5), 1/(4*4), 1/(8*3), 1/(16*2); no information -> NIST 0.
+    nist, bleu = raw([""], [["a b"]])
+    assert nist == [0.0] * 4
+    logs = [math.log(1 / 10), math.log(1 / 16), math.log(1 / 24), math.log(1 / 32)]
+    assert bleu == pytest.approx([math.exp(sum(logs[:n]) / n) for n in range(1, 5)])
+
+
+def test_empty_hypothesis_and_empty_reference_match_through_the_placeholder():
+    # Both become "_ _ empty _ _": every n-gram matches, BLEU 1. NIST: 5 ref words,
+    # "_" 4 times -> info log2(5/4), "empty" log2(5); bigrams "_ _" (2 of 4 "_"): log2(4/2),
+    # "_ empty" log2(4/1), "empty _" log2(1/1)... NIST1 = (4*log2(1.25) + log2 5)/5.
+    nist, bleu = raw([""], [[""]])
+    assert bleu == pytest.approx([1.0] * 4)
+    assert nist[0] == pytest.approx((4 * math.log2(1.25) + math.log2(5)) / 5)
+
+
+def test_empty_hypothesis_kept_empty():
+    # Without the placeholder: no hypothesis words -> mteval's BLEU length factor is 0 and
+    # the NIST length ratio 0 -> penalty 0.
+    assert raw([""], [["a b"]], empty_placeholder="") == ([0.0] * 4, [0.0] * 4)
+
+
+def test_hypothesis_shorter_than_every_reference():
+    # hyp "a b" (2 words); refs "a b c d" (4) and "a b c d e f" (6).
+    # BLEU: closest ref length 4, BP = exp(1 - 4/2) = e^-1; unigram 2/2, bigram 1/1, no
+    # 3/4-grams (log term 0) -> every cumulative BLEU is e^-1.
+    # NIST: 10 reference words, "a" and "b" occur twice -> info = log2(10/2) each;
+    # info("a b") = log2(count(a)/count(a b)) = log2(2/2) = 0.
+    # NIST1 = 2*log2(5)/2 = log2 5 = NIST2..4; length ratio 2 / (10/2) = 0.4.
+    nist, bleu = raw(["a b"], [["a b c d", "a b c d e f"]])
+    assert bleu == pytest.approx([math.exp(-1)] * 4)
+    penalty = math.exp(-BETA * math.log(0.4) ** 2)
+    assert nist == pytest.approx([math.log(5) / LN2 * penalty] * 4)
+
+
+def test_hypothesis_longer_than_every_reference():
+    # hyp "a b c d e" (5), ref "a b c" (3): BP = 1 (no penalty for long hypotheses).
+    # clipped precisions: 3/5, 2/4, 1/3, and 0/2 for 4-grams -> smoothed 1/(2*2).
+    # NIST: 3 ref words, each info log2(3); longer n-grams have info log2(1/1) = 0;
+    # NIST1 = 3*log2(3)/5, length ratio 5/3 >= 1 -> no penalty.
+    nist, bleu = raw(["a b c d e"], [["a b c"]])
+    p = [3 / 5, 2 / 4, 1 / 3, 1 / 4]
+    assert bleu == pytest.approx([math.prod(p[:n]) ** (1 / n) for n in range(1, 5)])
+    assert nist == pytest.approx([3 * math.log(3) / LN2 / 5] * 4)
+
+
+@pytest.mark.parametrize("order", [("a b", "a b c d"), ("a b c d", "a b")])
+def test_tie_in_closest_reference_length_takes_the_shorter(order):
+    # hyp "a b c" (3) is 1 away from both 2 and 4: mteval takes the shorter (2), so
+    # BP = exp(min(0, 1 - 2/3)) = 1; all n-grams match -> BLEU = 1 (4-grams: none, log 0).
+    # Taking 4 would give exp(1 - 4/3) = 0.7165.
+    _, bleu = raw(["a b c"], [list(order)])
+    assert bleu == pytest.approx([1.0] * 4)
+
+
+def test_ngrams_absent_from_the_references():
+    # hyp "x y z" vs ref "a b c": no match at any order. Closest length 3 -> BP 1.
+    # Default (smoothed) mteval BLEU: the k-th order without matches gets 1/(2^k * count):
+    # p1 = 1/(2*3), p2 = 1/(4*2), p3 = 1/(8*1), no 4-gram (log term 0).
+    nist, bleu = raw(["x y z"], [["a b c"]])
+    assert nist == [0.0] * 4
+    logs = [math.log(1 / 6), math.log(1 / 8), math.log(1 / 8), 0.0]
+    assert bleu == pytest.approx([math.exp(sum(logs[:n]) / n) for n in range(1, 5)])
+    # mteval --no-smoothing: an order without matches scores 0
+    assert raw(["x y z"], [["a b c"]], smoothing=False)[1] == [0.0] * 4
+
+
+def test_corpus_level_sums():
+    # Two segments: "a b" vs "a b" (perfect) and "c" vs "d e". Corpus counts:
+    # unigrams 2 of 3 match, bigrams 1 of 1; closest ref lengths 2 + 2 = 4 vs 3 words:
+    # BP = exp(1 - 4/3). BLEU1 = 2/3 * BP; BLEU2 = sqrt(2/3 * 1) * BP; orders 3/4: none.
+    # NIST: 4 ref words, each word once -> info log2(4) = 2 bits; "a b": log2(1/1) = 0.
+    # NIST1 = (2+2)/3; ratio 3 / (4/1) = 0.75.
+    nist, bleu = raw(["a b", "c"], [["a b"], ["d e"]])
+    bp = math.exp(1 - 4 / 3)
+    assert bleu == pytest.approx(
+        [2 / 3 * bp, math.sqrt(2 / 3) * bp, (2 / 3) ** (1 / 3) * bp, (2 / 3) ** (1 / 4) * bp]
+    )
+    assert nist == pytest.approx([4 / 3 * math.exp(-BETA * math.log(0.75) ** 2)] * 4)
+
+
+def test_bigram_after_the_token_zero_is_weighted_like_a_unigram():
+    # mteval tests the (n-1)-gram prefix string for truth; "0" is false in Perl, so the
+    # bigram "0 x" gets log2(total words / count) instead of log2(count(0) / count(0 x)).
+    # ref "0 x 0": 3 words; info(0) = log2(3/2), info(x) = log2(3), info("0 x") = log2(3).
+    # hyp "0 x": NIST1 = (log2 1.5 + log2 3)/2, NIST2 = NIST1 + log2 3; ratio 2/3.
+    nist, _ = raw(["0 x"], [["0 x 0"]])
+    n1 = (math.log(1.5) + math.log(3)) / LN2 / 2
+    pen = nist_length_penalty(2 / 3)
+    assert nist[:2] == pytest.approx([n1 * pen, (n1 + math.log(3) / LN2) * pen])
+
+
+def test_rounded_like_mteval_report():
+    nist, bleu = nist_bleu(["a b c d e"], [["a b c"]])
+    assert all(x == round(x, 4) for x in nist + bleu)
+
+
+@pytest.mark.parametrize(
+    "text, tokens",
+    [
+        ("Hello, World!", ["hello", ",", "world", "!"]),
+        ("3.5 1,000 5-4 x-y", ["3.5", "1,000", "5", "-", "4", "x-y"]),
+        ("a.b e.g. end.", ["a", ".", "b", "e", ".", "g", ".", "end", "."]),
+        # period/comma split unless a digit is on the side the rule looks at
+        (".5 5. ,5 5,x 5,5", [".", "5", "5", ".", ",", "5", "5", ",", "x", "5,5"]),
+        ("don't it's", ["don't", "it's"]),  # the apostrophe is not punctuation for mteval
+        (
+            "(x) [y] {z} a/b $5 50% #t @u ~ ^ _ `",
+            [
+                "(",
+                "x",
+                ")",
+                "[",
+                "y",
+                "]",
+                "{",
+                "z",
+                "}",
+                "a",
+                "/",
+                "b",
+                "$",
+                "5",
+                "50",
+                "%",
+                "#",
+                "t",
+                "@",
+                "u",
+                "~",
+                "^",
+                "_",
+                "`",
+            ],
+        ),
+        ("&quot;q&quot; &amp; &lt;b&gt;", ['"', "q", '"', "&", "<", "b", ">"]),
+        (
+            "see http://A.com/X?y=1 now",
+            ["see", "http://A.com/X?y=1", "now"],
+        ),  # URLs kept whole, case kept
+        (
+            "HTTP://X.COM",
+            ["http", ":", "/", "/", "x", ".", "com"],
+        ),  # the URL test is case-sensitive
+        ("  spaced\tout  ", ["spaced", "out"]),
+        ("", []),
+    ],
+)
+def test_tokenizer(text, tokens):
+    assert tokenize(text) == tokens
+
+
+def test_tokenizer_unicode():
+    # Only ASCII letters are lower-cased (tr/[A-Z]/[a-z]/); other letters and symbols stay
+    # inside their token; Perl's Unicode whitespace (no-break, thin, ideographic) splits.
+    assert tokenize("CAFÉ Ünï naïve 日本語 😀x") == ["cafÉ", "Ünï", "naïve", "日本語", "😀x"]
+    assert tokenize("a\u00a0b\u2009c\u3000d") == ["a", "b", "c", "d"]
+    assert tokenize("a\u200bb a—b") == ["a\u200bb", "a—b"]  # zero-width space, em dash: no split
+    # \x1c is whitespace for Python's str.split but not for Perl's \s
+    assert tokenize("a\x1cb") == ["a\x1cb"]
+
+
+def test_unicode_scores():
+    # Identical non-ASCII text matches; case differences outside ASCII do not.
+    # hyp = ref = "naïve café": 2 words, each info log2(2/1) = 1 -> NIST1 = 1; bigram
+    # info log2(1/1) = 0. BLEU: 2/2, 1/1, no 3/4-grams -> 1.
+    assert raw(["naïve café"], [["naïve café"]]) == pytest.approx(([1.0] * 4, [1.0] * 4))
+    nist, _ = raw(["CAFÉ"], [["café"]])
+    assert nist == [0.0] * 4
+
+
+def test_dstc_sgml_step():
+    # The DSTC scripts blank out "&" and "<" (illegal in their XML) and mark empty lines.
+    assert dstc_sgml_text("a&b<c") == "a b c"
+    assert dstc_sgml_text("") == "__empty__"
+    assert dstc_sgml_text("", empty_placeholder="") == ""
+    assert dstc_sgml_text(" ") == " "  # only a truly empty line gets the marker
+    # "&quot;" therefore never reaches the entity rule: it becomes " quot;"
+    nist, bleu = nist_bleu(["say &quot;hi&quot;"], [["say quot ; hi quot ;"]], rounded=False)
+    assert bleu[0] == pytest.approx(1.0)
+
+
+def test_mismatched_inputs_raise():
+    with pytest.raises(ValueError):
+        raw(["a"], [])
+    with pytest.raises(ValueError):
+        raw(["a", "b"], [["a"], ["a", "b"]])
