@@ -7,13 +7,54 @@ the order of the steps below matters.
 
 from __future__ import annotations
 
+import functools
+import importlib
+import importlib.util
+import os
 import re
-
-from nltk.tokenize import TweetTokenizer
+import sys
+import types
 
 # Anything outside this class becomes a space (the curly quotes are kept on purpose).
 _ILLEGAL = re.compile(r"[^A-Za-z0-9()\[\]:,.!?'“” ]")
-_TOKENIZER = TweetTokenizer(preserve_case=True)
+
+
+@functools.cache
+def _tokenize():
+    """NLTK's TweetTokenizer(preserve_case=True).tokenize, loaded on first use."""
+    if "nltk" not in sys.modules:
+        try:
+            return _load_casual_only().TweetTokenizer(preserve_case=True).tokenize
+        except Exception:  # noqa: BLE001 - any surprise: fall back to the normal import
+            pass
+    from nltk.tokenize import TweetTokenizer
+
+    return TweetTokenizer(preserve_case=True).tokenize
+
+
+def _load_casual_only():
+    """Import nltk.tokenize.casual without running nltk's package __init__.
+
+    ``import nltk`` loads most of NLTK and costs 1-2 s per process, more than a small
+    month takes; the tokenizer needs only a few modules. Placeholder package modules are
+    used for the import, then every nltk module loaded here is removed from sys.modules
+    again, so a later ``import nltk`` in the same process gets the complete package.
+    """
+    spec = importlib.util.find_spec("nltk")
+    if spec is None or spec.origin is None:
+        raise ImportError("nltk is not installed")
+    root = os.path.dirname(spec.origin)
+    before = set(sys.modules)
+    try:
+        for name, path in (("nltk", root), ("nltk.tokenize", os.path.join(root, "tokenize"))):
+            stub = types.ModuleType(name)
+            stub.__path__ = [path]
+            sys.modules[name] = stub
+        return importlib.import_module("nltk.tokenize.casual")
+    finally:
+        for name in set(sys.modules) - before:
+            if name == "nltk" or name.startswith("nltk."):
+                del sys.modules[name]
 
 
 def minimal_norm(txt: str) -> str:
@@ -52,4 +93,4 @@ def full_norm(txt: str) -> str:
     txt = _ILLEGAL.sub(" ", txt)
     txt = txt.replace("MENTION", "__mention__").replace("URL", "__url__")
     # Tokens may themselves contain spaces (e.g. phone numbers), hence the final split.
-    return " ".join(" ".join(_TOKENIZER.tokenize(txt)).split())
+    return " ".join(" ".join(_tokenize()(txt)).split())

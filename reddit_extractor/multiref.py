@@ -1,0 +1,91 @@
+"""Assemble the multi-reference test file (SPEC §8, last paragraph).
+
+Inputs: the conv output of the test months (``ids<TAB>CONTEXT<TAB>RESPONSE``, gzip or
+plain) and a list of reference ids, one test instance per line:
+``multiref<TAB>score,ids<TAB>score,ids...`` where ``ids`` is a
+``link_id,parent_id,comment_id`` header. Output, one line per test instance:
+``CONTEXT<TAB>score|response<TAB>score|response...``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import sys
+
+from .atomic import atomic_text
+from .errors import UserError
+
+
+def _open_text(path: str):
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    if magic == b"\x1f\x8b":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def load_instances(path: str) -> dict[str, tuple[str, str]]:
+    """ids header -> (context, response), with curly double quotes made straight."""
+    data: dict[str, tuple[str, str]] = {}
+    bad = 0
+    try:
+        with _open_text(path) as fh:
+            for n, line in enumerate(fh, 1):
+                line = line.rstrip().replace("“", '"').replace("”", '"')
+                cells = line.split("\t")
+                if len(cells) != 3:
+                    bad += 1
+                    if bad <= 10:
+                        print(f"warning: {path}:{n}: {len(cells)} fields, expected 3 (skipped)",
+                              file=sys.stderr)
+                    continue
+                data[cells[0]] = (cells[1], cells[2])
+    except (OSError, EOFError) as exc:
+        raise UserError(f"cannot read test data {path!r}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"test data {path!r} is not UTF-8 ({exc.reason})") from None
+    if bad:
+        print(f"warning: {bad} malformed line(s) in {path}", file=sys.stderr)
+    return data
+
+
+def build(data_path: str, ids_path: str, out_path: str) -> tuple[int, int]:
+    """Write the multi-ref file; returns (instances written, references left out)."""
+    data = load_instances(data_path)
+    written = dropped = 0
+    try:
+        fi = open(ids_path, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot read reference ids {ids_path!r}: {exc.strerror}") from None
+    with fi, atomic_text(out_path) as fo:
+        for n, line in enumerate(fi, 1):
+            els = line.rstrip().split("\t")
+            if els[0] != "multiref":
+                print(f"{ids_path}:{n}: ignoring line (does not start with 'multiref')", file=sys.stderr)
+                continue
+            src = None
+            refs = []
+            for el in els[1:]:
+                score, sep, ids = el.partition(",")
+                if not sep:
+                    print(f"{ids_path}:{n}: malformed reference {el!r} (expected score,ids)", file=sys.stderr)
+                    dropped += 1
+                    continue
+                if ids not in data:
+                    print(f"{ids_path}:{n}: can't find data for ref ID: {ids}", file=sys.stderr)
+                    dropped += 1
+                    continue
+                ref_src, response = data[ids]
+                if src is None:
+                    src = ref_src
+                elif ref_src != src:
+                    print(f"{ids_path}:{n}: mismatch source for ref ID: {ids}", file=sys.stderr)
+                    dropped += 1
+                    continue
+                refs.append(f"{score}|{response}")
+            if src is None:
+                print(f"{ids_path}:{n}: no reference found, instance left out", file=sys.stderr)
+                continue
+            fo.write(src + "".join("\t" + r for r in refs) + "\n")
+            written += 1
+    return written, dropped

@@ -1,0 +1,37 @@
+#!/usr/bin/env python
+"""Build the multi-reference test file (test.refs.txt) from extracted test instances.
+
+  create-multiref.py --data test.tsv.gz --testids test-multi-refs-ids.txt --out test.refs.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from reddit_extractor.errors import UserError  # noqa: E402
+from reddit_extractor.multiref import build  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="create-multiref.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="conv output of the test months (gzip or plain)")
+    p.add_argument("--testids", required=True,
+                   help="reference ids: multiref<TAB>score,link_id,parent_id,comment_id<TAB>...")
+    p.add_argument("--out", required=True, help="output multi-reference file")
+    args = p.parse_args(argv)
+    try:
+        written, dropped = build(args.data, args.testids, args.out)
+    except UserError as exc:
+        print(f"create-multiref.py: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {written} test instances to {args.out}; {dropped} reference(s) left out",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+#!/usr/bin/env python
+"""Download a Pushshift dump with resume (HTTP Range) and size check.
+
+  download.py URL DEST        e.g. download.py $U/comments/RC_2011-01.zst data/reddit/RC_2011-01.zst
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from reddit_extractor.download import download  # noqa: E402
+from reddit_extractor.errors import UserError  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="download.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("url", help="http(s) URL of the dump")
+    p.add_argument("dest", help="local file; DEST.part holds an unfinished download")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per network operation [60]")
+    args = p.parse_args(argv)
+    try:
+        download(args.url, args.dest, timeout=args.timeout)
+    except UserError as exc:
+        print(f"download.py: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"download.py: interrupted; run again to resume {args.dest}.part", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
