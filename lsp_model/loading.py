@@ -384,6 +384,14 @@ def load_model(
         for file in files:
             sd.update(load_state_dict_file(file))
         _load_into(model, sd, str(source))
+    elif source is not None and not Path(str(model_name_or_path)).expanduser().is_dir():
+        # A config-only local folder (configs/117M) means "train from scratch", but a hub
+        # name means pretrained weights: silently starting from random ones would be wrong.
+        raise ModelLoadError(
+            f"the cached copy of '{model_name_or_path}' in {source} has no weights "
+            "(model.safetensors or pytorch_model.bin); download it again or pass a folder "
+            "that holds them"
+        )
 
     model = model.float().cpu().eval()
     if model.lm_head.weight.data_ptr() != model.transformer.wte.weight.data_ptr():

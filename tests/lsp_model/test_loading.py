@@ -182,6 +182,15 @@ def test_hub_name_from_cache_offline(reference, tmp_path, monkeypatch):
     assert resolve_model_source("microsoft/DialoGPT-small").resolve() == snapshot.resolve()
 
 
+def test_hub_snapshot_without_weights(tmp_path, monkeypatch):
+    snapshot = make_hub_cache(tmp_path / "hub", GPT2LMHeadModel(small_config()))
+    (snapshot / "model.safetensors").unlink()
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="has no weights"):
+        load_model("microsoft/DialoGPT-small")
+
+
 def test_hub_name_not_cached_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
