@@ -111,11 +111,13 @@ def _looks_like_path(name: str) -> bool:
 
 
 def _unreachable_message(name: str, cache_dir: str, offline: bool, cause: Exception | None) -> str:
-    why = (
-        "HF_HUB_OFFLINE is set"
-        if offline
-        else f"the Hugging Face Hub is unreachable ({type(cause).__name__}: {cause})"
-    )
+    if offline:
+        why = "HF_HUB_OFFLINE is set"
+    else:
+        # huggingface_hub wraps the network error in a paragraph; its first line says it all.
+        lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+        detail = lines[0].removeprefix("Got: ") if lines else type(cause).__name__
+        why = f"the Hugging Face Hub is unreachable ({detail})"
     return (
         f"cannot load model '{name}': it is not a local folder, {why}, and no cached copy was "
         f"found in {cache_dir}. Download it where the hub is reachable, e.g. "
