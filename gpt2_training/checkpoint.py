@@ -1,0 +1,176 @@
+"""What a run writes to disk and reads back: state-dict .pkl files and resumable checkpoints.
+
+A resumable checkpoint is a folder ``RUN/checkpoints/step-N/`` holding ``training_state.pt``
+(model, optimizer, loss scaler, every rank's RNG states and data position) and
+``meta.json`` (step, size and SHA-256 of the state file). It is written under a temporary
+name and renamed when complete, so a run killed at any moment leaves either the whole
+checkpoint or none; a damaged one is detected by its checksum and skipped.
+Everything is read back with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+STATE_FILE = "training_state.pt"
+META_FILE = "meta.json"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, incomplete or damaged."""
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """``torch.save`` to a temporary name in the same folder, then rename into place."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _step_of(folder: Path) -> int:
+    try:
+        return int(folder.name.split("-", 1)[1])
+    except (IndexError, ValueError):
+        return -1
+
+
+def save_checkpoint(run_dir: str | os.PathLike[str], global_step: int, state: dict[str, Any],
+                    keep: int) -> Path:
+    """Write ``RUN/checkpoints/step-N`` atomically, then drop all but the newest ``keep``."""
+    root = Path(run_dir) / CHECKPOINTS
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{global_step}"
+    tmp = root / f".step-{global_step}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        with open(tmp / STATE_FILE, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        meta = {"global_step": global_step, "saved_at": time.time(),
+                "size": (tmp / STATE_FILE).stat().st_size, "sha256": _sha256(tmp / STATE_FILE)}
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for old in list_checkpoints(run_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(run_dir: str | os.PathLike[str]) -> list[Path]:
+    """Checkpoint folders of a run that have their meta.json, oldest step first."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    found = [p for p in root.glob("step-*") if (p / META_FILE).is_file() and _step_of(p) >= 0]
+    return sorted(found, key=_step_of)
+
+
+def load_checkpoint(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """Verify and load a checkpoint folder's training state (weights-only unpickling)."""
+    folder = Path(folder)
+    meta_path, state_path = folder / META_FILE, folder / STATE_FILE
+    if not meta_path.is_file():
+        raise CheckpointError(f"{folder}: incomplete checkpoint (no {META_FILE})")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{meta_path}: unreadable ({err})") from None
+    if not state_path.is_file():
+        raise CheckpointError(f"{folder}: {STATE_FILE} is missing")
+    size = state_path.stat().st_size
+    if size != meta.get("size"):
+        raise CheckpointError(f"{state_path}: {size} bytes, the checkpoint recorded {meta.get('size')}")
+    if _sha256(state_path) != meta.get("sha256"):
+        raise CheckpointError(f"{state_path}: checksum mismatch, the file is damaged")
+    try:
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means "refuse"
+        raise CheckpointError(f"{state_path}: cannot be loaded safely ({err})") from None
+    state["checkpoint"] = str(folder)
+    return state
+
+
+def _candidates(spec: str, output_dir: str | None) -> list[Path]:
+    """Checkpoints to try for ``--resume spec``, best first."""
+    if spec == "latest":
+        if not output_dir or not Path(output_dir).is_dir():
+            return []
+        found = [c for run in Path(output_dir).iterdir() if run.is_dir() for c in list_checkpoints(run)]
+
+        def saved_at(c: Path) -> tuple[float, int]:
+            try:
+                return json.loads((c / META_FILE).read_text())["saved_at"], _step_of(c)
+            except (OSError, ValueError, KeyError):
+                return 0.0, _step_of(c)
+
+        return sorted(found, key=saved_at, reverse=True)
+    path = Path(spec)
+    if (path / CHECKPOINTS).is_dir():  # a run folder: its newest checkpoint first
+        return list_checkpoints(path)[::-1]
+    if path.name.startswith("step-") and path.parent.name == CHECKPOINTS:
+        older = [c for c in list_checkpoints(path.parent.parent) if _step_of(c) < _step_of(path)]
+        return [path, *older[::-1]]
+    return [path]
+
+
+def resolve_resume(spec: str, output_dir: str | None) -> tuple[Path, dict[str, Any]]:
+    """Load the checkpoint ``--resume`` means, falling back past damaged ones with a warning."""
+    candidates = _candidates(spec, output_dir)
+    if not candidates:
+        where = f"under {output_dir}" if spec == "latest" else spec
+        raise CheckpointError(f"--resume {spec}: no complete checkpoint {where}")
+    for candidate in candidates:
+        try:
+            return candidate, load_checkpoint(candidate)
+        except CheckpointError as err:
+            logger.warning("refusing checkpoint: %s; trying an older one", err)
+    raise CheckpointError(f"--resume {spec}: every checkpoint found is incomplete or damaged")

@@ -1,0 +1,90 @@
+"""Mixed precision with torch AMP: what to autocast to and how to scale the loss.
+
+* ``--bf16 true``: bfloat16 autocast on CUDA, or CPU autocast (bf16 needs no loss scale).
+* ``--fp16 true`` on CUDA: float16 autocast with a dynamic loss scale (``GradScaler``), or
+  a static one when ``--loss_scale > 0``, as apex's ``FP16_Optimizer`` offered.
+* ``--fp16 true`` without CUDA: one warning, then float32 (CPUs have no fast fp16 path).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+class StaticLossScaler:
+    """A fixed loss scale with GradScaler's interface: overflowing steps are skipped."""
+
+    def __init__(self, scale: float):
+        self.scale_value = float(scale)
+        self._found_inf = False
+
+    def is_enabled(self) -> bool:
+        return True
+
+    def scale(self, loss: torch.Tensor) -> torch.Tensor:
+        return loss * self.scale_value
+
+    def unscale_(self, optimizer: torch.optim.Optimizer) -> None:
+        inv = 1.0 / self.scale_value
+        grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        torch._foreach_mul_(grads, inv)
+        self._found_inf = not all(torch.isfinite(g).all() for g in grads)
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        if not self._found_inf:
+            optimizer.step()
+
+    def update(self) -> None:
+        self._found_inf = False
+
+    def get_scale(self) -> float:
+        return self.scale_value
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"scale": self.scale_value}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.scale_value = float(state["scale"])
+
+
+@dataclass
+class Precision:
+    dtype: torch.dtype | None  # autocast dtype; None = float32
+    device_type: str
+    scaler: Any  # torch.amp.GradScaler (possibly disabled) or StaticLossScaler
+    name: str
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device_type, dtype=self.dtype)
+
+
+def setup_precision(fp16: bool, bf16: bool, loss_scale: float, device: torch.device) -> Precision:
+    device_type = device.type
+    disabled = torch.amp.GradScaler(device_type if device_type == "cuda" else "cpu", enabled=False)
+    if bf16:
+        if device_type == "cuda" and not torch.cuda.is_bf16_supported():
+            logger.warning("--bf16: this GPU has no bfloat16 support; training in float32")
+            return Precision(None, device_type, disabled, "float32")
+        return Precision(torch.bfloat16, device_type, disabled, f"bfloat16 autocast ({device_type})")
+    if fp16:
+        if device_type != "cuda":
+            logger.warning(
+                "--fp16 true needs a CUDA GPU and none is in use: training in float32 "
+                "(pass --fp16 false to silence this, or --bf16 true for CPU bfloat16 autocast)"
+            )
+            return Precision(None, device_type, disabled, "float32")
+        if loss_scale > 0:
+            return Precision(torch.float16, device_type, StaticLossScaler(loss_scale),
+                             f"float16 autocast, static loss scale {loss_scale:g}")
+        return Precision(torch.float16, device_type, torch.amp.GradScaler("cuda"),
+                         "float16 autocast, dynamic loss scale")
+    return Precision(None, device_type, disabled, "float32")

@@ -1,0 +1,329 @@
+"""The training run of LSP_train.py, top to bottom: setup, one plain loop, saving, validation.
+
+Per optimizer step each process runs ``gradient_accumulation_steps`` forward/backward
+passes of ``train_batch_size / gradient_accumulation_steps`` examples; under DDP the
+gradients are all-reduced only on the last of them. Logged means and token counts are
+reduced over ranks; only rank 0 writes logs and checkpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import logging
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import transformers
+from torch.nn.parallel import DistributedDataParallel
+
+from gpt2_training.checkpoint import (
+    atomic_torch_save,
+    atomic_write_text,
+    cpu_state_dict,
+    load_checkpoint,
+    resolve_resume,
+    save_checkpoint,
+)
+from gpt2_training.distributed import (
+    DistContext,
+    broadcast_object,
+    gather_objects,
+    sum_over_ranks,
+)
+from gpt2_training.evaluation import eval_model_loss
+from gpt2_training.logs import EVAL_HEADER, TRAIN_HEADER, CsvLog
+from gpt2_training.precision import setup_precision
+from lsp_data.loaders import BucketingDataLoader, DynamicBatchingLoader
+from lsp_model.loading import load_model, resolve_model_source, save_hf_folder
+from lsp_model.optim import MAX_GRAD_NORM, build_optimizer, lr_at_step, set_lr
+from lsp_model.tokenizer import has_tokenizer_files, load_tokenizer
+
+logger = logging.getLogger("LSP_train")
+transformers.utils.logging.disable_progress_bar()  # no "Writing model shards" bars mid-run
+
+INF = 1e12  # a batch perplexity above this is not averaged in (as the original)
+HF_FOLDER = "hf_model"
+FAIL_AT_ENV = "LSP_FAIL_AT"  # "RANK:STEP": raise on that rank at that step (fault-injection tests)
+
+
+class RunningStats:
+    """Per-epoch running means and token counts, as the published train_log.txt reports them."""
+
+    def __init__(self, state: dict[str, float] | None = None):
+        self.loss_sum = self.ppl_sum = 0.0
+        self.n_steps = 0
+        self.n_token_real = self.n_token_total = 0
+        self.n_nonfinite = 0
+        if state:
+            self.__dict__.update(state)
+
+    @property
+    def mean_loss(self) -> float:
+        return self.loss_sum / max(self.n_steps, 1)
+
+    @property
+    def mean_ppl(self) -> float:
+        return self.ppl_sum / max(self.n_steps, 1)
+
+    def add(self, loss: float, ppl: float, n_real: int, n_total: int) -> None:
+        self.n_token_real += n_real
+        self.n_token_total += n_total
+        if not math.isfinite(loss):
+            self.n_nonfinite += 1
+            return
+        self.loss_sum += loss
+        self.ppl_sum += ppl if (math.isfinite(ppl) and ppl < INF) else self.mean_ppl
+        self.n_steps += 1
+
+
+def run_folder_name(args: argparse.Namespace, n_gpu: int) -> str:
+    timestamp = datetime.datetime.now().strftime("%Y-%m-%d%H%M%S")
+    micro = args.train_batch_size // args.gradient_accumulation_steps
+    return f"GPT2.{args.learning_rate}.{micro}.{n_gpu}gpu.{timestamp}"
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((3, tuple(state["python"]), None))
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _batch_stream(loader: BucketingDataLoader, epoch: int, skip: int):
+    """(epoch, batch) forever: training stops on a step count, not at an epoch end."""
+    while True:
+        yield from ((epoch, b) for b in loader.iter_epoch(epoch, skip_batches=skip))
+        epoch, skip = epoch + 1, 0
+
+
+def _real_tokens(position_ids: torch.Tensor) -> int:
+    # Padding has position 0 after position 0 itself; pad id 0 is also a real token ("!").
+    return int(position_ids.shape[0] + (position_ids[:, 1:] > 0).sum())
+
+
+def train(args: argparse.Namespace, ctx: DistContext) -> Path:
+    """Run training; returns the run folder."""
+    seed = args.seed
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    device = ctx.device
+    accum = args.gradient_accumulation_steps
+    micro_batch = args.train_batch_size // accum
+
+    # --- where this run lives: a new folder, or the folder of the checkpoint resumed
+    resumed: dict[str, Any] | None = None
+    if args.resume:
+        path = broadcast_object(str(resolve_resume(args.resume, args.output_dir)[0])
+                                if ctx.is_main else None, ctx)
+        resumed = load_checkpoint(path)
+        run_dir = Path(path).parent.parent
+        if resumed["world_size"] != ctx.world_size:
+            raise RuntimeError(f"{path} was written by {resumed['world_size']} processes; "
+                               f"resume it with the same number (this job has {ctx.world_size})")
+    else:
+        n_gpu = ctx.world_size if ctx.enabled else torch.cuda.device_count()
+        run_dir = Path(args.output_dir) / broadcast_object(run_folder_name(args, n_gpu), ctx)
+    log_dir = Path(args.log_dir) if args.log_dir else run_dir
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        log_dir.mkdir(parents=True, exist_ok=True)
+
+    # --- model, tokenizer, optimizer, precision
+    source = resolve_model_source(args.model_name_or_path)
+    tokenizer = load_tokenizer(source if source is not None and has_tokenizer_files(source) else None)
+    model = load_model(args.model_name_or_path, args.init_checkpoint)
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+    model.to(device).train()
+    optimizer = build_optimizer(model, args.learning_rate)
+    precision = setup_precision(args.fp16, args.bf16, args.loss_scale, device)
+    if resumed is not None:
+        optimizer.load_state_dict(resumed["optimizer"])
+        if resumed.get("scaler") and precision.scaler.is_enabled():
+            precision.scaler.load_state_dict(resumed["scaler"])
+    ddp_model = (DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+                 if ctx.enabled else model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    n_embd = model.config.n_embd
+
+    # --- data
+    train_loader = BucketingDataLoader(
+        args.train_input_file, micro_batch, args.max_seq_length, seed=seed,
+        prefetch=args.num_prefetch, pin_memory=device.type == "cuda",
+        with_weights=args.use_weights, rank=ctx.rank, world_size=ctx.world_size)
+    eval_loader = None
+    if ctx.is_main and not args.skip_eval:
+        eval_loader = DynamicBatchingLoader(args.eval_input_file, tokenizer, args.normalize_data,
+                                            args.eval_batch_size, args.max_seq_length)
+
+    # --- counters and data position
+    global_step, step = args.continue_from, args.continue_from * accum
+    epoch, batches_in_epoch = 0, 0
+    stats = RunningStats()
+    epoch_elapsed = 0.0
+    n_skipped_steps = 0
+    if resumed is not None:
+        global_step, step = resumed["global_step"], resumed["step"]
+        n_skipped_steps = resumed.get("n_skipped_steps", 0)
+        mine = resumed["ranks"][ctx.rank]
+        epoch, batches_in_epoch = mine["epoch"], mine["batches_in_epoch"]
+        stats = RunningStats(mine["stats"])
+        epoch_elapsed = mine["epoch_elapsed"]
+        _set_rng_state(mine["rng"], device)
+        logger.info("resumed from %s at step %d (epoch %d, batch %d)",
+                    resumed["checkpoint"], global_step, epoch + 1, batches_in_epoch)
+
+    train_log = eval_log = tb = pbar = None
+    if ctx.is_main:
+        keep = global_step if resumed is not None else None
+        train_log = CsvLog(log_dir / "train_log.txt", TRAIN_HEADER, keep_upto_step=keep)
+        if not args.skip_eval:
+            eval_log = CsvLog(log_dir / "eval_log.txt", EVAL_HEADER, keep_upto_step=keep)
+        resolved = {**vars(args), "run_dir": str(run_dir), "world_size": ctx.world_size,
+                    "device": str(device), "precision": precision.name, "micro_batch_size": micro_batch,
+                    "effective_batch_size": args.train_batch_size * ctx.world_size}
+        atomic_write_text(run_dir / "args.json", json.dumps(resolved, indent=2) + "\n")
+        if args.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            tb = SummaryWriter(str(log_dir / "tensorboard"), purge_step=global_step + 1)
+        if args.pbar:
+            import tqdm
+
+            pbar = tqdm.tqdm(total=args.num_optim_steps, initial=global_step, desc="training",
+                             dynamic_ncols=True)
+        logger.info("run folder %s; %d process(es) on %s, %s; %d examples per optimizer step "
+                    "(%d per pass x %d accumulation x %d processes)", run_dir, ctx.world_size,
+                    device, precision.name, args.train_batch_size * ctx.world_size, micro_batch,
+                    accum, ctx.world_size)
+
+    fail_at = os.environ.get(FAIL_AT_ENV)
+
+    def save_and_validate() -> None:
+        if not ctx.is_main:
+            return
+        atomic_torch_save(cpu_state_dict(model), run_dir / f"GP2-pretrain-step-{global_step}.pkl")
+        save_hf_folder(model, tokenizer, run_dir / HF_FOLDER)
+        if eval_loader is not None:
+            eval_loss, eval_ppl = eval_model_loss(model, eval_loader, device, args.no_token_id,
+                                                  precision.autocast())
+            model.train()
+            eval_log.write(epoch + 1, global_step, step, eval_loss, eval_ppl)
+            logger.info("step %d: validation loss %.4f, perplexity %.2f", global_step, eval_loss, eval_ppl)
+            if tb is not None:
+                tb.add_scalar("eval/loss", eval_loss, global_step)
+                tb.add_scalar("eval/ppl", eval_ppl, global_step)
+
+    def checkpoint() -> None:
+        mine = {"epoch": epoch, "batches_in_epoch": batches_in_epoch, "stats": vars(stats).copy(),
+                "epoch_elapsed": time.time() - epoch_start, "rng": _rng_state(device)}
+        ranks = gather_objects(mine, ctx)
+        if ctx.is_main:
+            state = {"model": cpu_state_dict(model), "optimizer": optimizer.state_dict(),
+                     "scaler": precision.scaler.state_dict() if precision.scaler.is_enabled() else None,
+                     "global_step": global_step, "step": step, "world_size": ctx.world_size,
+                     "n_skipped_steps": n_skipped_steps, "ranks": ranks}
+            save_checkpoint(run_dir, global_step, state, args.keep_checkpoints)
+
+    save_step = args.save_step or args.valid_step
+    stream = _batch_stream(train_loader, epoch, batches_in_epoch)
+    epoch_start = time.time() - epoch_elapsed
+    try:
+        while global_step < args.num_optim_steps:
+            for micro in range(accum):
+                batch_epoch, batch = next(stream)
+                if batch_epoch != epoch:
+                    epoch, batches_in_epoch = batch_epoch, 0
+                    stats = RunningStats()
+                    epoch_start = time.time()
+                batches_in_epoch += 1
+                input_ids, position_ids, token_ids, labels, *rest = (
+                    t.to(device, non_blocking=True) for t in batch)
+                weights = rest[0] if args.use_weights else None
+                last = micro == accum - 1
+                sync = ddp_model.no_sync() if ctx.enabled and not last else contextlib.nullcontext()
+                with sync:
+                    with precision.autocast():
+                        loss, ppl = ddp_model(input_ids, position_ids,
+                                              None if args.no_token_id else token_ids, labels, weights)
+                    precision.scaler.scale(loss / accum).backward()
+                stats.add(float(loss.detach()), float(ppl), _real_tokens(position_ids), input_ids.numel())
+                step += 1
+
+            if fail_at == f"{ctx.rank}:{global_step + 1}":
+                raise RuntimeError(f"{FAIL_AT_ENV}: injected failure on rank {ctx.rank} "
+                                   f"at step {global_step + 1}")
+            lr = lr_at_step(args.lr_schedule, global_step, args.learning_rate,
+                            warmup_steps=args.warmup_steps, warmup_proportion=args.warmup_proportion,
+                            num_optim_steps=args.num_optim_steps, n_embd=n_embd)
+            set_lr(optimizer, lr)
+            precision.scaler.unscale_(optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
+            finite = bool(torch.isfinite(grad_norm))
+            if precision.scaler.is_enabled():
+                precision.scaler.step(optimizer)  # skips the update itself on inf/nan
+                precision.scaler.update()
+            elif finite:
+                optimizer.step()
+            if not finite:
+                n_skipped_steps += 1
+                logger.warning("step %d: non-finite gradients, update skipped (%d so far)",
+                               global_step + 1, n_skipped_steps)
+            optimizer.zero_grad(set_to_none=True)
+            global_step += 1
+
+            mean_loss, mean_ppl, n_real, n_total = sum_over_ranks(
+                [stats.mean_loss, stats.mean_ppl, stats.n_token_real, stats.n_token_total], ctx)
+            mean_loss /= ctx.world_size
+            mean_ppl /= ctx.world_size
+            if ctx.is_main:
+                epoch_time = time.time() - epoch_start
+                train_log.write(epoch + 1, global_step, step, mean_loss, mean_ppl,
+                                int(n_real), int(n_total), epoch_time)
+                if pbar is not None:
+                    pbar.set_postfix_str(f"tok/s: {n_real / max(epoch_time, 1e-9) / 1000:.1f}k "
+                                         f"ppl: {mean_ppl:.2f} epoch: {epoch + 1}")
+                    pbar.update(1)
+                if tb is not None:
+                    tb.add_scalar("train/loss", mean_loss, global_step)
+                    tb.add_scalar("train/ppl", mean_ppl, global_step)
+                    tb.add_scalar("train/lr", lr, global_step)
+                    tb.add_scalar("train/tokens_per_s", n_real / max(epoch_time, 1e-9), global_step)
+
+            done = global_step >= args.num_optim_steps
+            if global_step % args.valid_step == 0 or done:
+                save_and_validate()
+            if global_step % save_step == 0 or done:
+                checkpoint()
+    finally:
+        stream.close()
+        train_loader.close()
+        for closable in (train_log, eval_log, tb, pbar):
+            if closable is not None:
+                closable.close()
+    if ctx.is_main:
+        if stats.n_nonfinite or n_skipped_steps:
+            logger.warning("%d non-finite batch losses, %d optimizer steps skipped",
+                           stats.n_nonfinite, n_skipped_steps)
+        if train_loader.n_dropped_long:
+            logger.info("%d features longer than --max_seq_length %d were left out",
+                        train_loader.n_dropped_long, args.max_seq_length)
+        logger.info("done: %d optimizer steps; run folder %s", global_step, run_dir)
+    return run_dir

@@ -1,0 +1,121 @@
+"""LSP_train.py in one process: logs, checkpoints, reloading, arguments, precision fallback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+import LSP_train
+from gpt2_training.args import parse_args
+from gpt2_training.logs import EVAL_HEADER, TRAIN_HEADER
+from lsp_model.loading import load_model
+from tests.gpt2_training.conftest import read_csv, train_argv
+
+
+@pytest.fixture(scope="module")
+def trained(train_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    run_dir = LSP_train.main(train_argv(train_data, out, "--num_optim_steps", "40",
+                                        "--valid_step", "20"))
+    return run_dir
+
+
+@pytest.mark.slow
+def test_training_run_logs_and_learns(trained):
+    header, rows = read_csv(trained / "train_log.txt")
+    assert tuple(header) == TRAIN_HEADER
+    assert [int(r[1]) for r in rows] == list(range(1, 41))  # one row per optimizer step
+    assert [int(r[2]) for r in rows] == list(range(2, 82, 2))  # micro-steps, 2 per step
+    first_loss, last_loss = float(rows[0][3]), float(rows[-1][3])
+    assert last_loss < first_loss - 0.5
+    assert all(int(r[5]) <= int(r[6]) for r in rows)  # real tokens <= padded tokens
+    eval_header, eval_rows = read_csv(trained / "eval_log.txt")
+    assert tuple(eval_header) == EVAL_HEADER
+    assert [int(r[1]) for r in eval_rows] == [20, 40]
+    assert float(eval_rows[1][3]) < float(eval_rows[0][3])
+    args = json.loads((trained / "args.json").read_text())
+    assert args["micro_batch_size"] == 4 and args["num_optim_steps"] == 40
+    assert trained.name.startswith("GPT2.0.003.4.0gpu.")
+
+
+@pytest.mark.slow
+def test_checkpoints_reload_to_identical_logits(trained, train_data):
+    x = torch.randint(0, 50000, (2, 12))
+    pkl = trained / "GP2-pretrain-step-40.pkl"
+    assert (trained / "GP2-pretrain-step-20.pkl").is_file() and pkl.is_file()
+    ours = load_model(str(train_data["model"]), str(pkl))
+    hf = AutoModelForCausalLM.from_pretrained(trained / "hf_model").eval()
+    with torch.no_grad():
+        assert torch.equal(ours(x), hf(x).logits)
+    tok = AutoTokenizer.from_pretrained(trained / "hf_model")
+    ids = tok.encode("hello there" + tok.eos_token, return_tensors="pt")
+    reply = hf.generate(ids, max_new_tokens=5, do_sample=False, pad_token_id=tok.eos_token_id)
+    assert reply.shape[1] > ids.shape[1]
+
+
+def test_config_file_and_flag_precedence(train_data, tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"learning_rate": 0.5, "fp16": "false", "valid_step": 7,
+                               "train_batch_size": 6}))
+    args = parse_args(train_argv(train_data, tmp_path, "--config", str(cfg), "--valid_step", "3"))
+    assert args.valid_step == 3  # flag wins
+    assert args.fp16 is False
+    # train_argv passes --learning_rate and --train_batch_size, so they win over the file
+    assert args.learning_rate == 3e-3 and args.train_batch_size == 8
+    args = parse_args(["--config", str(cfg), "--train_input_file", str(train_data["db"]),
+                       "--output_dir", str(tmp_path), "--skip_eval",
+                       "--gradient_accumulation_steps", "3"])
+    assert args.learning_rate == 0.5 and args.train_batch_size == 6
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--train_batch_size", "5"], "not divisible by --gradient_accumulation_steps"),
+    (["--init_checkpoint", "/nonexistent.pkl"], "no such file"),
+    (["--fp16", "maybe"], None),
+])
+def test_bad_arguments_are_clear(train_data, tmp_path, capsys, extra, message):
+    argv = train_argv(train_data, tmp_path, *extra)
+    if message is None:
+        with pytest.raises(SystemExit) as err:
+            LSP_train.main(argv)
+        assert err.value.code == 2
+        assert "expected true or false" in capsys.readouterr().err
+    else:
+        assert LSP_train.main(argv) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_missing_database_and_eval_file(train_data, tmp_path, capsys):
+    argv = train_argv(train_data, tmp_path)
+    argv[argv.index("--train_input_file") + 1] = str(tmp_path / "missing.db")
+    assert LSP_train.main(argv) == 2
+    assert "missing.db: no such database folder" in capsys.readouterr().err
+    argv = train_argv(train_data, tmp_path)
+    argv[argv.index("--eval_input_file") + 1] = str(tmp_path / "missing.tsv")
+    assert LSP_train.main(argv) == 2
+    assert "missing.tsv: no such file" in capsys.readouterr().err
+    cfg = tmp_path / "bad.json"
+    cfg.write_text('{"no_such_option": 1}')
+    assert LSP_train.main(train_argv(train_data, tmp_path, "--config", str(cfg))) == 2
+    assert "unknown argument 'no_such_option'" in capsys.readouterr().err
+
+
+def test_fp16_without_cuda_warns_and_trains(train_data, tmp_path, capsys):
+    argv = train_argv(train_data, tmp_path, "--num_optim_steps", "2", "--valid_step", "2",
+                      "--skip_eval")
+    argv[argv.index("--fp16") + 1] = "true"
+    run_dir = LSP_train.main(argv)
+    assert capsys.readouterr().err.count("needs a CUDA GPU") == 1
+    assert json.loads((run_dir / "args.json").read_text())["precision"] == "float32"
+
+
+def test_bf16_on_cpu_and_weighted_loss(train_data, tmp_path):
+    run_dir = LSP_train.main(train_argv(train_data, tmp_path, "--num_optim_steps", "2",
+                                        "--valid_step", "2", "--bf16", "true",
+                                        "--use_weights", "true"))
+    assert json.loads((run_dir / "args.json").read_text())["precision"].startswith("bfloat16")
+    _, rows = read_csv(run_dir / "train_log.txt")
+    assert len(rows) == 2 and all(float(r[3]) > 0 for r in rows)
