@@ -99,12 +99,17 @@ def tokenize(text: str, preserve_case: bool = False) -> list[str]:
     return MtevalTokenizer(preserve_case)(text)
 
 
+def _ngram_iter(words: Sequence[str], max_n: int = MAX_N):
+    # zip over shifted views yields the n-grams as tuples; feeding these iterators to
+    # Counter keeps the counting loop in C.
+    for n in range(1, min(max_n, len(words)) + 1):
+        yield zip(*(words[i:] for i in range(n)))
+
+
 def _ngrams(words: Sequence[str], max_n: int = MAX_N) -> Counter:
     counts: Counter = Counter()
-    n_words = len(words)
-    for i in range(n_words):
-        for n in range(1, min(max_n, n_words - i) + 1):
-            counts[tuple(words[i : i + n])] += 1
+    for grams in _ngram_iter(words, max_n):
+        counts.update(grams)
     return counts
 
 
@@ -149,7 +154,8 @@ def _information_weights(refs_tok: Sequence[Sequence[Sequence[str]]]):
     for seg_refs in refs_tok:
         for words in seg_refs:
             total_words += len(words)
-            counts.update(_ngrams(words))
+            for grams in _ngram_iter(words):
+                counts.update(grams)
     cache: dict[tuple, float] = {}
     log2 = math.log(2)
 
@@ -186,20 +192,17 @@ def ngram_stats(
     stats = NgramStats(n_refs=n_refs)
     for hyp, seg_refs in zip(hyps_tok, refs_tok):
         hyp_counts = _ngrams(hyp)
-        ref_max: dict[tuple, int] = {}
-        for words in seg_refs:
-            stats.ref_words += len(words)
-            for ngram, c in _ngrams(words).items():
-                if c > ref_max.get(ngram, 0):
-                    ref_max[ngram] = c
+        ref_counts = [_ngrams(words) for words in seg_refs]
+        stats.ref_words += sum(len(words) for words in seg_refs)
         n_hyp = len(hyp)
         for n in range(1, MAX_N + 1):
             if n <= n_hyp:
                 stats.hyp_ngrams[n] += n_hyp - n + 1
         stats.ref_length += _closest_ref_length([len(w) for w in seg_refs], n_hyp)
         for ngram, c in hyp_counts.items():
-            r = ref_max.get(ngram)
-            if r is None:
+            # clipped by the most times any one reference has the n-gram
+            r = max([rc[ngram] for rc in ref_counts if ngram in rc], default=0)
+            if not r:
                 continue
             clipped = c if c < r else r
             n = len(ngram)
