@@ -102,3 +102,36 @@ def test_constant_and_unknown():
     with pytest.raises(ValueError, match="warmup_steps"):
         lr_at_step("noam", 0, 1e-3, **dict(SCHED, warmup_steps=0))
     assert math.isfinite(lr_at_step("noam", 0, 1e-3, **SCHED))
+
+
+def test_training_steps_reduce_loss():
+    """The pieces the trainer combines: model loss, groups, AdamW, schedule, clipping."""
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=50,
+        n_positions=16,
+        n_embd=16,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
+    model = GPT2LMHeadModel(config).train()
+    input_ids = torch.randint(0, 50, (4, 12))
+    labels = input_ids.roll(-1, dims=1)
+    labels[:, :5] = -1
+    labels[:, -1] = -1
+    opt = build_optimizer(model, lr=1e-5)
+    losses = []
+    for step in range(30):
+        lr = lr_at_step("noam", step, 1e-5, **dict(SCHED, warmup_steps=5, n_embd=16))
+        set_lr(opt, lr)
+        loss, ppl = model(input_ids, None, None, labels)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        assert math.isfinite(ppl.item())
+    assert losses[-1] < 0.5 * losses[0]
+    assert model.lm_head.weight is model.transformer.wte.weight
