@@ -244,3 +244,14 @@ def test_beam_generate_runs(model):
         pad_token_id=96,
     )
     assert out.shape[0] == 2 and out.shape[1] <= 9
+
+
+def test_autocast_keeps_loss_in_float32(model):
+    input_ids, position_ids, labels = make_batch(seed=12)
+    with torch.no_grad():
+        ref_loss, ref_ppl = model(input_ids, position_ids, None, labels)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss, ppl = model(input_ids, position_ids, None, labels)
+    assert loss.dtype == torch.float32 and ppl.dtype == torch.float32
+    torch.testing.assert_close(loss, ref_loss, rtol=2e-2, atol=0)
+    torch.testing.assert_close(ppl, ref_ppl, rtol=5e-2, atol=0)
