@@ -5,13 +5,16 @@ comment goes through, in this order: keep keys, leaves only, subreddit blocklist
 chain building, min depth, full normalisation and weights, then the ``--clean`` filters.
 The output line is ``link_id,parent_id,t1_id<TAB>CONTEXT<TAB>RESPONSE``.
 
-Memory: one split (its submissions and comments) at a time. With ``--parallel`` the
-targets of a split are shared out to forked worker processes, which see the split through
-copy-on-write memory and send back their lines in order.
+Memory: one split (its submissions and comments) at a time, processed in blocks of
+BLOCK_TARGETS targets, plus a bounded cache of normalised texts. With ``--parallel`` the
+normalisation (most of the time) is shared out to worker processes forked at the start,
+before any split is loaded; they receive texts and send back normalised turns, so the
+output does not depend on the number of workers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import multiprocessing
 import os
@@ -28,6 +31,12 @@ from .normalize import full_norm
 from .stats import Report, write_counts
 
 _TAGS = re.compile(r"[\[\]()]")
+# Fewer texts than this are normalised in the main process (shipping them costs more).
+MIN_PARALLEL_TEXTS = 2000
+# Targets handled per block: bounds the memory of the plan and of the output lines.
+BLOCK_TARGETS = 50_000
+# Normalised texts remembered across comments (identical bodies are common: "lol", "This.").
+TEXT_CACHE_SIZE = 100_000
 _CAPS = re.compile(r"[A-Z]{5,}")
 
 
@@ -56,6 +65,58 @@ class _MissingSubmission(Exception):
     pass
 
 
+class TurnCache:
+    """Raw text -> normalised, weighted turn, computed in bulk (in worker processes if any).
+
+    Normalisation (NLTK's tokenizer) is most of the conv time, and the same comment comes
+    back as context in many chains, so each distinct text is normalised once; the cache is
+    emptied when it reaches TEXT_CACHE_SIZE entries to keep memory bounded.
+    """
+
+    def __init__(self, opts: ConvOptions, pool=None, workers: int = 1) -> None:
+        self.o = opts
+        self.pool = pool
+        self.workers = workers
+        self.map: dict[str, str] = {}
+
+    def fill(self, texts: set[str]) -> None:
+        todo = [t for t in texts if t not in self.map]
+        if len(self.map) + len(todo) > TEXT_CACHE_SIZE:
+            keep = texts - set(todo)
+            self.map = {t: self.map[t] for t in keep}
+        if self.pool is not None and len(todo) >= MIN_PARALLEL_TEXTS:
+            step = max(200, len(todo) // (self.workers * 8))
+            chunks = [todo[i:i + step] for i in range(0, len(todo), step)]
+            done = [t for part in self.pool.imap(_weighted_turns, chunks) for t in part]
+        else:
+            done = weighted_turns(todo, self.o)
+        self.map.update(zip(todo, done))
+
+
+def weighted_turns(texts: list[str], o: ConvOptions) -> list[str]:
+    """Full normalisation, then (leaves only + clean) the weight: 0.0 for a blocklisted
+    word/phrase or a discarded digest, else 1.0."""
+    out = []
+    weights = o.leaves_only and o.clean
+    for raw in texts:
+        t = full_norm(raw)
+        if weights:
+            bad = o.bl_words.found(t) or (
+                o.discard_keys is not None and turn_digest(t) in o.discard_keys
+            )
+            t = ("0.0 " if bad else "1.0 ") + t
+        out.append(t)
+    return out
+
+
+_OPTS: ConvOptions | None = None  # what forked workers normalise with
+
+
+def _weighted_turns(texts: list[str]) -> list[str]:
+    assert _OPTS is not None
+    return weighted_turns(texts, _OPTS)
+
+
 class SplitJob:
     """One split in memory, and the rules to turn its targets into lines."""
 
@@ -63,7 +124,6 @@ class SplitJob:
         self.o = opts
         self.subs = subs
         self.comms = comms
-        self._turns: dict[str, str] = {}
 
     # -- chain -------------------------------------------------------------------------
 
@@ -106,29 +166,19 @@ class SplitJob:
             return "title: " + self.subs[key[2:]][5]
         return self.comms[key][6]
 
-    def turn(self, key: str) -> str:
-        """Normalised (and, with leaves only + clean, weighted) turn; cached per split."""
-        t = self._turns.get(key)
-        if t is None:
-            t = full_norm(self.raw_text(key))
-            o = self.o
-            if o.leaves_only and o.clean:
-                bad = o.bl_words.found(t) or (
-                    o.discard_keys is not None and turn_digest(t) in o.discard_keys
-                )
-                t = ("0.0 " if bad else "1.0 ") + t
-            self._turns[key] = t
-        return t
-
     # -- one target ----------------------------------------------------------------------
 
-    def process(self, targets: list[tuple[str, str, str]]) -> tuple[list[str], Counter, list[str], int]:
-        """Lines for these targets (in order), skip counts, skip log lines, sum of response lengths."""
+    def process(
+        self, targets: list[tuple[str, str, str]], turns: TurnCache
+    ) -> tuple[list[str], Counter, list[str], int]:
+        """Lines for these targets (in order), skip counts, skip log lines, sum of response lengths.
+
+        First the cheap rules pick the targets and their chains, then every text still
+        needed is normalised in one go (TurnCache.fill), then the instances are assembled.
+        """
         o = self.o
-        lines: list[str] = []
         counts: Counter[str] = Counter()
-        log: list[str] = []
-        resp_len = 0
+        plan: list = []  # per target: a skip log line, or (header, info, chain keys)
         for sid, pid, cid in targets:
             subreddit = domain = ""
             sub = self.subs.get(sid)
@@ -142,11 +192,11 @@ class SplitJob:
             if o.bl_subreddits is not None:
                 if not subreddit:
                     counts["missing"] += 1
-                    log.append(f"skip\tmissing\t{info}\tN/A\tmissing submission: {sid}")
+                    plan.append(f"skip\tmissing\t{info}\tN/A\tmissing submission: {sid}")
                     continue
                 if subreddit in o.bl_subreddits:
                     counts["bad_subreddit"] += 1
-                    log.append(f"skip\tbad_subreddit\t{info}\tN/A\toffensive subreddit: {subreddit}")
+                    plan.append(f"skip\tbad_subreddit\t{info}\tN/A\toffensive subreddit: {subreddit}")
                     continue
             c = self.comms[cid]
             body = c[6]
@@ -157,33 +207,45 @@ class SplitJob:
                     score = int(c[4])
                 except ValueError:
                     counts["bad_score"] += 1
-                    log.append(f"skip\tbad_score\t{info}\t{body}\tscore {c[4]!r} is not an integer")
+                    plan.append(f"skip\tbad_score\t{info}\t{body}\tscore {c[4]!r} is not an integer")
                     continue
             if score < o.min_score:
                 counts["low_score"] += 1
-                log.append(f"skip\tlow_score\t{info}\t{body}\tscore {score} < {o.min_score}")
+                plan.append(f"skip\tlow_score\t{info}\t{body}\tscore {score} < {o.min_score}")
                 continue
             try:
                 keys = self.chain(cid)
             except _MissingSubmission as exc:
                 counts["exception"] += 1
-                log.append(f"skip\texception\t{info}\t{body}\tno submission {exc} for the title")
+                plan.append(f"skip\texception\t{info}\t{body}\tno submission {exc} for the title")
                 continue
             if len(keys) < o.min_depth:
                 counts["min_depth"] += 1
                 raw = "|".join(self.raw_text(k) for k in keys)
-                log.append(f"skip\tmin_depth\t{info}\t{body}\tdepth {len(keys)} < {o.min_depth}: {raw}")
+                plan.append(f"skip\tmin_depth\t{info}\t{body}\tdepth {len(keys)} < {o.min_depth}: {raw}")
                 continue
-            turns = [self.turn(k) for k in keys]
-            src = " EOS ".join(turns[:-1])
-            tgt = turns[-1]
+            plan.append((f"{sid},{pid},{cid}", info, [self.raw_text(k) for k in keys]))
+
+        turns.fill({raw for item in plan if type(item) is tuple for raw in item[2]})
+        norm = turns.map
+        lines: list[str] = []
+        log: list[str] = []
+        resp_len = 0
+        for item in plan:
+            if type(item) is str:
+                log.append(item)
+                continue
+            header, info, raws = item
+            chain = [norm[r] for r in raws]
+            src = " EOS ".join(chain[:-1])
+            tgt = chain[-1]
             if o.clean:
                 reason, detail = self._filter(src, tgt)
                 if reason:
                     counts[reason] += 1
                     log.append(f"skip\t{reason}\t{info}\t{tgt}{detail}")
                     continue
-            lines.append(f"{sid},{pid},{cid}\t{src}\t{tgt}")
+            lines.append(f"{header}\t{src}\t{tgt}")
             resp_len += len(tgt.split())
         return lines, counts, log, resp_len
 
@@ -236,25 +298,16 @@ def load_split(folder: str, k: int, report: Report) -> tuple[dict, dict]:
     return subs, comms
 
 
-_JOB: SplitJob | None = None  # the split a forked worker reads
-
-
-def _work(targets: list[tuple[str, str, str]]):
-    assert _JOB is not None
-    return _JOB.process(targets)
-
-
-def _worker_count(opts: ConvOptions, n_targets: int) -> int:
-    if not opts.parallel or n_targets < 2000:
+def _worker_count(opts: ConvOptions) -> int:
+    if not opts.parallel:
         return 1
     if "fork" not in multiprocessing.get_all_start_methods():
-        return 1  # workers must inherit the split without copying it
+        return 1  # workers must inherit the options (blocklist, keys) without pickling
     return max(1, min(opts.workers or (os.cpu_count() or 1), 32))
 
 
-def conv_split(job: SplitJob, report: Report, out, log) -> tuple[int, int, float]:
+def conv_split(job: SplitJob, turns: TurnCache, report: Report, out, log) -> tuple[int, int, float]:
     """Write the lines of one split; returns (selected, comments in split, avg response length)."""
-    global _JOB
     o = job.o
     comms = job.comms
     ordered = sorted((c[3], c[2], cid) for cid, c in comms.items())
@@ -267,33 +320,29 @@ def conv_split(job: SplitJob, report: Report, out, log) -> tuple[int, int, float
             report.skip("not_leaf")
         else:
             targets.append(t)
+    del ordered, parents
     m = 0
     resp_len = 0
-    workers = _worker_count(o, len(targets))
-    if workers == 1:
-        step = 20000
-        results = (job.process(targets[i:i + step]) for i in range(0, len(targets), step))
-        pool = None
-    else:
-        step = max(500, len(targets) // (workers * 8))
-        _JOB = job
-        pool = multiprocessing.get_context("fork").Pool(workers)
-        results = pool.imap(_work, [targets[i:i + step] for i in range(0, len(targets), step)])
+    for i in range(0, len(targets), BLOCK_TARGETS):
+        lines, counts, log_lines, rl = job.process(targets[i:i + BLOCK_TARGETS], turns)
+        if lines:
+            out.write("\n".join(lines) + "\n")
+        if log_lines:
+            log.write("\n".join(log_lines) + "\n")
+        report.merge(counts)
+        m += len(lines)
+        resp_len += rl
+    return m, len(comms), (resp_len / m if m else 0.0)
+
+
+@contextlib.contextmanager
+def _closing_pool(pool):
     try:
-        for lines, counts, log_lines, rl in results:
-            if lines:
-                out.write("\n".join(lines) + "\n")
-            if log_lines:
-                log.write("\n".join(log_lines) + "\n")
-            report.merge(counts)
-            m += len(lines)
-            resp_len += rl
+        yield pool
     finally:
         if pool is not None:
-            pool.close()
+            pool.terminate()
             pool.join()
-            _JOB = None
-    return m, len(comms), (resp_len / m if m else 0.0)
 
 
 def conv_month(opts: ConvOptions) -> tuple[int, int]:
@@ -308,15 +357,25 @@ def conv_month(opts: ConvOptions) -> tuple[int, int]:
     base = os.path.join(conv_dir, opts.month)
     stat_lines = []
     sum_m = sum_n = 0
+    global _OPTS
+    workers = _worker_count(opts)
+    pool = None
+    if workers > 1:
+        # Forked now, while the process is small: the workers inherit the options
+        # (blocklist, keys) and receive only texts to normalise.
+        _OPTS = opts
+        pool = multiprocessing.get_context("fork").Pool(workers)
+    turns = TurnCache(opts, pool, workers)
     with (
         atomic_text(base + ".tsv", errors="backslashreplace") as out,
         atomic_text(base + ".log", errors="backslashreplace") as log,
+        _closing_pool(pool),
     ):
         report = Report(log)
         k = 0
         while os.path.exists(os.path.join(folder, f"rs_sub{k}.tsv.gz")):
             subs, comms = load_split(folder, k, report)
-            m, n, avg = conv_split(SplitJob(opts, subs, comms), report, out, log)
+            m, n, avg = conv_split(SplitJob(opts, subs, comms), turns, report, out, log)
             del subs, comms
             stat_lines.append(f"{opts.month}\t{k}\t{m}\t{n}\t{avg:.2f}\n")
             sum_m += m

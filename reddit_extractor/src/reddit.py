@@ -89,8 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="1: only comments without replies are responses; turns get weights [0]")
     p.add_argument("--split_size", type=positive, default=500_000,
                    help="submissions per split; conv holds one split in memory [500000]")
-    p.add_argument("--parallel", default=False, **flag,
-                   help="conv: share each split's targets among worker processes [False]")
+    p.add_argument("--parallel", default=True, **flag,
+                   help="conv: share each split's targets among worker processes; the output "
+                        "is the same either way [True]")
     p.add_argument("--workers", type=int, default=0, help="worker processes with --parallel [all cores]")
     p.add_argument("--clean", default=False, **flag, help="apply the cleaning filters [False]")
     p.add_argument("--strict", default=False, **flag, help="stop at the first bad input record [False]")

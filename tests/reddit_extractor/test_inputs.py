@@ -146,3 +146,23 @@ def test_bad_option_values(capsys):
     with pytest.raises(SystemExit):
         run("2011-01", "--clean", "maybe")
     assert "expected True or False" in capsys.readouterr().err
+
+
+def test_parallel_workers_give_the_serial_output(tmp_path, random_records, monkeypatch):
+    from reddit_extractor import conv
+
+    monkeypatch.setattr(conv, "MIN_PARALLEL_TEXTS", 1)
+    monkeypatch.setattr(conv, "BLOCK_TARGETS", 50)  # several blocks per split
+    subs, comments = random_records
+    inp = tmp_path / "in"
+    inp.mkdir()
+    synth.write_month(inp, MONTH, subs, comments, ".gz")
+    words, bl_subs = write_lists(tmp_path)
+    args = [*PUBLISHED, "--bl_words", words, "--bl_subreddits", bl_subs]
+    out = tmp_path / "out"
+    serial = extract_and_conv(inp, out, MONTH, conv_args=[*args, "--parallel", "False"],
+                              extract_args=["--split_size", "20"])
+    assert (out / "extract" / MONTH / "rs_sub2.tsv.gz").exists()  # 3 splits
+    assert run(MONTH, "--task", "conv", "--reddit_output", out, *args, "--parallel", "--workers", "2") == 0
+    assert (out / "conv" / f"{MONTH}.tsv").read_text() == serial
+    assert serial.count("\n") > 20
