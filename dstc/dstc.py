@@ -98,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         "instead of failing",
     )
     g.add_argument(
+        "--keep_trailing_empty",
+        action="store_true",
+        help="score an empty last hypothesis (in key order); the DSTC script loses it when it "
+        "rewrites the file, and its METEOR then fails (-1): reproduced by default",
+    )
+    g.add_argument(
         "--hyp_format",
         choices=["auto", "keyed", "lines"],
         default="auto",
@@ -207,6 +213,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             skip_missing=args.skip_missing,
             hyp_format=args.hyp_format,
             ref_mode=args.ref_text,
+            keep_trailing_empty=args.keep_trailing_empty,
         )
 
     if args.human:

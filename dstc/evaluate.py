@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dstc.metrics import Scores, nlp_metrics
@@ -44,6 +44,7 @@ class MultiRef:
     skip_missing: bool = False
     hyp_format: str = "auto"
     ref_mode: str = "dstc"
+    keep_trailing_empty: bool = False
 
 
 def plain_instances(
@@ -115,9 +116,16 @@ def evaluate_system(
             hyp_format=multiref.hyp_format,
             ref_mode=multiref.ref_mode,
             n_lines=opts.n_lines,
+            keep_trailing_empty=multiref.keep_trailing_empty,
             warn=opts.warn,
         )
         hyps, refs = inst.hyps, inst.refs
+        if inst.dropped_last_empty and (opts.use_meteor or opts.require_meteor):
+            # The DSTC script's METEOR call fails here ("test and reference not same
+            # length") and it reports -1.
+            scores = score(hyps, refs, replace(opts, use_meteor=False, require_meteor=False))
+            scores.meteor = -1.0
+            return scores
     return score(hyps, refs, opts)
 
 

@@ -117,6 +117,7 @@ def build_instances(
     hyp_format: str = "auto",
     ref_mode: str = "dstc",
     n_lines: int | None = None,
+    keep_trailing_empty: bool = False,
     warn: Callable[[str], None] | None = None,
 ) -> Instances:
     """Hypotheses and ``n_refs`` references per instance, as the DSTC-7 ``dstc.py``
@@ -182,15 +183,17 @@ def build_instances(
         refs.append(chosen)
 
     dropped = False
-    if hyps and hyps[-1] == "":
+    if hyps and hyps[-1] == "" and not keep_trailing_empty:
         # The DSTC script writes the hypotheses with '\n'.join and reads them back with
         # readlines(), which loses a trailing empty line: the last instance then drops out
-        # of every metric. Reproduced so the figures stay comparable.
+        # of NIST/BLEU, entropy, distinct and length, and METEOR fails (-1) on the
+        # mismatched line counts. Reproduced so the figures stay comparable.
         selected, hyps, refs = selected[:-1], hyps[:-1], refs[:-1]
         dropped = True
         if warn:
             warn(
-                "warning: the last hypothesis (in key order) is empty; dropped as the DSTC script does"
+                "warning: the last hypothesis (in key order) is empty: dropped, and METEOR "
+                "reported as -1, as the DSTC script does (--keep_trailing_empty to score it)"
             )
     if n_lines is not None:
         selected, hyps, refs = selected[:n_lines], hyps[:n_lines], refs[:n_lines]

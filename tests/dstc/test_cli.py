@@ -338,3 +338,31 @@ print("DSTC_TOKENIZERS", sys.modules["dstc.tokenizers"].__file__)
     assert found["TOKENIZERS"] != str(SCRIPT.parent / "tokenizers.py")
     if found["TOKENIZERS"] != "None":  # the Hugging Face library, when installed
         assert "site-packages" in found["TOKENIZERS"] or "dist-packages" in found["TOKENIZERS"]
+
+
+def test_trailing_empty_hypothesis_like_the_dstc_script(tmp_path, capsys, fake_java):
+    java, jar, _ = fake_java
+    refs = write(tmp_path / "refs.txt", ["a\t1|x y", "b\t1|y z", "c\t1|z"])
+    keys = write(tmp_path / "keys.txt", ["a", "b", "c"])
+    sub = write(tmp_path / "sub.txt", ["a\tx y", "b\ty", "c\t"])
+    args = [
+        str(sub),
+        "--refs",
+        str(refs),
+        "--keys",
+        str(keys),
+        "--java",
+        str(java),
+        "--meteor_jar",
+        str(jar),
+        "--json",
+    ]
+    # default: the DSTC script loses the empty last line (key c), and its METEOR fails
+    assert cli.main(args) == 0
+    captured = capsys.readouterr()
+    scores = last_json(captured.out)
+    assert scores["n_lines"] == 2 and scores["meteor"] == -1.0 and scores["avg_len"] == 1.5
+    assert "--keep_trailing_empty" in captured.err
+    assert cli.main(args + ["--keep_trailing_empty"]) == 0
+    scores = last_json(capsys.readouterr().out)
+    assert scores["n_lines"] == 3 and scores["meteor"] == 0.5 and scores["avg_len"] == 1.0
