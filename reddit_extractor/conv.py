@@ -77,7 +77,7 @@ class TurnCache:
         self.o = opts
         self.pool = pool
         self.workers = workers
-        self.map: dict[str, str] = {}
+        self.map: dict[str, str | None] = {}
 
     def fill(self, texts: set[str]) -> None:
         todo = [t for t in texts if t not in self.map]
@@ -93,13 +93,18 @@ class TurnCache:
         self.map.update(zip(todo, done))
 
 
-def weighted_turns(texts: list[str], o: ConvOptions) -> list[str]:
+def weighted_turns(texts: list[str], o: ConvOptions) -> list[str | None]:
     """Full normalisation, then (leaves only + clean) the weight: 0.0 for a blocklisted
     word/phrase or a discarded digest, else 1.0."""
-    out = []
+    out: list[str | None] = []
     weights = o.leaves_only and o.clean
     for raw in texts:
-        t = full_norm(raw)
+        try:
+            t = full_norm(raw)
+        except TimeoutError:
+            # NLTK stops a tokenizer run after 5 s (ReDoS guard); such a text is not usable.
+            out.append(None)
+            continue
         if weights:
             bad = o.bl_words.found(t) or (
                 o.discard_keys is not None and turn_digest(t) in o.discard_keys
@@ -112,7 +117,7 @@ def weighted_turns(texts: list[str], o: ConvOptions) -> list[str]:
 _OPTS: ConvOptions | None = None  # what forked workers normalise with
 
 
-def _weighted_turns(texts: list[str]) -> list[str]:
+def _weighted_turns(texts: list[str]) -> list[str | None]:
     assert _OPTS is not None
     return weighted_turns(texts, _OPTS)
 
@@ -237,6 +242,10 @@ class SplitJob:
                 continue
             header, info, raws = item
             chain = [norm[r] for r in raws]
+            if None in chain:
+                counts["tokenizer_timeout"] += 1
+                log.append(f"skip\ttokenizer_timeout\t{info}\t{raws[-1]}\ttokenizer time limit")
+                continue
             src = " EOS ".join(chain[:-1])
             tgt = chain[-1]
             if o.clean:

@@ -166,3 +166,23 @@ def test_parallel_workers_give_the_serial_output(tmp_path, random_records, monke
     assert run(MONTH, "--task", "conv", "--reddit_output", out, *args, "--parallel", "--workers", "2") == 0
     assert (out / "conv" / f"{MONTH}.tsv").read_text() == serial
     assert serial.count("\n") > 20
+
+
+def test_script_runs_from_any_directory(tmp_path):
+    import subprocess
+    import sys
+
+    from .helpers import REDDIT_PY
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    synth.write_month(inp, MONTH, *synth.random_month(10, 60, seed=2, bad_records=False), ".xz")
+    r = subprocess.run([sys.executable, str(REDDIT_PY), "--help"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "--leaves_only" in r.stdout and "published settings" in r.stdout
+    for task in ("extract", "conv"):
+        r = subprocess.run([sys.executable, str(REDDIT_PY), MONTH, "--task", task,
+                            "--reddit_input", "in", "--reddit_output", "out"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out" / "conv" / f"{MONTH}.tsv").stat().st_size > 0
