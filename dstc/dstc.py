@@ -158,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="text given to the NIST/BLEU scorer for an empty line, as the DSTC script "
         "writes it (default __empty__; '' keeps empty lines empty)",
     )
+    g.add_argument(
+        "--xml_illegal",
+        choices=["fail", "blank"],
+        default="fail",
+        help="text mteval's XML reader rejects (control characters, ']]>'): 'fail' reports NIST "
+        "and BLEU as -1 like the DSTC script (default), 'blank' scores it with those blanked",
+    )
     return p
 
 
@@ -202,6 +209,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         java=args.java,
         meteor_norm=not args.meteor_no_norm,
         empty_placeholder=args.empty_placeholder,
+        xml_illegal=args.xml_illegal,
     )
     multiref = None
     if not plain:

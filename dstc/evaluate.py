@@ -30,6 +30,7 @@ class Options:
     java: str | None = None
     meteor_norm: bool = True
     empty_placeholder: str = EMPTY_PLACEHOLDER
+    xml_illegal: str = "fail"
     warn: Callable[[str], None] = field(default=_stderr)
 
 
@@ -85,6 +86,7 @@ def score(hyps: Sequence[str], refs: Sequence[Sequence[str]], opts: Options) -> 
         java=opts.java,
         meteor_norm=opts.meteor_norm,
         empty_placeholder=opts.empty_placeholder,
+        xml_illegal=opts.xml_illegal,
         warn=opts.warn,
     )
 

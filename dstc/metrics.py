@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from dstc.meteor import MeteorUnavailable, find_meteor_jar, meteor
-from dstc.mteval import EMPTY_PLACEHOLDER, nist_bleu
+from dstc.mteval import EMPTY_PLACEHOLDER, MtevalFailure, nist_bleu
 
 __all__ = [
     "Scores",
@@ -110,14 +110,27 @@ def nlp_metrics(
     java: str | None = None,
     meteor_norm: bool = True,
     empty_placeholder: str = EMPTY_PLACEHOLDER,
+    xml_illegal: str = "fail",
     warn=None,
 ) -> Scores:
     """All metrics of one system. ``refs[i]`` holds the references of segment ``i``.
 
     When METEOR cannot run (no java, no jar) the score is ``None`` and ``warn`` (default:
     print to stderr) is told why, unless ``require_meteor`` makes it an error.
+
+    Text that mteval's XML reader rejects gives NIST = BLEU = -1, the DSTC script's result
+    (``xml_illegal="blank"`` scores it with those characters blanked instead).
     """
-    nist, bleu = nist_bleu(hyps, refs, empty_placeholder=empty_placeholder)
+    warn = warn or (lambda m: print(m, file=sys.stderr))
+    try:
+        nist, bleu = nist_bleu(
+            hyps, refs, empty_placeholder=empty_placeholder, xml_illegal=xml_illegal
+        )
+    except MtevalFailure as exc:
+        warn(
+            f"warning: NIST/BLEU reported as -1 as the DSTC script does, since mteval fails here: {exc}"
+        )
+        nist, bleu = [-1.0] * 4, [-1.0] * 4
     meteor_score = None
     if use_meteor or require_meteor:
         try:
@@ -125,7 +138,7 @@ def nlp_metrics(
         except MeteorUnavailable as exc:
             if require_meteor:
                 raise
-            (warn or (lambda m: print(m, file=sys.stderr)))(f"warning: METEOR skipped: {exc}")
+            warn(f"warning: METEOR skipped: {exc}")
     return Scores(
         n_lines=len(hyps),
         nist=nist,

@@ -39,6 +39,25 @@ _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrst
 
 EMPTY_PLACEHOLDER = "__empty__"
 
+# What the XML parser behind mteval (expat, via XML::Twig) rejects in text: control
+# characters other than tab/newline/carriage return, U+FFFE/U+FFFF, and "]]>".
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]|]]>")
+
+
+class MtevalFailure(ValueError):
+    """Input on which mteval-v14c.pl dies; the DSTC script then reports NIST and BLEU as -1."""
+
+
+class XmlIllegalText(MtevalFailure):
+    """A line the XML reader in front of mteval rejects."""
+
+    def __init__(self, what: str):
+        self.what = what
+        super().__init__(
+            f"{what} has a character XML forbids (a control character or ']]>'); "
+            "--xml_illegal blank scores it with those characters blanked"
+        )
+
 
 def dstc_sgml_text(line: str, empty_placeholder: str = EMPTY_PLACEHOLDER) -> str:
     """What the DSTC-7 scripts put inside ``<seg>`` for one line of text."""
@@ -190,10 +209,13 @@ def ngram_stats(
         raise ValueError("every segment needs the same, non-zero number of references")
     info = _information_weights(refs_tok)
     stats = NgramStats(n_refs=n_refs)
-    for hyp, seg_refs in zip(hyps_tok, refs_tok):
+    for seg_no, (hyp, seg_refs) in enumerate(zip(hyps_tok, refs_tok), 1):
         hyp_counts = _ngrams(hyp)
         ref_counts = [_ngrams(words) for words in seg_refs]
         stats.ref_words += sum(len(words) for words in seg_refs)
+        if not any(seg_refs):
+            # mteval's segment-level NIST divides by this segment's reference word count.
+            raise MtevalFailure(f"every reference of segment {seg_no} is blank")
         n_hyp = len(hyp)
         for n in range(1, MAX_N + 1):
             if n <= n_hyp:
@@ -215,7 +237,7 @@ def nist_from_stats(stats: NgramStats) -> list[float]:
     """Cumulative NIST-1..4: sum of per-order information gains, times the NIST brevity
     penalty on hypothesis length / average reference length (corpus level)."""
     if stats.ref_words == 0:
-        raise ValueError("the references contain no words (mteval divides by zero here)")
+        raise MtevalFailure("the references contain no words (mteval divides by zero here)")
     penalty = nist_length_penalty(stats.hyp_ngrams[1] / (stats.ref_words / stats.n_refs))
     scores, total = [], 0.0
     for n in range(1, MAX_N + 1):
@@ -267,6 +289,7 @@ def nist_bleu(
     preserve_case: bool = False,
     smoothing: bool = True,
     rounded: bool = True,
+    xml_illegal: str = "fail",
 ) -> tuple[list[float], list[float]]:
     """Corpus NIST-1..4 and BLEU-1..4 of raw hypothesis lines against raw references.
 
@@ -274,10 +297,30 @@ def nist_bleu(
     (``&``/``<`` to spaces, empty line to ``empty_placeholder``; pass ``""`` to keep empty
     lines empty) and mteval's tokenizer. With ``rounded`` the scores are rounded to 4
     decimals, as the DSTC scripts read them from mteval's report.
+
+    Text the XML reader of mteval rejects raises :class:`XmlIllegalText` with
+    ``xml_illegal="fail"``; ``"blank"`` turns the offending characters into spaces.
     """
+    if xml_illegal not in ("fail", "blank"):
+        raise ValueError(f"xml_illegal must be 'fail' or 'blank', not {xml_illegal!r}")
+
+    def sgml(text: str, what) -> str:
+        text = dstc_sgml_text(text, empty_placeholder)
+        if _XML_ILLEGAL.search(text):
+            if xml_illegal == "fail":
+                raise XmlIllegalText(what())
+            text = _XML_ILLEGAL.sub(lambda m: " " * len(m.group()), text)
+        return text
+
     tok = MtevalTokenizer(preserve_case)
-    hyps_tok = [tok(dstc_sgml_text(h, empty_placeholder)) for h in hyps]
-    refs_tok = [[tok(dstc_sgml_text(r, empty_placeholder)) for r in seg] for seg in refs]
+    hyps_tok = [tok(sgml(h, lambda i=i: f"hypothesis {i + 1}")) for i, h in enumerate(hyps)]
+    refs_tok = [
+        [
+            tok(sgml(r, lambda i=i, j=j: f"reference {j + 1} of segment {i + 1}"))
+            for j, r in enumerate(seg)
+        ]
+        for i, seg in enumerate(refs)
+    ]
     stats = ngram_stats(hyps_tok, refs_tok)
     nist = nist_from_stats(stats)
     bleu = bleu_from_stats(stats, smoothing=smoothing)

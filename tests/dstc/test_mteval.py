@@ -220,3 +220,24 @@ def test_mismatched_inputs_raise():
         raw(["a"], [])
     with pytest.raises(ValueError):
         raw(["a", "b"], [["a"], ["a", "b"]])
+
+
+def test_inputs_mteval_dies_on():
+    from dstc.metrics import nlp_metrics
+    from dstc.mteval import MtevalFailure, XmlIllegalText
+
+    # expat rejects control characters and "]]>"; the DSTC script then reports -1
+    with pytest.raises(XmlIllegalText, match="hypothesis 2"):
+        raw(["ok", "a\x0cb"], [["ok"], ["a b"]])
+    with pytest.raises(XmlIllegalText, match="reference 1 of segment 1"):
+        raw(["ok"], [["x ]]> y"]])
+    # blanked instead: "a\x0cb" reads as "a b", a perfect match
+    assert raw(["a\x0cb"], [["a b"]], xml_illegal="blank")[1] == pytest.approx([1.0] * 4)
+    # a segment whose references are all blank (not empty: no placeholder) divides by 0
+    with pytest.raises(MtevalFailure, match="segment 2"):
+        raw(["a", "b"], [["a"], [" "]])
+    warnings = []
+    scores = nlp_metrics(["a\x01"], [["a"]], use_meteor=False, warn=warnings.append)
+    assert scores.nist == [-1.0] * 4 and scores.bleu == [-1.0] * 4
+    assert "mteval fails" in warnings[0]
+    assert scores.entropy == [0.0] * 4 and scores.avg_len == 1.0  # the rest still computed
