@@ -30,6 +30,11 @@ from .extract import split_folder
 from .normalize import full_norm
 from .stats import Report, write_counts
 
+# Fields kept in memory per comment (from COMMENT_FIELDS, id and author dropped) and per
+# submission (from SUBMISSION_FIELDS: only what conv reads).
+PARENT, LINK, SCORE, N_CHAR, BODY = range(5)
+DOMAIN, PERMALINK, TITLE = range(3)
+
 _TAGS = re.compile(r"[\[\]()]")
 # Fewer texts than this are normalised in the main process (shipping them costs more).
 MIN_PARALLEL_TEXTS = 2000
@@ -125,18 +130,18 @@ def _weighted_turns(texts: list[str]) -> list[str | None]:
 class SplitJob:
     """One split in memory, and the rules to turn its targets into lines."""
 
-    def __init__(self, opts: ConvOptions, subs: dict[str, list[str]], comms: dict[str, list[str]]) -> None:
+    def __init__(self, opts: ConvOptions, subs: dict[str, tuple[str, ...]], comms: dict[str, tuple[str, ...]]) -> None:
         self.o = opts
         self.subs = subs
         self.comms = comms
 
     # -- chain -------------------------------------------------------------------------
 
-    def _too_long(self, c: list[str]) -> bool:
+    def _too_long(self, c: tuple[str, ...]) -> bool:
         if self.o.max_len_type == "w":
-            return len(c[6].split()) > self.o.max_len
+            return len(c[BODY].split()) > self.o.max_len
         if self.o.max_len_type == "c":
-            return int(c[5]) > self.o.max_len
+            return int(c[N_CHAR]) > self.o.max_len
         return False
 
     def chain(self, cid: str) -> list[str]:
@@ -153,11 +158,11 @@ class SplitJob:
             if self._too_long(c):
                 break
             keys.append(cid)
-            pid = c[2]
+            pid = c[PARENT]
             if self.o.use_title and pid.startswith("t3_"):
-                if c[3] not in self.subs:
-                    raise _MissingSubmission(c[3])
-                keys.append("t:" + c[3])
+                if c[LINK] not in self.subs:
+                    raise _MissingSubmission(c[LINK])
+                keys.append("t:" + c[LINK])
                 break
             if pid not in comms:
                 break
@@ -168,8 +173,8 @@ class SplitJob:
 
     def raw_text(self, key: str) -> str:
         if key.startswith("t:"):
-            return "title: " + self.subs[key[2:]][5]
-        return self.comms[key][6]
+            return "title: " + self.subs[key[2:]][TITLE]
+        return self.comms[key][BODY]
 
     # -- one target ----------------------------------------------------------------------
 
@@ -188,11 +193,11 @@ class SplitJob:
             subreddit = domain = ""
             sub = self.subs.get(sid)
             if sub is not None:
-                parts = sub[4].split("/")
+                parts = sub[PERMALINK].split("/")
                 # A permalink without a subreddit part crashes the published tool; here the
                 # submission counts as having no subreddit.
                 subreddit = parts[2].lower() if len(parts) > 2 else ""
-                domain = sub[3].lower()
+                domain = sub[DOMAIN].lower()
             info = subreddit + "\t" + domain
             if o.bl_subreddits is not None:
                 if not subreddit:
@@ -204,15 +209,15 @@ class SplitJob:
                     plan.append(f"skip\tbad_subreddit\t{info}\tN/A\toffensive subreddit: {subreddit}")
                     continue
             c = self.comms[cid]
-            body = c[6]
-            if c[4] == "None":
+            body = c[BODY]
+            if c[SCORE] == "None":
                 score = 0
             else:
                 try:
-                    score = int(c[4])
+                    score = int(c[SCORE])
                 except ValueError:
                     counts["bad_score"] += 1
-                    plan.append(f"skip\tbad_score\t{info}\t{body}\tscore {c[4]!r} is not an integer")
+                    plan.append(f"skip\tbad_score\t{info}\t{body}\tscore {c[SCORE]!r} is not an integer")
                     continue
             if score < o.min_score:
                 counts["low_score"] += 1
@@ -298,12 +303,12 @@ def _read_cells(path: str, width: int, report: Report, reason: str) -> list[list
 
 
 def load_split(folder: str, k: int, report: Report) -> tuple[dict, dict]:
-    subs: dict[str, list[str]] = {}
+    subs: dict[str, tuple[str, ...]] = {}
     for cells in _read_cells(os.path.join(folder, f"rs_sub{k}.tsv.gz"), 6, report, "bad_rs_line"):
-        subs["t3_" + cells[0]] = cells
-    comms: dict[str, list[str]] = {}
+        subs["t3_" + cells[0]] = tuple(cells[3:6])
+    comms: dict[str, tuple[str, ...]] = {}
     for cells in _read_cells(os.path.join(folder, f"rc_sub{k}.tsv.gz"), 7, report, "bad_rc_line"):
-        comms["t1_" + cells[0]] = cells
+        comms["t1_" + cells[0]] = tuple(cells[2:7])
     return subs, comms
 
 
@@ -319,7 +324,7 @@ def conv_split(job: SplitJob, turns: TurnCache, report: Report, out, log) -> tup
     """Write the lines of one split; returns (selected, comments in split, avg response length)."""
     o = job.o
     comms = job.comms
-    ordered = sorted((c[3], c[2], cid) for cid, c in comms.items())
+    ordered = sorted((c[LINK], c[PARENT], cid) for cid, c in comms.items())
     parents = {pid for _, pid, _ in ordered} if o.leaves_only else set()
     targets = []
     for t in ordered:
