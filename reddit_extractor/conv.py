@@ -21,6 +21,7 @@ import os
 import re
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .atomic import atomic_text, write_text
@@ -288,9 +289,8 @@ class SplitJob:
         return "", ""
 
 
-def _read_cells(path: str, width: int, report: Report, reason: str) -> list[list[str]]:
+def _read_cells(path: str, width: int, report: Report, reason: str) -> Iterator[list[str]]:
     """Records of an extract file, split as the published conv reads them."""
-    rows = []
     name = os.path.basename(path)
     with gzip.open(path, "rt", encoding="utf-8", errors="surrogatepass") as fh:
         for n, line in enumerate(fh, 1):
@@ -298,8 +298,7 @@ def _read_cells(path: str, width: int, report: Report, reason: str) -> list[list
             if len(cells) < width:
                 report.bad(reason, f"{name}:{n}: {len(cells)} fields, expected {width}")
                 continue
-            rows.append(cells)
-    return rows
+            yield cells
 
 
 def load_split(folder: str, k: int, report: Report) -> tuple[dict, dict]:
@@ -308,7 +307,11 @@ def load_split(folder: str, k: int, report: Report) -> tuple[dict, dict]:
         subs["t3_" + cells[0]] = tuple(cells[3:6])
     comms: dict[str, tuple[str, ...]] = {}
     for cells in _read_cells(os.path.join(folder, f"rc_sub{k}.tsv.gz"), 7, report, "bad_rc_line"):
-        comms["t1_" + cells[0]] = tuple(cells[2:7])
+        # Interned: a link id is shared by all the comments of a submission, a parent id by
+        # its replies and its own key.
+        comms[sys.intern("t1_" + cells[0])] = (
+            sys.intern(cells[2]), sys.intern(cells[3]), cells[4], cells[5], cells[6]
+        )
     return subs, comms
 
 
