@@ -186,3 +186,19 @@ def test_script_runs_from_any_directory(tmp_path):
                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
     assert (tmp_path / "out" / "conv" / f"{MONTH}.tsv").stat().st_size > 0
+
+
+def test_zstd_with_pushshift_2gib_window(tmp_path):
+    import io
+
+    params = zstandard.ZstdCompressionParameters.from_level(3, window_log=31, enable_ldm=True)
+    buf = io.BytesIO()
+    with zstandard.ZstdCompressor(compression_params=params).stream_writer(buf, closefd=False) as w:
+        for i in range(100):
+            w.write(b'{"a": %d}\n' % i)
+    path = tmp_path / "RC_2011-01.zst"
+    path.write_bytes(buf.getvalue())
+    with pytest.raises(zstandard.ZstdError):  # the library default refuses such frames
+        zstandard.ZstdDecompressor().decompressobj().decompress(buf.getvalue())
+    reader = DumpReader(str(path))
+    assert len(list(reader)) == 100 and not reader.problems
