@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     plain = args.ref_files is not None
     if plain == bool(args.refs or args.keys) or (not plain and not (args.refs and args.keys)):
         p.error("give --ref_files, or --refs and --keys")
+    if args.n_refs < 1:
+        p.error("--n_refs must be at least 1")
     folder = Path(args.input_dir)
     if not folder.is_dir():
         print(f"{p.prog}: error: {folder}: not a folder", file=sys.stderr)
@@ -101,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     except MeteorUnavailable as exc:
         print(f"{p.prog}: error: METEOR: {exc}", file=sys.stderr)
         return 1
-    write_report(report, rows)
+    try:
+        write_report(report, rows)
+    except OSError as exc:
+        print(f"{p.prog}: error: {exc}", file=sys.stderr)
+        return 1
     print(f"report saved to: {report}", file=sys.stderr)
     return 0
 

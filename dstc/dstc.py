@@ -199,6 +199,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("no hypothesis file given")
     if args.n_lines == 0 or args.n_lines < -1:
         parser.error("--n_lines must be positive (or -1 for all)")
+    if args.n_refs < 1:
+        parser.error("--n_refs must be at least 1")
+    if args.human and args.vshuman < 0:
+        parser.error("--human scores reference --vshuman K as the hypothesis: K must be >= 0")
 
     opts = Options(
         clean=args.clean,
@@ -265,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except MeteorUnavailable as exc:
         print(f"{parser.prog}: error: METEOR: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 1
 
 

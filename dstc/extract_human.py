@@ -82,7 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"{p.prog}: error: {exc}", file=sys.stderr)
         return 2
-    write_lines_atomic(args.out, lines)
+    try:
+        write_lines_atomic(args.out, lines)
+    except OSError as exc:
+        print(f"{p.prog}: error: {exc}", file=sys.stderr)
+        return 1
     print(f"{len(lines)} human responses written to {args.out}", file=sys.stderr)
     return 0
 
