@@ -22,6 +22,8 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 from .atomic import atomic_text, write_text
@@ -37,13 +39,13 @@ PARENT, LINK, SCORE, N_CHAR, BODY = range(5)
 DOMAIN, PERMALINK, TITLE = range(3)
 
 _TAGS = re.compile(r"[\[\]()]")
+_CAPS = re.compile(r"[A-Z]{5,}")
 # Fewer texts than this are normalised in the main process (shipping them costs more).
 MIN_PARALLEL_TEXTS = 2000
 # Targets handled per block: bounds the memory of the plan and of the output lines.
 BLOCK_TARGETS = 50_000
 # Normalised texts remembered across comments (identical bodies are common: "lol", "This.").
 TEXT_CACHE_SIZE = 100_000
-_CAPS = re.compile(r"[A-Z]{5,}")
 
 
 @dataclass
@@ -75,8 +77,8 @@ class TurnCache:
     """Raw text -> normalised, weighted turn, computed in bulk (in worker processes if any).
 
     Normalisation (NLTK's tokenizer) is most of the conv time, and the same comment comes
-    back as context in many chains, so each distinct text is normalised once; the cache is
-    emptied when it reaches TEXT_CACHE_SIZE entries to keep memory bounded.
+    back as context in many chains, so each distinct text is normalised once. Past
+    TEXT_CACHE_SIZE entries, only the texts of the current block are kept.
     """
 
     def __init__(self, opts: ConvOptions, pool=None, workers: int = 1) -> None:
@@ -93,7 +95,7 @@ class TurnCache:
         if self.pool is not None and len(todo) >= MIN_PARALLEL_TEXTS:
             step = max(200, len(todo) // (self.workers * 8))
             chunks = [todo[i:i + step] for i in range(0, len(todo), step)]
-            done = [t for part in self.pool.imap(_weighted_turns, chunks) for t in part]
+            done = [t for part in self.pool.map(_weighted_turns, chunks) for t in part]
         else:
             done = weighted_turns(todo, self.o)
         self.map.update(zip(todo, done))
@@ -356,10 +358,14 @@ def conv_split(job: SplitJob, turns: TurnCache, report: Report, out, log) -> tup
 def _closing_pool(pool):
     try:
         yield pool
+    except BrokenProcessPool:
+        raise UserError(
+            "a conv worker process died (out of memory?); nothing was written. "
+            "Retry with fewer --workers, a smaller --split_size or --parallel False"
+        ) from None
     finally:
         if pool is not None:
-            pool.terminate()
-            pool.join()
+            pool.shutdown(cancel_futures=True)
 
 
 def conv_month(opts: ConvOptions) -> tuple[int, int]:
@@ -381,7 +387,8 @@ def conv_month(opts: ConvOptions) -> tuple[int, int]:
         # Forked now, while the process is small: the workers inherit the options
         # (blocklist, keys) and receive only texts to normalise.
         _OPTS = opts
-        pool = multiprocessing.get_context("fork").Pool(workers)
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+        pool.submit(int).result()  # the first task forks all the workers
     turns = TurnCache(opts, pool, workers)
     with (
         atomic_text(base + ".tsv", errors="backslashreplace") as out,

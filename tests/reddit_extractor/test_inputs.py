@@ -202,3 +202,28 @@ def test_zstd_with_pushshift_2gib_window(tmp_path):
         zstandard.ZstdDecompressor().decompressobj().decompress(buf.getvalue())
     reader = DumpReader(str(path))
     assert len(list(reader)) == 100 and not reader.problems
+
+
+def test_dead_worker_is_an_error_not_a_hang(tmp_path, monkeypatch, capsys):
+    import os
+
+    from reddit_extractor import conv
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    synth.write_month(inp, MONTH, *synth.random_month(20, 200, seed=4, bad_records=False), ".gz")
+    out = tmp_path / "out"
+    assert run(MONTH, "--task", "extract", "--reddit_input", inp, "--reddit_output", out) == 0
+    parent = os.getpid()
+    real = conv.weighted_turns
+
+    def dying(texts, o):
+        if os.getpid() != parent:
+            os._exit(1)  # as if killed by the kernel's out-of-memory killer
+        return real(texts, o)
+
+    monkeypatch.setattr(conv, "weighted_turns", dying)
+    monkeypatch.setattr(conv, "MIN_PARALLEL_TEXTS", 1)
+    assert run(MONTH, "--task", "conv", "--reddit_output", out, "--use_title", "0", "--workers", "2") == 2
+    assert "worker process died" in capsys.readouterr().err
+    assert not (out / "conv" / f"{MONTH}.tsv").exists()
