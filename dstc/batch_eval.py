@@ -33,6 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--refs", "-g", help="multi-reference file KEY<TAB>SCORE|REF<TAB>...")
     p.add_argument("--keys", "-k", help="keys file, one key per line")
     p.add_argument(
+        "--hyp_keys",
+        help="keys of the response lines when they are not the --keys file (e.g. the whole test "
+        "set's keys, of which --keys selects a part)",
+    )
+    p.add_argument(
         "--ref_files", nargs="+", metavar="REF", help="plain layout: aligned reference files"
     )
     p.add_argument("--pattern", default="*.resp.txt", help="file name pattern (default *.resp.txt)")
@@ -76,7 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     multiref = (
         None
         if plain
-        else MultiRef(refs=args.refs, keys=args.keys, n_refs=args.n_refs, vshuman=args.vshuman)
+        else MultiRef(
+            refs=args.refs,
+            keys=args.keys,
+            n_refs=args.n_refs,
+            vshuman=args.vshuman,
+            hyp_keys=args.hyp_keys,
+        )
     )
     n_refs = len(args.ref_files) if plain else args.n_refs
     report = (

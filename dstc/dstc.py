@@ -111,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
         "keys-file order (default: keyed if any line has a tab)",
     )
     g.add_argument(
+        "--hyp_keys",
+        help="keys of the lines of a submission without keys, when they are not the --keys file "
+        "(e.g. the whole test set's keys, of which --keys selects a part, as in DialoGPT)",
+    )
+    g.add_argument(
         "--ref_text",
         choices=["dstc", "after_bar"],
         default="dstc",
@@ -224,6 +229,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             vshuman=args.vshuman,
             skip_missing=args.skip_missing,
             hyp_format=args.hyp_format,
+            hyp_keys=args.hyp_keys,
             ref_mode=args.ref_text,
             keep_trailing_empty=args.keep_trailing_empty,
         )

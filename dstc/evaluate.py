@@ -44,6 +44,7 @@ class MultiRef:
     vshuman: int = 1
     skip_missing: bool = False
     hyp_format: str = "auto"
+    hyp_keys: str | None = None
     ref_mode: str = "dstc"
     keep_trailing_empty: bool = False
 
@@ -116,6 +117,7 @@ def evaluate_system(
             clean=clean_str if opts.clean else None,
             skip_missing=multiref.skip_missing,
             hyp_format=multiref.hyp_format,
+            hyp_keys=multiref.hyp_keys,
             ref_mode=multiref.ref_mode,
             n_lines=opts.n_lines,
             keep_trailing_empty=multiref.keep_trailing_empty,

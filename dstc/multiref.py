@@ -76,9 +76,18 @@ def detect_format(lines: list[str]) -> str:
 
 
 def read_submission(
-    path: str | os.PathLike, keys: list[str], fmt: str = "auto"
+    path: str | os.PathLike,
+    keys: list[str],
+    fmt: str = "auto",
+    line_keys: list[str] | None = None,
+    line_keys_path: str | os.PathLike | None = None,
 ) -> dict[str, tuple[int, str]]:
-    """key -> (line number, response) for the keys the submission covers."""
+    """key -> (line number, response) for the keys the submission covers.
+
+    A submission without keys is aligned line by line with ``line_keys`` when given (the
+    keys of every hypothesis line, e.g. a whole test set of which ``keys`` selects a part,
+    as DialoGPT's evaluation does), else with ``keys`` itself.
+    """
     lines = read_lines(path)
     if fmt == "auto":
         fmt = detect_format(lines)
@@ -94,14 +103,17 @@ def read_submission(
         return out
     if fmt != "lines":
         raise ValueError(f"unknown submission format {fmt!r}")
-    if len(lines) != len(keys):
+    aligned = keys if line_keys is None else line_keys
+    if len(lines) != len(aligned):
+        source = "the keys file" if line_keys is None else str(line_keys_path or "--hyp_keys")
         raise InputError(
             path,
-            min(len(lines), len(keys)) + 1,
-            f"has {len(lines)} lines but the keys file has {len(keys)} keys "
+            min(len(lines), len(aligned)) + 1,
+            f"has {len(lines)} lines but {source} has {len(aligned)} keys "
             "(a submission without keys must have one response per key, in key order)",
         )
-    return {k: (no, line) for no, (k, line) in enumerate(zip(keys, lines), 1)}
+    wanted = set(keys)
+    return {k: (no, line) for no, (k, line) in enumerate(zip(aligned, lines), 1) if k in wanted}
 
 
 def build_instances(
@@ -115,6 +127,7 @@ def build_instances(
     clean: Callable[[str], str] | None = None,
     skip_missing: bool = False,
     hyp_format: str = "auto",
+    hyp_keys: str | os.PathLike | None = None,
     ref_mode: str = "dstc",
     n_lines: int | None = None,
     keep_trailing_empty: bool = False,
@@ -139,7 +152,8 @@ def build_instances(
     else:
         if submitted is None:
             raise ValueError("no submission given")
-        hyp_cells = read_submission(submitted, keys, hyp_format)
+        line_keys = None if hyp_keys is None else list(read_keys(hyp_keys))
+        hyp_cells = read_submission(submitted, keys, hyp_format, line_keys, hyp_keys)
     ref_cells = read_multiref(multiref, set(keys))
 
     selected = []

@@ -107,3 +107,17 @@ def test_errors_name_file_and_line(tmp_path, three):
     empty = write(tmp_path / "empty.txt", [])
     with pytest.raises(InputError, match=r"empty.txt: file is empty"):
         build_instances(empty, refs, keys)
+
+
+def test_unkeyed_submission_aligned_with_a_larger_key_list(tmp_path):
+    # DialoGPT's layout: responses for the whole test set (keys in all.txt), of which the
+    # keys file selects a part.
+    refs = write(tmp_path / "refs.txt", ["x\t1|rx", "y\t1|ry", "z\t1|rz"])
+    keys = write(tmp_path / "keys.txt", ["z", "x"])
+    all_keys = write(tmp_path / "all.txt", ["x", "y", "z"])
+    sub = write(tmp_path / "sub.txt", ["for x", "for y", "for z"])
+    inst = build_instances(sub, refs, keys, n_refs=1, vshuman=-1, hyp_keys=all_keys)
+    assert list(zip(inst.keys, inst.hyps)) == [("x", "for x"), ("z", "for z")]
+    two = write(tmp_path / "two.txt", ["for x", "for y"])
+    with pytest.raises(InputError, match=r"two.txt:3: has 2 lines but .*all.txt has 3 keys"):
+        build_instances(two, refs, keys, hyp_keys=all_keys)
