@@ -232,6 +232,10 @@ class SplitJob:
                 counts["exception"] += 1
                 plan.append(f"skip\texception\t{info}\t{body}\tno submission {exc} for the title")
                 continue
+            except ValueError as exc:  # a non-numeric n_char (shifted fields) with --max_len_type c
+                counts["exception"] += 1
+                plan.append(f"skip\texception\t{info}\t{body}\t{exc}")
+                continue
             if len(keys) < o.min_depth:
                 counts["min_depth"] += 1
                 raw = "|".join(self.raw_text(k) for k in keys)

@@ -139,3 +139,30 @@ def test_max_len_in_characters(month, tmp_path):
     text = extract_and_conv(month, out, conv_args=["--use_title", "0", "--max_len_type", "c",
                                                    "--max_len", "24"])
     assert "t3_s1,t1_c1,t1_c2\tHow are you doing today ?\tI am fine , thanks !" in text.splitlines()
+
+
+def test_empty_title_loses_its_submission_like_the_published_tool(tmp_path):
+    # An empty (or blank) title leaves a trailing tab that the conv reader strips: the
+    # submission line then has 5 fields and is dropped, so its comments have no subreddit
+    # ('missing' with a subreddit blocklist) and no title ('exception' with titles on).
+    inp = tmp_path / "in"
+    inp.mkdir()
+    write_ndjson(inp / f"RS_{MONTH}", [sub("s1", title=""), sub("s2", title="\n\t")])
+    write_ndjson(inp / f"RC_{MONTH}", [
+        com("a1", "t3_s1", "first comment here"), com("a2", "t1_a1", "second comment here"),
+        com("b1", "t3_s2", "first comment here", link="t3_s2"),
+        com("b2", "t1_b1", "second comment here", link="t3_s2"),
+    ])
+    words, subs = write_lists(tmp_path)
+    out = tmp_path / "out"
+    text = extract_and_conv(inp, out, conv_args=[*PUBLISHED, "--bl_subreddits", subs])
+    assert text == ""
+    assert counts(out / "conv" / f"{MONTH}.skips.tsv")["missing"] == 2
+    text = extract_and_conv(inp, out, conv_args=["--use_title", "1"])
+    assert text == ""
+    assert counts(out / "conv" / f"{MONTH}.skips.tsv")["exception"] == 4
+    text = extract_and_conv(inp, out, conv_args=["--use_title", "0"])
+    assert text.splitlines() == [
+        "t3_s1,t1_a1,t1_a2\tfirst comment here\tsecond comment here",
+        "t3_s2,t1_b1,t1_b2\tfirst comment here\tsecond comment here",
+    ]
