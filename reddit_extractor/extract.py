@@ -16,6 +16,7 @@ Memory: one line at a time, plus the map from kept submission id to split number
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -32,6 +33,7 @@ from .stats import Report, write_counts
 SUBMISSION_FIELDS = ("id", "score", "num_comments", "domain", "permalink", "title")
 COMMENT_FIELDS = ("id", "author", "parent_id", "link_id", "score", "n_char", "body")
 FLUSH_LINES = 4096
+BAD_REASONS = ("bad_record", "invalid_json", "bad_utf8", "truncated", "bad_id")
 
 
 @dataclass
@@ -221,6 +223,9 @@ def extract_month(opts: ExtractOptions) -> ExtractSummary:
     final = split_folder(opts.output_dir, opts.month)
     parent = os.path.dirname(final)
     os.makedirs(parent, exist_ok=True)
+    # Leftovers of a killed run of this month (make never runs one month twice at once).
+    for stale in glob.glob(os.path.join(glob.escape(parent), f".{opts.month}.*.tmp")):
+        shutil.rmtree(stale, ignore_errors=True)
     work = tempfile.mkdtemp(prefix=f".{opts.month}.", suffix=".tmp", dir=parent)
     summary = ExtractSummary()
     try:
@@ -244,7 +249,7 @@ def extract_month(opts: ExtractOptions) -> ExtractSummary:
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    bad = {k: v for k, v in report.counts.items() if k.endswith(("bad_record", "invalid_json", "bad_utf8", "truncated", "bad_id"))}
+    bad = {k: v for k, v in report.counts.items() if k.endswith(BAD_REASONS)}
     print(
         f"[{opts.month}] extract: kept {summary.kept_submissions}/{summary.submissions} submissions, "
         f"{summary.kept_comments}/{summary.comments} comments in {summary.splits} split(s)"
