@@ -174,7 +174,16 @@ def build_instances(
         raise InputError(submitted, None, "no response for any key of the keys file")
     selected.sort()
 
-    prep = clean or (lambda s: s)
+    cleaned: dict[str, str] = {}
+
+    def prep(text: str) -> str:
+        # Cycling repeats references, and cleaning (tweet tokenization) is the slow part.
+        if clean is None:
+            return text
+        if text not in cleaned:
+            cleaned[text] = clean(text)
+        return cleaned[text]
+
     hyps, refs = [], []
     for key in selected:
         ref_no, fields = ref_cells[key]
