@@ -15,6 +15,7 @@ output does not depend on the number of workers.
 from __future__ import annotations
 
 import contextlib
+import glob
 import gzip
 import multiprocessing
 import os
@@ -42,6 +43,8 @@ _TAGS = re.compile(r"[\[\]()]")
 _CAPS = re.compile(r"[A-Z]{5,}")
 # Fewer texts than this are normalised in the main process (shipping them costs more).
 MIN_PARALLEL_TEXTS = 2000
+# Months whose compressed comment splits are smaller than this are done in one process.
+MIN_PARALLEL_BYTES = 1 << 20
 # Targets handled per block: bounds the memory of the plan and of the output lines.
 BLOCK_TARGETS = 50_000
 # Normalised texts remembered across comments (identical bodies are common: "lol", "This.").
@@ -386,10 +389,14 @@ def conv_month(opts: ConvOptions) -> tuple[int, int]:
     sum_m = sum_n = 0
     global _OPTS
     workers = _worker_count(opts)
+    extracted = sum(os.path.getsize(p) for p in glob.glob(os.path.join(glob.escape(folder), "rc_sub*.tsv.gz")))
+    if extracted < MIN_PARALLEL_BYTES:
+        workers = 1  # a small month: starting workers would cost more than they save
     pool = None
     if workers > 1:
-        # Forked now, while the process is small: the workers inherit the options
-        # (blocklist, keys) and receive only texts to normalise.
+        # Forked now, while the process is small (forked later, a worker would keep the
+        # pages of a split alive after the parent has moved on to the next one). They
+        # inherit the options (blocklist, keys) and receive only texts to normalise.
         _OPTS = opts
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
         pool.submit(int).result()  # the first task forks all the workers

@@ -25,7 +25,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .atomic import atomic_text
+from .atomic import atomic_text, current_umask
 from .dumps import DumpReader, find_dump
 from .normalize import minimal_norm
 from .stats import Report, write_counts
@@ -227,6 +227,7 @@ def extract_month(opts: ExtractOptions) -> ExtractSummary:
     for stale in glob.glob(os.path.join(glob.escape(parent), f".{opts.month}.*.tmp")):
         shutil.rmtree(stale, ignore_errors=True)
     work = tempfile.mkdtemp(prefix=f".{opts.month}.", suffix=".tmp", dir=parent)
+    os.chmod(work, 0o777 & ~current_umask())  # mkdtemp makes 0700
     summary = ExtractSummary()
     try:
         with atomic_text(os.path.join(work, "extract.log"), errors="backslashreplace") as log:

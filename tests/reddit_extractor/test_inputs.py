@@ -152,6 +152,7 @@ def test_parallel_workers_give_the_serial_output(tmp_path, random_records, monke
     from reddit_extractor import conv
 
     monkeypatch.setattr(conv, "MIN_PARALLEL_TEXTS", 1)
+    monkeypatch.setattr(conv, "MIN_PARALLEL_BYTES", 0)
     monkeypatch.setattr(conv, "BLOCK_TARGETS", 50)  # several blocks per split
     subs, comments = random_records
     inp = tmp_path / "in"
@@ -224,6 +225,7 @@ def test_dead_worker_is_an_error_not_a_hang(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(conv, "weighted_turns", dying)
     monkeypatch.setattr(conv, "MIN_PARALLEL_TEXTS", 1)
+    monkeypatch.setattr(conv, "MIN_PARALLEL_BYTES", 0)
     assert run(MONTH, "--task", "conv", "--reddit_output", out, "--use_title", "0", "--workers", "2") == 2
     assert "worker process died" in capsys.readouterr().err
     assert not (out / "conv" / f"{MONTH}.tsv").exists()
