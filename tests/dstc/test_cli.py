@@ -366,3 +366,14 @@ def test_trailing_empty_hypothesis_like_the_dstc_script(tmp_path, capsys, fake_j
     assert cli.main(args + ["--keep_trailing_empty"]) == 0
     scores = last_json(capsys.readouterr().out)
     assert scores["n_lines"] == 3 and scores["meteor"] == 0.5 and scores["avg_len"] == 1.0
+
+
+def test_module_entry_point_from_repo_root():
+    proc = subprocess.run(
+        [sys.executable, "-m", "dstc.dstc", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0 and "--ref_files" in proc.stdout
