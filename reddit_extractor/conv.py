@@ -311,16 +311,22 @@ def _read_cells(path: str, width: int, report: Report, reason: str) -> Iterator[
 
 
 def load_split(folder: str, k: int, report: Report) -> tuple[dict, dict]:
+    """Submissions and comments of split k, keyed t3_id / t1_id (later lines win)."""
     subs: dict[str, tuple[str, ...]] = {}
-    for cells in _read_cells(os.path.join(folder, f"rs_sub{k}.tsv.gz"), 6, report, "bad_rs_line"):
-        subs["t3_" + cells[0]] = tuple(cells[3:6])
     comms: dict[str, tuple[str, ...]] = {}
-    for cells in _read_cells(os.path.join(folder, f"rc_sub{k}.tsv.gz"), 7, report, "bad_rc_line"):
-        # Interned: a link id is shared by all the comments of a submission, a parent id by
-        # its replies and its own key.
-        comms[sys.intern("t1_" + cells[0])] = (
-            sys.intern(cells[2]), sys.intern(cells[3]), cells[4], cells[5], cells[6]
-        )
+    path = os.path.join(folder, f"rs_sub{k}.tsv.gz")
+    try:
+        for cells in _read_cells(path, 6, report, "bad_rs_line"):
+            subs["t3_" + cells[0]] = tuple(cells[3:6])
+        path = os.path.join(folder, f"rc_sub{k}.tsv.gz")
+        for cells in _read_cells(path, 7, report, "bad_rc_line"):
+            # Interned: a link id is shared by all the comments of a submission, a parent
+            # id by its replies and its own key.
+            comms[sys.intern("t1_" + cells[0])] = (
+                sys.intern(cells[2]), sys.intern(cells[3]), cells[4], cells[5], cells[6]
+            )
+    except (OSError, EOFError) as exc:
+        raise UserError(f"cannot read {path}: {exc}; run --task extract again") from None
     return subs, comms
 
 

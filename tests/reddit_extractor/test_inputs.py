@@ -229,3 +229,17 @@ def test_dead_worker_is_an_error_not_a_hang(tmp_path, monkeypatch, capsys):
     assert run(MONTH, "--task", "conv", "--reddit_output", out, "--use_title", "0", "--workers", "2") == 2
     assert "worker process died" in capsys.readouterr().err
     assert not (out / "conv" / f"{MONTH}.tsv").exists()
+
+
+def test_damaged_extract_file_is_a_clear_error(tmp_path, capsys):
+    inp = tmp_path / "in"
+    inp.mkdir()
+    synth.write_month(inp, MONTH, *synth.random_month(20, 300, seed=4, bad_records=False), ".gz")
+    out = tmp_path / "out"
+    assert run(MONTH, "--task", "extract", "--reddit_input", inp, "--reddit_output", out) == 0
+    rc = out / "extract" / MONTH / "rc_sub0.tsv.gz"
+    rc.write_bytes(rc.read_bytes()[:-20])
+    assert run(MONTH, "--task", "conv", "--reddit_output", out) == 2
+    err = capsys.readouterr().err
+    assert "cannot read" in err and "rc_sub0.tsv.gz" in err and "Traceback" not in err
+    assert not (out / "conv" / f"{MONTH}.tsv").exists()
