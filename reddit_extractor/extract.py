@@ -59,6 +59,27 @@ def split_folder(output_dir: str, month: str) -> str:
     return os.path.join(output_dir, "extract", month)
 
 
+_scan_once = json.JSONDecoder().scan_once
+
+
+def parse_json(text: str) -> object:
+    """json.loads(text), faster for the usual line: an object with nothing around it.
+
+    The C scanner is called directly when the line starts with '{' and the object it reads
+    ends the line; anything else (whitespace, extra data, errors) goes through json.loads,
+    so what is accepted and the error messages are exactly json.loads'.
+    """
+    if text[:1] == "{":
+        try:
+            obj, end = _scan_once(text, 0)
+        except (StopIteration, ValueError):
+            pass
+        else:
+            if end == len(text):
+                return obj
+    return json.loads(text)
+
+
 def _records(reader: DumpReader, report: Report, prefix: str) -> Iterator[tuple[int, object]]:
     """(line number, parsed JSON) for each line; undecodable lines are reported and skipped."""
     name = os.path.basename(reader.path)
@@ -70,7 +91,7 @@ def _records(reader: DumpReader, report: Report, prefix: str) -> Iterator[tuple[
             report.bad(prefix + "bad_utf8", f"{name}:{n}: invalid UTF-8 at byte {exc.start}")
             continue
         try:
-            yield n, json.loads(text)
+            yield n, parse_json(text)
         except ValueError as exc:
             report.bad(prefix + "invalid_json", f"{name}:{n}: invalid JSON ({exc})")
     for problem in reader.problems:

@@ -243,3 +243,24 @@ def test_damaged_extract_file_is_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "cannot read" in err and "rc_sub0.tsv.gz" in err and "Traceback" not in err
     assert not (out / "conv" / f"{MONTH}.tsv").exists()
+
+
+@pytest.mark.parametrize("text", [
+    '{"a": 1}', ' {"a": 1}', '{"a": 1} ', '{"a": 1}\t', '{"a": 1} x', '{"a": 1}{"b": 2}',
+    '\ufeff{"a": 1}', '{"a": NaN, "a": 2}', '{"a": [1, {"b": null}]}', '{"a": 1', '{', '',
+    '[1, 2]', '"str"', '{"a": "\\ud800"}', '{"a": "tab\there"}',
+])
+def test_parse_json_is_json_loads(text):
+    import json
+
+    from reddit_extractor.extract import parse_json
+
+    try:
+        expected = json.loads(text)
+    except ValueError as exc:
+        with pytest.raises(ValueError) as got:
+            parse_json(text)
+        assert str(got.value) == str(exc)
+    else:
+        got = parse_json(text)
+        assert repr(got) == repr(expected)
