@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from typing import IO
 
 from .atomic import atomic_text, write_text
 from .blocklist import PhraseMatcher, turn_digest
@@ -338,7 +339,9 @@ def _worker_count(opts: ConvOptions) -> int:
     return max(1, min(opts.workers or (os.cpu_count() or 1), 32))
 
 
-def conv_split(job: SplitJob, turns: TurnCache, report: Report, out, log) -> tuple[int, int, float]:
+def conv_split(
+    job: SplitJob, turns: TurnCache, report: Report, out: IO[str], log: IO[str]
+) -> tuple[int, int, float]:
     """Write the lines of one split; returns (selected, comments in split, avg response length)."""
     o = job.o
     comms = job.comms
@@ -395,8 +398,8 @@ def conv_month(opts: ConvOptions) -> tuple[int, int]:
     sum_m = sum_n = 0
     global _OPTS
     workers = _worker_count(opts)
-    extracted = sum(os.path.getsize(p) for p in glob.glob(os.path.join(glob.escape(folder), "rc_sub*.tsv.gz")))
-    if extracted < MIN_PARALLEL_BYTES:
+    rc_files = glob.glob(os.path.join(glob.escape(folder), "rc_sub*.tsv.gz"))
+    if sum(os.path.getsize(p) for p in rc_files) < MIN_PARALLEL_BYTES:
         workers = 1  # a small month: starting workers would cost more than they save
     pool = None
     if workers > 1:
