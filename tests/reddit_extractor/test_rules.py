@@ -166,3 +166,27 @@ def test_empty_title_loses_its_submission_like_the_published_tool(tmp_path):
         "t3_s1,t1_a1,t1_a2\tfirst comment here\tsecond comment here",
         "t3_s2,t1_b1,t1_b2\tfirst comment here\tsecond comment here",
     ]
+
+
+def test_output_is_sorted_within_each_split_not_across(tmp_path):
+    # split_size 1: s9 (first in the dump) is split 0, s1 split 1. Lines come split by
+    # split, each split sorted by (link_id, parent_id, comment key).
+    inp = tmp_path / "in"
+    inp.mkdir()
+    write_ndjson(inp / f"RS_{MONTH}", [sub("s9"), sub("s1")])
+    write_ndjson(inp / f"RC_{MONTH}", [
+        com("b", "t3_s1", "one two"), com("a", "t1_b", "three four"),
+        com("z", "t3_s9", "five six", link="t3_s9"), com("y", "t1_z", "seven eight", link="t3_s9"),
+        com("x", "t1_z", "nine ten", link="t3_s9"),
+    ])
+    out = tmp_path / "out"
+    text = extract_and_conv(inp, out, extract_args=["--split_size", "1"], conv_args=PUBLISHED)
+    assert text.splitlines() == [
+        "t3_s9,t1_z,t1_x\t1.0 five six\t1.0 nine ten",
+        "t3_s9,t1_z,t1_y\t1.0 five six\t1.0 seven eight",
+        "t3_s1,t1_b,t1_a\t1.0 one two\t1.0 three four",
+    ]
+    stat = (out / "conv" / f"{MONTH}.stat.tsv").read_text().splitlines()
+    # the last split is empty (2 submissions, split size 1), as in the published tool
+    assert stat == [f"{MONTH}\t0\t2\t3\t3.00", f"{MONTH}\t1\t1\t2\t3.00",
+                    f"{MONTH}\t2\t0\t0\t0.00", f"{MONTH}\tall\t3\t5\t"]
