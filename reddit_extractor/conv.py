@@ -71,6 +71,7 @@ class ConvOptions:
     discard_keys: set[str] | None = None
     parallel: bool = False
     workers: int = 0
+    strict: bool = False
 
 
 class _MissingSubmission(Exception):
@@ -415,7 +416,7 @@ def conv_month(opts: ConvOptions) -> tuple[int, int]:
         atomic_text(base + ".log", errors="backslashreplace") as log,
         _closing_pool(pool),
     ):
-        report = Report(log)
+        report = Report(log, strict=opts.strict)
         k = 0
         while os.path.exists(os.path.join(folder, f"rs_sub{k}.tsv.gz")):
             subs, comms = load_split(folder, k, report)

@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                 bl_words=load_words(args.bl_words), use_bl_words=bool(args.bl_words),
                 bl_subreddits=load_subreddits(args.bl_subreddits) if args.bl_subreddits else None,
                 keep_keys=keep, discard_keys=discard,
-                parallel=args.parallel, workers=args.workers,
+                parallel=args.parallel, workers=args.workers, strict=args.strict,
             ))
     except UserError as exc:
         print(f"reddit.py: error: {exc}", file=sys.stderr)
