@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--dist_backend", type=str, default="auto", choices=["auto", "nccl", "gloo"],
       help="process group backend; auto = nccl on GPUs, gloo on CPU")
     a("--tensorboard", type=boolean_string, default=False, help="also log to TensorBoard (LOG_DIR/tensorboard)")
+    a("--shuffle_data", type=boolean_string, default=True,
+      help="shuffle chunks, buckets and batches (false: database order, e.g. for curricula)")
     a("--num_prefetch", type=int, default=8, help="batches prepared ahead in a background thread")
     return p
 

@@ -59,10 +59,6 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return path
 
 
-def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
-
-
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

@@ -28,13 +28,13 @@ from torch.nn.parallel import DistributedDataParallel
 from gpt2_training.checkpoint import (
     atomic_torch_save,
     atomic_write_text,
-    cpu_state_dict,
     load_checkpoint,
     resolve_resume,
     save_checkpoint,
 )
 from gpt2_training.distributed import (
     DistContext,
+    allreduce_sum_hook,
     broadcast_object,
     gather_objects,
     sum_over_ranks,
@@ -43,7 +43,12 @@ from gpt2_training.evaluation import eval_model_loss
 from gpt2_training.logs import EVAL_HEADER, TRAIN_HEADER, CsvLog
 from gpt2_training.precision import setup_precision
 from lsp_data.loaders import BucketingDataLoader, DynamicBatchingLoader
-from lsp_model.loading import load_model, resolve_model_source, save_hf_folder
+from lsp_model.loading import (
+    checkpoint_state_dict,
+    load_model,
+    resolve_model_source,
+    save_hf_folder,
+)
 from lsp_model.optim import MAX_GRAD_NORM, build_optimizer, lr_at_step, set_lr
 from lsp_model.tokenizer import has_tokenizer_files, load_tokenizer
 
@@ -158,14 +163,18 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
         optimizer.load_state_dict(resumed["optimizer"])
         if resumed.get("scaler") and precision.scaler.is_enabled():
             precision.scaler.load_state_dict(resumed["scaler"])
-    ddp_model = (DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-                 if ctx.enabled else model)
+    ddp_model = model
+    if ctx.enabled:
+        ddp_model = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+        ddp_model.register_comm_hook(None, allreduce_sum_hook)
+    loss_divisor = accum * ctx.world_size  # gradients are summed over passes and ranks
     params = [p for p in model.parameters() if p.requires_grad]
     n_embd = model.config.n_embd
 
     # --- data
     train_loader = BucketingDataLoader(
-        args.train_input_file, micro_batch, args.max_seq_length, seed=seed,
+        args.train_input_file, micro_batch, args.max_seq_length, shuffle=args.shuffle_data, seed=seed,
         prefetch=args.num_prefetch, pin_memory=device.type == "cuda",
         with_weights=args.use_weights, rank=ctx.rank, world_size=ctx.world_size)
     eval_loader = None
@@ -219,7 +228,7 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
     def save_and_validate() -> None:
         if not ctx.is_main:
             return
-        atomic_torch_save(cpu_state_dict(model), run_dir / f"GP2-pretrain-step-{global_step}.pkl")
+        atomic_torch_save(checkpoint_state_dict(model), run_dir / f"GP2-pretrain-step-{global_step}.pkl")
         save_hf_folder(model, tokenizer, run_dir / HF_FOLDER)
         if eval_loader is not None:
             eval_loss, eval_ppl = eval_model_loss(model, eval_loader, device, args.no_token_id,
@@ -236,7 +245,7 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
                 "epoch_elapsed": time.time() - epoch_start, "rng": _rng_state(device)}
         ranks = gather_objects(mine, ctx)
         if ctx.is_main:
-            state = {"model": cpu_state_dict(model), "optimizer": optimizer.state_dict(),
+            state = {"model": checkpoint_state_dict(model), "optimizer": optimizer.state_dict(),
                      "scaler": precision.scaler.state_dict() if precision.scaler.is_enabled() else None,
                      "global_step": global_step, "step": step, "world_size": ctx.world_size,
                      "n_skipped_steps": n_skipped_steps, "ranks": ranks}
@@ -263,7 +272,7 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
                     with precision.autocast():
                         loss, ppl = ddp_model(input_ids, position_ids,
                                               None if args.no_token_id else token_ids, labels, weights)
-                    precision.scaler.scale(loss / accum).backward()
+                    precision.scaler.scale(loss / loss_divisor).backward()
                 stats.add(float(loss.detach()), float(ppl), _real_tokens(position_ids), input_ids.numel())
                 step += 1
 
