@@ -126,6 +126,41 @@ def test_one_rank_failing_ends_the_job(train_data, uniform_db, tmp_path):
     assert "[rank 1/2]" in result.stderr and "injected failure" in result.stderr
 
 
+def _children_with_rank(pid: int) -> dict[int, int]:
+    """{rank: pid} of the worker processes a launcher started."""
+    found = {}
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        environ = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+        for item in environ:
+            if item.startswith(b"RANK="):
+                found[int(item[5:])] = int(child)
+    return found
+
+
+def test_killed_worker_ends_the_job(train_data, uniform_db, tmp_path):
+    argv = _argv(train_data, uniform_db, tmp_path, 4, 1, 100000)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--rdzv_backend=c10d",
+           "--rdzv_endpoint=127.0.0.1:0", "--nproc_per_node=2", SCRIPT, *argv]
+    proc = subprocess.Popen(cmd, env=_env(), cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not list(tmp_path.glob("*/train_log.txt")):
+            time.sleep(0.1)
+        while time.time() < deadline and len(list(tmp_path.glob("*/train_log.txt"))[0]
+                                             .read_text().splitlines()) < 3:
+            time.sleep(0.1)
+        workers = _children_with_rank(proc.pid)
+        assert set(workers) == {0, 1}
+        os.kill(workers[1], signal.SIGKILL)
+        start = time.time()
+        assert proc.wait(timeout=120) != 0
+        assert time.time() - start < 120
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def _losses(run: Path) -> list[str]:
     _, rows = read_csv(run / "train_log.txt")
     return [r[3] for r in rows]
