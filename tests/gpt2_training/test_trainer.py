@@ -112,10 +112,11 @@ def test_fp16_without_cuda_warns_and_trains(train_data, tmp_path, capsys):
     assert json.loads((run_dir / "args.json").read_text())["precision"] == "float32"
 
 
-def test_bf16_on_cpu_and_weighted_loss(train_data, tmp_path):
+def test_bf16_on_cpu_weighted_loss_and_tensorboard(train_data, tmp_path):
     run_dir = LSP_train.main(train_argv(train_data, tmp_path, "--num_optim_steps", "2",
                                         "--valid_step", "2", "--bf16", "true",
-                                        "--use_weights", "true"))
+                                        "--use_weights", "true", "--tensorboard", "true"))
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     assert json.loads((run_dir / "args.json").read_text())["precision"].startswith("bfloat16")
     _, rows = read_csv(run_dir / "train_log.txt")
     assert len(rows) == 2 and all(float(r[3]) > 0 for r in rows)
