@@ -202,6 +202,8 @@ def test_sigkill_then_resume_matches_uninterrupted_run(train_data, tmp_path):
     assert _losses(run) == reference  # step for step, exactly
     _, eval_rows = read_csv(run / "eval_log.txt")
     assert [int(r[1]) for r in eval_rows] == [4, 8, 12]
+    kept = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert kept == ["step-10", "step-12"]  # --keep_checkpoints 2
 
 
 def test_damaged_checkpoint_falls_back_to_previous(train_data, tmp_path, capsys):

@@ -120,3 +120,16 @@ def test_bf16_on_cpu_weighted_loss_and_tensorboard(train_data, tmp_path):
     assert json.loads((run_dir / "args.json").read_text())["precision"].startswith("bfloat16")
     _, rows = read_csv(run_dir / "train_log.txt")
     assert len(rows) == 2 and all(float(r[3]) > 0 for r in rows)
+
+
+def test_continue_from_starts_the_step_counters(train_data, trained, tmp_path):
+    pkl = trained / "GP2-pretrain-step-40.pkl"
+    run_dir = LSP_train.main(train_argv(train_data, tmp_path, "--init_checkpoint", str(pkl),
+                                        "--continue_from", "40", "--num_optim_steps", "42",
+                                        "--valid_step", "2", "--skip_eval"))
+    _, rows = read_csv(run_dir / "train_log.txt")
+    assert [int(r[1]) for r in rows] == [41, 42]
+    assert [int(r[2]) for r in rows] == [82, 84]
+    assert (run_dir / "GP2-pretrain-step-42.pkl").is_file()
+    # starting from the trained weights, the loss is already low
+    assert float(rows[0][3]) < 9.0
