@@ -136,6 +136,9 @@ def validate(args: argparse.Namespace) -> None:
         raise ArgumentError("--train_input_file is required (a database folder made by prepro.py)")
     if not os.path.isdir(args.train_input_file):
         raise ArgumentError(f"--train_input_file {args.train_input_file}: no such database folder")
+    if args.model_name_or_path is None:
+        raise ArgumentError("--model_name_or_path is required: a folder with config.json "
+                            "(e.g. configs/117M), a Hugging Face folder, or a hub name")
     if args.output_dir is None:
         raise ArgumentError("--output_dir is required")
     if not args.skip_eval:

@@ -146,9 +146,6 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
         n_gpu = ctx.world_size if ctx.enabled else torch.cuda.device_count()
         run_dir = Path(args.output_dir) / broadcast_object(run_folder_name(args, n_gpu), ctx)
     log_dir = Path(args.log_dir) if args.log_dir else run_dir
-    if ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        log_dir.mkdir(parents=True, exist_ok=True)
 
     # --- model, tokenizer, optimizer, precision
     source = resolve_model_source(args.model_name_or_path)
@@ -200,7 +197,9 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
                     resumed["checkpoint"], global_step, epoch + 1, batches_in_epoch)
 
     train_log = eval_log = tb = pbar = None
-    if ctx.is_main:
+    if ctx.is_main:  # folders only now: a run that cannot start leaves nothing behind
+        run_dir.mkdir(parents=True, exist_ok=True)
+        log_dir.mkdir(parents=True, exist_ok=True)
         keep = global_step if resumed is not None else None
         train_log = CsvLog(log_dir / "train_log.txt", TRAIN_HEADER, keep_upto_step=keep)
         if not args.skip_eval:

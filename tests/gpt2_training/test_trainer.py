@@ -66,6 +66,7 @@ def test_config_file_and_flag_precedence(train_data, tmp_path):
     # train_argv passes --learning_rate and --train_batch_size, so they win over the file
     assert args.learning_rate == 3e-3 and args.train_batch_size == 8
     args = parse_args(["--config", str(cfg), "--train_input_file", str(train_data["db"]),
+                       "--model_name_or_path", str(train_data["model"]),
                        "--output_dir", str(tmp_path), "--skip_eval",
                        "--gradient_accumulation_steps", "3"])
     assert args.learning_rate == 0.5 and args.train_batch_size == 6
