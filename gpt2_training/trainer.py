@@ -255,6 +255,7 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
     epoch_start = time.time() - epoch_elapsed
     try:
         while global_step < args.num_optim_steps:
+            pending = []  # per pass: (its epoch's stats, loss, ppl, tokens); read once per step
             for micro in range(accum):
                 batch_epoch, batch = next(stream)
                 if batch_epoch != epoch:
@@ -262,6 +263,7 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
                     stats = RunningStats()
                     epoch_start = time.time()
                 batches_in_epoch += 1
+                n_real = _real_tokens(batch[1])  # counted on the CPU copy: no device sync
                 input_ids, position_ids, token_ids, labels, *rest = (
                     t.to(device, non_blocking=True) for t in batch)
                 weights = rest[0] if args.use_weights else None
@@ -272,8 +274,11 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
                         loss, ppl = ddp_model(input_ids, position_ids,
                                               None if args.no_token_id else token_ids, labels, weights)
                     precision.scaler.scale(loss / loss_divisor).backward()
-                stats.add(float(loss.detach()), float(ppl), _real_tokens(position_ids), input_ids.numel())
+                pending.append((stats, loss.detach(), ppl, n_real, input_ids.numel()))
                 step += 1
+            values = torch.stack([torch.stack([p[1].float(), p[2].float()]) for p in pending]).tolist()
+            for (owner, _, _, n_real, n_total), (loss_value, ppl_value) in zip(pending, values):
+                owner.add(loss_value, ppl_value, n_real, n_total)
 
             if fail_at == f"{ctx.rank}:{global_step + 1}":
                 raise RuntimeError(f"{FAIL_AT_ENV}: injected failure on rank {ctx.rank} "
