@@ -1,0 +1,110 @@
+#!/usr/bin/env python
+"""Generate responses for a test file: one hypothesis per line, ready for dstc/.
+
+    python decode.py --model_name_or_path RUN/hf_model --input test.refs.txt --output hyp.txt
+    python decode.py ... --method beam --num_beams 5
+    python decode.py ... --method sample --top_p 0.9 --mmi_model REVERSE_RUN/hf_model
+
+Each input line's first tab-separated field is the context, turns joined by ` EOS `
+(leading turn weights such as `0.0 ` are dropped), as in the training tsv, the validation
+tsv and the multi-reference test file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from gpt2_training.checkpoint import atomic_write_text
+from lsp_data.parsing import TURN_SEPARATOR
+from lsp_model.decoding import METHODS, generate_reply
+from lsp_model.loading import ModelLoadError, load_model, resolve_model_source
+from lsp_model.mmi import backward_scores
+from lsp_model.tokenizer import has_tokenizer_files, load_tokenizer
+
+WEIGHT_TOKENS = ("0.0", "1.0")  # how this toolkit's data writes turn weights
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model_name_or_path", required=True,
+                   help="HF folder (e.g. RUN/hf_model), config folder with --init_checkpoint, or hub name")
+    p.add_argument("--init_checkpoint", default=None, help="state dict (.pkl) to load into the model")
+    p.add_argument("--input", required=True, help="contexts, one per line (first tab field)")
+    p.add_argument("--output", required=True, help="hypotheses, one per line")
+    p.add_argument("--method", choices=METHODS, default="greedy")
+    p.add_argument("--num_beams", type=int, default=4)
+    p.add_argument("--top_k", type=int, default=0, help="sampling: keep the k best tokens (0 = all)")
+    p.add_argument("--top_p", type=float, default=1.0, help="sampling: nucleus mass (1.0 = off)")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--max_new_tokens", type=int, default=40)
+    p.add_argument("--max_context_tokens", type=int, default=256)
+    p.add_argument("--mmi_model", default=None,
+                   help="backward model (trained on prepro.py --reverse data): rerank "
+                   "--mmi_candidates sampled replies by log P(context | reply)")
+    p.add_argument("--mmi_candidates", type=int, default=16)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return p
+
+
+def read_contexts(path: str) -> list[list[str]]:
+    """Context turns of each line; a leading ``0.0``/``1.0`` weight token is dropped."""
+    contexts = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            turns = []
+            for turn in line.rstrip("\n").split("\t", 1)[0].split(TURN_SEPARATOR):
+                words = turn.split()
+                if words and words[0] in WEIGHT_TOKENS:
+                    words = words[1:]
+                if not words:
+                    raise ValueError(f"{path}:{lineno}: an empty turn in the context")
+                turns.append(" ".join(words))
+            contexts.append(turns)
+    if not contexts:
+        raise ValueError(f"{path}: no line to decode")
+    return contexts
+
+
+def _load(name: str, checkpoint: str | None, device: str) -> tuple[torch.nn.Module, object]:
+    source = resolve_model_source(name)
+    tokenizer = load_tokenizer(source if source is not None and has_tokenizer_files(source) else None)
+    return load_model(name, checkpoint).to(device).eval(), tokenizer
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if not Path(args.input).is_file():
+            raise ValueError(f"{args.input}: no such file")
+        contexts = read_contexts(args.input)
+        model, tokenizer = _load(args.model_name_or_path, args.init_checkpoint, args.device)
+        reverse = _load(args.mmi_model, None, args.device)[0] if args.mmi_model else None
+    except (ValueError, OSError, ModelLoadError) as err:
+        print(f"decode.py: error: {err}", file=sys.stderr)
+        return 2
+    torch.manual_seed(args.seed)
+    options = dict(max_new_tokens=args.max_new_tokens, top_k=args.top_k, top_p=args.top_p,
+                   temperature=args.temperature, num_beams=args.num_beams,
+                   max_context_tokens=args.max_context_tokens)
+    hypotheses = []
+    for history in contexts:
+        if reverse is None:
+            reply = generate_reply(model, tokenizer, history, method=args.method, **options)
+        else:
+            candidates = [generate_reply(model, tokenizer, history, method="sample", **options)
+                          for _ in range(args.mmi_candidates)]
+            scores = backward_scores(reverse, tokenizer, history, candidates)
+            reply = candidates[max(range(len(candidates)), key=scores.__getitem__)]
+        hypotheses.append(" ".join(reply.split()))  # one line, whatever the model produced
+    atomic_write_text(args.output, "\n".join(hypotheses) + "\n")
+    print(f"wrote {len(hypotheses)} hypotheses to {args.output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""decode.py: hypotheses for a test file, greedy / beam / MMI reranking, bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+import decode
+from lsp_model.loading import load_model, save_hf_folder
+from lsp_model.mmi import backward_scores
+from lsp_model.tokenizer import load_tokenizer
+from tests.gpt2_training.conftest import TINY
+
+
+@pytest.fixture(scope="module")
+def hf_model(tmp_path_factory):
+    import json
+
+    import torch
+
+    root = tmp_path_factory.mktemp("decode")
+    (root / "cfg").mkdir()
+    (root / "cfg" / "config.json").write_text(json.dumps({**TINY, "n_positions": 128, "n_ctx": 128}))
+    torch.manual_seed(0)
+    model = load_model(str(root / "cfg"))
+    return save_hf_folder(model, load_tokenizer(), root / "hf")
+
+
+def test_greedy_and_beam_write_one_line_per_context(hf_model, tmp_path):
+    src = tmp_path / "test.tsv"
+    src.write_text("0.0 hello there EOS 1.0 how are you ?\t1.0|fine\nwhat is up\nthird one\n")
+    out = tmp_path / "hyp.txt"
+    assert decode.main(["--model_name_or_path", str(hf_model), "--input", str(src),
+                        "--output", str(out), "--max_new_tokens", "6"]) == 0
+    greedy = out.read_text().splitlines()
+    assert len(greedy) == 3 and all("\t" not in h for h in greedy)
+    assert decode.main(["--model_name_or_path", str(hf_model), "--input", str(src),
+                        "--output", str(out), "--max_new_tokens", "6"]) == 0
+    assert out.read_text().splitlines() == greedy  # deterministic
+    assert decode.main(["--model_name_or_path", str(hf_model), "--input", str(src), "--output",
+                        str(out), "--method", "beam", "--num_beams", "3", "--max_new_tokens", "6"]) == 0
+    assert len(out.read_text().splitlines()) == 3
+
+
+def test_contexts_drop_weights_and_refs(tmp_path):
+    src = tmp_path / "t.tsv"
+    src.write_text("0.0 2 dogs EOS 1.0 cats\tref\n2 dogs\n")
+    assert decode.read_contexts(str(src)) == [["2 dogs", "cats"], ["2 dogs"]]
+    src.write_text("a EOS  EOS b\n")
+    with pytest.raises(ValueError, match="t.tsv:1: an empty turn"):
+        decode.read_contexts(str(src))
+
+
+def test_mmi_prefers_replies_that_predict_the_context(hf_model, tmp_path):
+    model = load_model(str(hf_model))
+    tok = load_tokenizer()
+    history = ["hello there"]
+    scores = backward_scores(model, tok, ["good morning", "hello there"], ["hi", "hey you"])
+    # direct computation for "hi": input hi<eos>hello there<eos>good morning<eos>,
+    # log-probabilities of every context token and eos, averaged
+    import torch
+
+    reply = tok.encode("hi")
+    source = tok.encode("hello there") + [50256] + tok.encode("good morning") + [50256]
+    ids = torch.tensor([reply + [50256] + source])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(ids)[0], dim=-1)
+    start = len(reply)  # position of the eos after the reply predicts source[0]
+    expected = sum(logp[start + i, t].item() for i, t in enumerate(source)) / len(source)
+    assert scores[0] == pytest.approx(expected, abs=1e-5)
+    assert scores[0] != scores[1]
+    src = tmp_path / "t.tsv"
+    src.write_text("hello there\n")
+    out = tmp_path / "hyp.txt"
+    assert decode.main(["--model_name_or_path", str(hf_model), "--input", str(src), "--output",
+                        str(out), "--mmi_model", str(hf_model), "--mmi_candidates", "3",
+                        "--max_new_tokens", "4", "--top_k", "20"]) == 0
+    assert len(out.read_text().splitlines()) == 1
+
+
+def test_bad_input_is_a_clear_error(hf_model, tmp_path, capsys):
+    assert decode.main(["--model_name_or_path", str(hf_model), "--input", str(tmp_path / "no.txt"),
+                        "--output", str(tmp_path / "o.txt")]) == 2
+    assert "no.txt: no such file" in capsys.readouterr().err
+    (tmp_path / "empty.txt").write_text("")
+    assert decode.main(["--model_name_or_path", str(hf_model), "--input", str(tmp_path / "empty.txt"),
+                        "--output", str(tmp_path / "o.txt")]) == 2
+    assert "no line to decode" in capsys.readouterr().err
