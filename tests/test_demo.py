@@ -287,6 +287,7 @@ def test_demo_end_to_end_and_rerun(tmp_path: Path, offline_hub: Path,
 
     # output.log: the training output, one line per log line.
     log = (out_dir / "output.log").read_text(encoding="utf-8")
+    assert log.startswith(f"$ {shlex.join(cmd)}\n")
     assert "step 16: validation loss" in log and "done: 16 optimizer steps" in log
     assert "validation perplexity" in out
 
