@@ -235,7 +235,9 @@ def split_reddit(extracted: Path, train: Path, valid: Path,
         n_lines = sum(1 for _ in f)
     if n_lines < 2:
         raise DemoError(f"{extracted} has {n_lines} lines: too few to train on", status=2)
-    stride = max(2, math.ceil(n_lines / max_valid))
+    # Every 10th line at most (a small extract keeps 90% for training), and spread over the
+    # whole file so that every month is represented.
+    stride = max(10, math.ceil(n_lines / max_valid))
     pairs: list[str] = []
 
     def training_lines():
@@ -282,13 +284,19 @@ def reddit_data(size: str, data_dir: Path, dumps: Path, jobs: int,
                         "installed", status=2)
     extracted = data_dir / "extracted"
     extracted.mkdir(parents=True, exist_ok=True)
+    # The extractor's per-month work folder goes under the demo's output too: make reuses a
+    # finished month by its files' dates alone, so a work folder shared with runs on other
+    # dumps could hand back their months. It is shared by --data small and full (same months,
+    # same results), and kept, so a rerun only redoes what changed.
+    work = data_dir.parent / "reddit_work"
     cmd = ["make", "-C", shown(REPO / "reddit_extractor"), "-j", str(jobs), f"SIZE={size}",
-           f"S={dumps.resolve()}", f"DATA={extracted.resolve()}", "train"]
+           f"S={dumps.resolve()}", f"T={work.resolve()}", f"DATA={extracted.resolve()}",
+           "train"]
     say(f"running the Reddit extractor ({len(months)} months):\n  {shlex.join(cmd)}")
     status = subprocess.call(cmd)
     if status != 0:
         raise DemoError(f"the Reddit extractor failed (make exit status {status}); its logs are "
-                        f"in {shown(REPO / 'reddit_extractor' / 'data' / 'out' / 'logs')}/")
+                        f"in {shown(work / 'logs')}/")
     n_train, n_valid = split_reddit(extracted / "train.tsv", train, valid)
     # The extractor keeps its per-month results, so a forced rerun rebuilds this in seconds;
     # a full-size copy of it would double the disk use.
@@ -485,16 +493,20 @@ def check_learning(run_dir: Path) -> tuple[tuple[int, float], tuple[int, float]]
 
 
 def sample_user_turns(valid: Path, n: int) -> list[tuple[str, str]]:
-    """The first ``n`` distinct one-turn contexts of the validation file, with their answer."""
+    """(last context turn, response) of the first ``n`` validation lines with distinct turns."""
     out: list[tuple[str, str]] = []
     seen: set[str] = set()
     with open(valid, encoding="utf-8") as f:
         for line in f:
             fields = line.rstrip("\n").split("\t")
-            if len(fields) < 2 or " EOS " in fields[0] or fields[0] in seen:
+            if len(fields) < 2 or not fields[0].strip():
                 continue
-            seen.add(fields[0])
-            out.append((fields[0], fields[1]))
+            # The turn the response answers; earlier turns would not fit the running chat.
+            user = fields[0].split(" EOS ")[-1].strip()
+            if not user or user in seen:
+                continue
+            seen.add(user)
+            out.append((user, fields[1]))
             if len(out) == n:
                 break
     return out
@@ -509,8 +521,8 @@ def sample_conversation(run_dir: Path, valid: Path, out_path: Path, n_turns: int
     model = load_model(hf)
     tokenizer = load_tokenizer(hf)
     history: list[str] = []
-    lines = [f"Sample conversation with {shown(hf)} (greedy decoding). The user turns are "
-             f"held-out questions from {shown(valid)}; the bot sees the whole conversation.", ""]
+    lines = [f"Sample conversation with {shown(hf)} (greedy decoding). The user turns come "
+             f"from held-out conversations ({shown(valid)}); the bot sees the whole chat.", ""]
     for user, reference in sample_user_turns(valid, n_turns):
         history.append(user)
         reply = generate_reply(model, tokenizer, history, max_new_tokens=30, method="greedy")

@@ -315,3 +315,40 @@ def test_demo_end_to_end_and_rerun(tmp_path: Path, offline_hub: Path,
     other = list(cmd)
     other[other.index("--seed") + 1] = "7"
     assert demo.finished_run(marker, other) is None
+
+
+@pytest.mark.slow
+def test_demo_reddit_small_on_synthetic_dumps(tmp_path: Path, offline_hub: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """--data small drives make over every month of the list, then holds out validation."""
+    if demo.shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    from tests.reddit_extractor.synth import random_month, write_month
+
+    dumps = tmp_path / "dumps"
+    dumps.mkdir()
+    months = demo.read_months(demo.REPO / "configs" / "reddit" / "train.small.txt")
+    for i, month in enumerate(months):
+        write_month(str(dumps), month, *random_month(8, 60, seed=i), ext=".gz")
+    out_dir = tmp_path / "out"
+    repo_work = demo.REPO / "reddit_extractor" / "data"
+    existed = repo_work.exists()
+    argv = ["--data", "small", "--model", "tiny", "--reddit_dumps", str(dumps), "--output_dir",
+            str(out_dir), "--num_optim_steps", "2", "--valid_step", "1", "--jobs", "2"]
+    assert demo.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "make -C" in out and "SIZE=small" in out
+    data = out_dir / "data" / "small"
+    train, valid = _read(data / "train.tsv"), _read(data / "valid.tsv")
+    assert train and valid and len(valid) <= len(train) // 9 + 1
+    for line in train:
+        context, response = line.split("\t")
+        assert response.startswith(("1.0 ", "0.0 "))
+    for line in valid:
+        assert len(line.split("\t")) == 2 and not line.startswith(("1.0 ", "0.0 "))
+    assert not (data / "extracted" / "train.tsv").exists()  # the full copy is not kept
+    assert (out_dir / "data" / "reddit_work" / "train" / "conv").is_dir()
+    assert repo_work.exists() == existed  # the extractor's own work folder is left alone
+
+    assert demo.main(argv) == 0
+    assert "reusing" in capsys.readouterr().out
