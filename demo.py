@@ -61,10 +61,12 @@ MAX_VALID_PAIRS = 1000  # Reddit validation lines held out; more only slows vali
 # (~650) take under a minute of training on an idle 2-core machine, leaving room for a busy
 # one. Pretrained models only need a gentle fine-tune, and each of their steps costs ~20x a
 # tiny one on a CPU.
+# "validations": how many times the run validates and saves (a pretrained model's .pkl and
+# hf_model/ are 0.5-3 GB each time).
 TINY_SETTINGS = {"learning_rate": 1e-3, "num_optim_steps": 300, "train_batch_size": 16,
-                 "eval_batch_size": 32}
+                 "eval_batch_size": 32, "validations": 10}
 PRETRAINED_SETTINGS = {"learning_rate": 5e-5, "num_optim_steps": 60, "train_batch_size": 8,
-                       "eval_batch_size": 8}
+                       "eval_batch_size": 8, "validations": 3}
 
 
 class DemoError(Exception):
@@ -338,8 +340,8 @@ def train_command(args: argparse.Namespace, model: ModelChoice, db: Path, valid:
 
     defaults = PRETRAINED_SETTINGS if model.pretrained else TINY_SETTINGS
     steps = args.num_optim_steps or defaults["num_optim_steps"]
-    # ~10 validations: the first early enough to show where learning starts.
-    valid_step = args.valid_step or max(1, steps // 10)
+    # The first validation comes early enough to show where learning starts.
+    valid_step = args.valid_step or max(1, steps // defaults["validations"])
     python = "python" if shutil.which("python") == sys.executable else sys.executable
     cmd = [
         python, shown(REPO / "LSP_train.py"),
@@ -379,7 +381,9 @@ def _comparable(cmd: list[str]) -> list[str]:
 
 
 def _flag(cmd: list[str], name: str) -> str | None:
-    return cmd[cmd.index(name) + 1] if name in cmd[:-1] else None
+    """The value of ``name`` in ``cmd``; the last one wins, as in argparse (``-- --flag X``)."""
+    values = [cmd[i + 1] for i in range(len(cmd) - 1) if cmd[i] == name]
+    return values[-1] if values else None
 
 
 def finished_run(marker: Path, cmd: list[str]) -> Path | None:
@@ -565,7 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"optimizer steps ({TINY_SETTINGS['num_optim_steps']} / "
                    f"{PRETRAINED_SETTINGS['num_optim_steps']})")
     g.add_argument("--valid_step", type=int, default=None,
-                   help="validate and save every N steps (default: a tenth of the steps)")
+                   help="validate and save every N steps (default: a tenth / a third of the steps)")
     g.add_argument("--train_batch_size", type=int, default=None,
                    help=f"({TINY_SETTINGS['train_batch_size']} / "
                    f"{PRETRAINED_SETTINGS['train_batch_size']})")
@@ -619,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
         step("4/5 training")
         cmd = train_command(args, model, db, valid_tsv, runs, extra)
         run_dir = train(cmd, output_dir, runs, args.force)
-        first, last = check_learning(run_dir)
+        ppl = None if "--skip_eval" in extra else check_learning(run_dir)
 
         step("5/5 sample conversation")
         conversation_path = output_dir / "sample_conversation.txt"
@@ -629,8 +633,10 @@ def main(argv: list[str] | None = None) -> int:
         say(f"done in {time.time() - start:.0f} s. Run folder {shown(run_dir)}:")
         say(f"  GP2-pretrain-step-{steps}.pkl (state dict), hf_model/ (Hugging Face folder), "
             "train_log.txt, eval_log.txt, checkpoints/")
-        say(f"  validation perplexity {first[1]:.1f} (step {first[0]}) -> {last[1]:.1f} "
-            f"(step {last[0]})")
+        if ppl is not None:
+            (first_step, first_ppl), (last_step, last_ppl) = ppl
+            say(f"  validation perplexity {first_ppl:.1f} (step {first_step}) -> {last_ppl:.1f} "
+                f"(step {last_step})")
         if args.data == "dummy":
             from lsp_data.dummy import CITATION
 

@@ -352,3 +352,27 @@ def test_demo_reddit_small_on_synthetic_dumps(tmp_path: Path, offline_hub: Path,
 
     assert demo.main(argv) == 0
     assert "reusing" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_demo_fine_tunes_a_local_pretrained_copy(tmp_path: Path, offline_hub: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """--model auto takes MODEL_DIR/DialoGPT-small (here: tiny weights in HF layout)."""
+    from lsp_model.loading import load_model, save_hf_folder
+    from lsp_model.tokenizer import load_tokenizer
+
+    folder = tmp_path / "models" / "DialoGPT-small"
+    save_hf_folder(load_model(demo.TINY_CONFIG), load_tokenizer(None), folder)
+    out_dir = tmp_path / "out"
+    argv = ["--model_dir", str(tmp_path / "models"), "--output_dir", str(out_dir),
+            "--num_optim_steps", "6", "--learning_rate", "1e-3", "--", "--eval_batch_size", "16"]
+    assert demo.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "model: small" in out and "local copy" in out
+    cmd = _printed_command(out)
+    assert Path(cmd[cmd.index("--model_name_or_path") + 1]).resolve() == folder.resolve()
+    assert demo._flag(cmd, "--train_batch_size") == str(demo.PRETRAINED_SETTINGS["train_batch_size"])
+    assert demo._flag(cmd, "--valid_step") == "2"  # a third of the steps
+    assert demo._flag(cmd, "--eval_batch_size") == "16"  # the flag after -- wins
+    run = next(p for p in (out_dir / "models").iterdir() if p.is_dir())
+    assert (run / "GP2-pretrain-step-6.pkl").is_file()
