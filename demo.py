@@ -398,7 +398,7 @@ def finished_run(marker: Path, cmd: list[str]) -> Path | None:
     steps = _flag(cmd, "--num_optim_steps")
     if ((run_dir / f"GP2-pretrain-step-{steps}.pkl").is_file()
             and (run_dir / "hf_model" / "config.json").is_file()
-            and (run_dir / "eval_log.txt").is_file()):
+            and ("--skip_eval" in cmd or (run_dir / "eval_log.txt").is_file())):
         return run_dir
     return None
 
@@ -518,12 +518,15 @@ def sample_user_turns(valid: Path, n: int) -> list[tuple[str, str]]:
 
 def sample_conversation(run_dir: Path, valid: Path, out_path: Path, n_turns: int = 3) -> str:
     from lsp_model.decoding import generate_reply
-    from lsp_model.loading import load_model
-    from lsp_model.tokenizer import load_tokenizer
+    from lsp_model.loading import ModelLoadError, load_model
+    from lsp_model.tokenizer import TokenizerError, load_tokenizer
 
     hf = run_dir / "hf_model"
-    model = load_model(hf)
-    tokenizer = load_tokenizer(hf)
+    try:
+        model = load_model(hf)
+        tokenizer = load_tokenizer(hf)
+    except (ModelLoadError, TokenizerError) as err:
+        raise DemoError(f"cannot load the trained model: {err}") from None
     history: list[str] = []
     lines = [f"Sample conversation with {shown(hf)} (greedy decoding). The user turns come "
              f"from held-out conversations ({shown(valid)}); the bot sees the whole chat.", ""]
@@ -647,6 +650,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("demo.py: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:  # an unwritable --output_dir, a full disk...
+        print(f"demo.py: error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 
