@@ -53,7 +53,6 @@ def test_contexts_drop_weights_and_refs(tmp_path):
 def test_mmi_prefers_replies_that_predict_the_context(hf_model, tmp_path):
     model = load_model(str(hf_model))
     tok = load_tokenizer()
-    history = ["hello there"]
     scores = backward_scores(model, tok, ["good morning", "hello there"], ["hi", "hey you"])
     # direct computation for "hi": input hi<eos>hello there<eos>good morning<eos>,
     # log-probabilities of every context token and eos, averaged

@@ -40,7 +40,7 @@ def _shown_flags(script: str) -> set[str]:
         logical = block.replace("\\\n", " ")
         for line in logical.splitlines():
             if script in line:
-                tail = line.split(script, 1)[1]
+                tail = line.split(script, 1)[1].split(" -- ", 1)[0]  # after --: another script's
                 flags.update(re.findall(r"(?<![\w-])(--[a-z][\w-]*)", tail))
     return flags
 
@@ -81,3 +81,11 @@ def test_decode_flags_in_readme_exist():
     shown = _shown_flags("decode.py")
     assert {"--mmi_model", "--method"} <= shown
     assert shown <= _parser_flags(decode.build_parser())
+
+
+def test_demo_flags_in_readme_exist():
+    import demo
+
+    shown = _shown_flags("demo.py")
+    assert {"--model", "--data"} <= shown
+    assert shown <= _parser_flags(demo.build_parser())
