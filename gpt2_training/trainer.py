@@ -26,6 +26,7 @@ import transformers
 from torch.nn.parallel import DistributedDataParallel
 
 from gpt2_training.checkpoint import (
+    CheckpointError,
     atomic_torch_save,
     atomic_write_text,
     load_checkpoint,
@@ -135,13 +136,15 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
     # --- where this run lives: a new folder, or the folder of the checkpoint resumed
     resumed: dict[str, Any] | None = None
     if args.resume:
-        path = broadcast_object(str(resolve_resume(args.resume, args.output_dir)[0])
-                                if ctx.is_main else None, ctx)
-        resumed = load_checkpoint(path)
+        if ctx.is_main:  # finds the newest intact checkpoint, loading it once
+            found, resumed = resolve_resume(args.resume, args.output_dir)
+        path = broadcast_object(str(found) if ctx.is_main else None, ctx)
+        if not ctx.is_main:
+            resumed = load_checkpoint(path)
         run_dir = Path(path).parent.parent
         if resumed["world_size"] != ctx.world_size:
-            raise RuntimeError(f"{path} was written by {resumed['world_size']} processes; "
-                               f"resume it with the same number (this job has {ctx.world_size})")
+            raise CheckpointError(f"{path} was written by {resumed['world_size']} processes; "
+                                  f"resume it with the same number (this job has {ctx.world_size})")
     else:
         n_gpu = ctx.world_size if ctx.enabled else torch.cuda.device_count()
         run_dir = Path(args.output_dir) / broadcast_object(run_folder_name(args, n_gpu), ctx)
