@@ -163,13 +163,27 @@ class FeatureDB:
     def __len__(self) -> int:
         return int(self.meta["n_example"])
 
-    def read_chunk(self, key: str) -> FeatureChunk:
+    def _decode(self, key: str, decode: Any) -> Any:
         try:
-            return FeatureChunk.from_bytes(self._db[key])
+            blob = self._db[key]
         except KeyError:
             raise DatabaseError(f"{self.folder}: no chunk {key!r}") from None
-        except (ValueError, OSError) as err:
+        try:
+            return decode(blob)
+        except (KeyError, ValueError, OSError) as err:
             raise DatabaseError(f"{self.folder}: chunk {key!r} is corrupt ({err})") from None
+
+    def read_chunk(self, key: str) -> FeatureChunk:
+        return self._decode(key, FeatureChunk.from_bytes)
+
+    def read_lengths(self, key: str) -> np.ndarray:
+        """Only the ``input_len`` array of a chunk (npz members are read one by one)."""
+
+        def lengths(blob: bytes) -> np.ndarray:
+            with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+                return npz["input_len"]
+
+        return self._decode(key, lengths)
 
     def iter_features(self) -> Iterator[dict[str, Any]]:
         """Every feature as a dict, in feature-id order."""

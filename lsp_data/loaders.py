@@ -87,14 +87,18 @@ def bucket_batches(lens: np.ndarray, batch_size: int, bucket_size: int,
     return batches
 
 
-def pad_batch(chunk: FeatureChunk, offsets: np.ndarray, idx: np.ndarray,
+def pad_batch(chunk: FeatureChunk, starts: np.ndarray, lens: np.ndarray,
               with_weights: bool = False) -> tuple[torch.Tensor, ...]:
-    """(input_ids, position_ids, token_type_ids, labels[, weights]) padded with 0/0/0/-1[/0]."""
-    lens = chunk.input_len[idx].astype(np.int64)
+    """(input_ids, position_ids, token_type_ids, labels[, weights]) padded with 0/0/0/-1[/0].
+
+    Row i is the feature whose tokens are ``starts[i]:starts[i]+lens[i]`` in the chunk's
+    flat arrays.
+    """
+    lens = lens.astype(np.int64)
     width = int(lens.max())
     pos = np.arange(width, dtype=np.int64)
     mask = pos[None, :] < lens[:, None]
-    gather = np.where(mask, offsets[idx][:, None] + pos[None, :], 0)
+    gather = np.where(mask, starts[:, None] + pos[None, :], 0)
     out = [
         np.where(mask, chunk.input_ids[gather], 0),
         np.where(mask, pos[None, :], 0),
@@ -163,7 +167,7 @@ class BucketingDataLoader:
     def _chunk_batches(self, epoch: int, index: int, key: str, first: int, stride: int,
                        lens_only: bool) -> tuple[FeatureChunk | None, np.ndarray, list[np.ndarray]]:
         if lens_only:  # enough to count batches when skipping: decode just input_len
-            chunk, lens = None, self._read_lens(key)
+            chunk, lens = None, self.db.read_lengths(key)
         else:
             chunk = self.db.read_chunk(key)
             lens = chunk.input_len
@@ -174,12 +178,6 @@ class BucketingDataLoader:
         batches = bucket_batches(lens[keep], self.batch_size, self.bucket_size,
                                  self._rng(epoch, self.rank, index))
         return chunk, keep, batches
-
-    def _read_lens(self, key: str) -> np.ndarray:
-        import io
-
-        with np.load(io.BytesIO(self.db._db[key]), allow_pickle=False) as npz:
-            return npz["input_len"]
 
     def iter_epoch(self, epoch: int, skip_batches: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
         """The batches of ``epoch``, leaving out its first ``skip_batches``."""
@@ -195,11 +193,9 @@ class BucketingDataLoader:
                         n_batches += len(counted)
                         continue
                 chunk, keep, batches = self._chunk_batches(epoch, index, key, first, stride, False)
-                offsets = chunk.offsets[keep]
-                sub = FeatureChunk(chunk.conv_id, chunk.input_len[keep], chunk.input_ids,
-                                   chunk.token_type_ids, chunk.lm_labels, chunk.weights)
+                starts, lens = chunk.offsets[keep], chunk.input_len[keep]
                 for b in batches[to_skip:]:
-                    tensors = pad_batch(sub, offsets, b, self.with_weights)
+                    tensors = pad_batch(chunk, starts[b], lens[b], self.with_weights)
                     if self.pin_memory:
                         tensors = tuple(t.pin_memory() for t in tensors)
                     yield tensors

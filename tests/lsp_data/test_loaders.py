@@ -156,3 +156,19 @@ def test_dynamic_batching_truncation(tmp_path):
     (b1, b2) = list(loader)
     assert b1[0].shape[1] == 10 and b1[5].item() == 2 and b1[4].item() == 6  # context cut from start
     assert b2[0].shape[1] == 10 and b2[4].item() == 1 and b2[5].item() == 7  # response cut at end
+
+
+def test_corrupt_chunk_is_a_clear_error(small_db):
+    import sqlite3
+
+    from lsp_data.db import DatabaseError
+
+    con = sqlite3.connect(small_db / "db.sqlite")
+    con.execute("UPDATE features SET value = ? WHERE key = 'chunk_0'", (b"not an npz",))
+    con.commit()
+    con.close()
+    loader = BucketingDataLoader(str(small_db), 2, 64, shuffle=False)
+    with pytest.raises(DatabaseError, match="chunk 'chunk_0' is corrupt"):
+        list(loader)
+    with pytest.raises(DatabaseError, match="corrupt"):
+        list(loader.iter_epoch(0, skip_batches=1))
