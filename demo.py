@@ -120,28 +120,15 @@ def _local_copy(kind: str, model_dir: Path) -> Path | None:
     return None
 
 
-def _hub_cache() -> str:
-    # huggingface_hub reads these variables once, at import; read them now so that a
-    # variable set later (tests, notebooks) counts, in huggingface_hub's order.
-    from huggingface_hub import constants
-
-    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        if os.environ.get(var):
-            return os.path.expanduser(os.environ[var])
-    if os.environ.get("HF_HOME"):
-        return os.path.join(os.path.expanduser(os.environ["HF_HOME"]), "hub")
-    return constants.HF_HUB_CACHE
-
-
 def _cached_copy(hub_name: str) -> Path | None:
     """The Hugging Face cache's snapshot of ``hub_name`` with weights, without any network."""
     try:
         from huggingface_hub import snapshot_download
 
-        from lsp_model.loading import HUB_FILE_PATTERNS
+        from lsp_model.loading import HUB_FILE_PATTERNS, hub_cache_dir
 
         folder = Path(snapshot_download(hub_name, allow_patterns=HUB_FILE_PATTERNS,
-                                        cache_dir=_hub_cache(), local_files_only=True))
+                                        cache_dir=hub_cache_dir(), local_files_only=True))
     except Exception:  # not cached, or an incomplete snapshot: both mean "no copy here"
         return None
     return folder if _has_weights(folder) else None

@@ -89,7 +89,8 @@ def _hub_offline() -> bool:
     )
 
 
-def _hub_cache_dir() -> str:
+def hub_cache_dir() -> str:
+    """The Hugging Face hub cache folder, from the environment as it is now."""
     # Same precedence as huggingface_hub.constants, but evaluated now rather than at import.
     from huggingface_hub import constants
 
@@ -166,7 +167,7 @@ def resolve_model_source(model_name_or_path: str | os.PathLike | None) -> Path |
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError
 
-    cache_dir = _hub_cache_dir()
+    cache_dir = hub_cache_dir()
     offline = _hub_offline()
     try:
         return Path(
