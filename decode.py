@@ -23,7 +23,7 @@ from lsp_data.parsing import TURN_SEPARATOR
 from lsp_model.decoding import METHODS, generate_reply
 from lsp_model.loading import ModelLoadError, load_model, resolve_model_source
 from lsp_model.mmi import backward_scores
-from lsp_model.tokenizer import has_tokenizer_files, load_tokenizer
+from lsp_model.tokenizer import load_tokenizer
 
 WEIGHT_TOKENS = ("0.0", "1.0")  # how this toolkit's data writes turn weights
 
@@ -72,7 +72,7 @@ def read_contexts(path: str) -> list[list[str]]:
 
 def _load(name: str, checkpoint: str | None, device: str) -> tuple[torch.nn.Module, object]:
     source = resolve_model_source(name)
-    tokenizer = load_tokenizer(source if source is not None and has_tokenizer_files(source) else None)
+    tokenizer = load_tokenizer(source)  # falls back to the packaged GPT-2 files
     return load_model(name, checkpoint).to(device).eval(), tokenizer
 
 

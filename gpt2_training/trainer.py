@@ -51,7 +51,7 @@ from lsp_model.loading import (
     save_hf_folder,
 )
 from lsp_model.optim import MAX_GRAD_NORM, build_optimizer, lr_at_step, set_lr
-from lsp_model.tokenizer import has_tokenizer_files, load_tokenizer
+from lsp_model.tokenizer import load_tokenizer
 
 logger = logging.getLogger("LSP_train")
 transformers.utils.logging.disable_progress_bar()  # no "Writing model shards" bars mid-run
@@ -152,7 +152,7 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
 
     # --- model, tokenizer, optimizer, precision
     source = resolve_model_source(args.model_name_or_path)
-    tokenizer = load_tokenizer(source if source is not None and has_tokenizer_files(source) else None)
+    tokenizer = load_tokenizer(source)  # falls back to the packaged GPT-2 files
     model = load_model(args.model_name_or_path, args.init_checkpoint)
     if resumed is not None:
         model.load_state_dict(resumed["model"])
