@@ -12,6 +12,7 @@ import io
 import json
 import os
 import shutil
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,9 @@ FIELDS = ("conv_id", "input_ids", "position_ids", "token_type_ids", "lm_labels",
 
 class DatabaseError(RuntimeError):
     """A database folder is missing, incomplete or not one this toolkit wrote."""
+
+
+_ARRAYS = ("conv_id", "input_len", "input_ids", "token_type_ids", "lm_labels", "weights")
 
 
 def _raw(value: bytes) -> bytes:
@@ -63,16 +67,17 @@ class FeatureChunk:
         return len(self.conv_id)
 
     def to_bytes(self) -> bytes:
+        """An ``.npz`` archive of the arrays, deflated at level 1.
+
+        Level 1 compresses about 4x faster than ``np.savez_compressed``'s level 6 for files
+        about 10% larger; the main prepro process compresses every chunk, so this keeps it
+        from becoming the bottleneck when many workers tokenize.
+        """
         buf = io.BytesIO()
-        np.savez_compressed(
-            buf,
-            conv_id=self.conv_id,
-            input_len=self.input_len,
-            input_ids=self.input_ids,
-            token_type_ids=self.token_type_ids,
-            lm_labels=self.lm_labels,
-            weights=self.weights,
-        )
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+            for name in _ARRAYS:
+                with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, getattr(self, name), allow_pickle=False)
         return buf.getvalue()
 
     @classmethod
@@ -97,10 +102,7 @@ class FeatureChunk:
 
     @classmethod
     def concat(cls, chunks: list[FeatureChunk]) -> FeatureChunk:
-        return cls(**{
-            name: np.concatenate([getattr(c, name) for c in chunks])
-            for name in ("conv_id", "input_len", "input_ids", "token_type_ids", "lm_labels", "weights")
-        })
+        return cls(**{name: np.concatenate([getattr(c, name) for c in chunks]) for name in _ARRAYS})
 
     def slice(self, start: int, stop: int) -> FeatureChunk:
         """Features ``start:stop`` as a chunk of their own."""
