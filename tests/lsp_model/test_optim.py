@@ -15,19 +15,14 @@ from lsp_model.optim import (
 SCHED = dict(warmup_steps=16000, warmup_proportion=0.1, num_optim_steps=1000, n_embd=768)
 
 
+def tiny_config() -> GPT2Config:
+    return GPT2Config(vocab_size=50, n_positions=16, n_embd=16, n_layer=2, n_head=2,
+                      bos_token_id=0, eos_token_id=0)
+
+
 @pytest.fixture(scope="module")
 def model() -> GPT2LMHeadModel:
-    return GPT2LMHeadModel(
-        GPT2Config(
-            vocab_size=50,
-            n_positions=16,
-            n_embd=16,
-            n_layer=2,
-            n_head=2,
-            bos_token_id=0,
-            eos_token_id=0,
-        )
-    )
+    return GPT2LMHeadModel(tiny_config())
 
 
 def test_param_groups_split_by_name(model):
@@ -107,16 +102,7 @@ def test_constant_and_unknown():
 def test_training_steps_reduce_loss():
     """The pieces the trainer combines: model loss, groups, AdamW, schedule, clipping."""
     torch.manual_seed(0)
-    config = GPT2Config(
-        vocab_size=50,
-        n_positions=16,
-        n_embd=16,
-        n_layer=2,
-        n_head=2,
-        bos_token_id=0,
-        eos_token_id=0,
-    )
-    model = GPT2LMHeadModel(config).train()
+    model = GPT2LMHeadModel(tiny_config()).train()
     input_ids = torch.randint(0, 50, (4, 12))
     labels = input_ids.roll(-1, dims=1)
     labels[:, :5] = -1
