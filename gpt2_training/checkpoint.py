@@ -74,9 +74,40 @@ def _step_of(folder: Path) -> int:
         return -1
 
 
+def _discard(folder: Path) -> None:
+    """Delete a folder so that a kill half-way never leaves a partial ``step-N`` behind.
+
+    The folder is first renamed to a hidden ``.trash-*`` name (atomic), then removed; a
+    leftover from a killed run is swept by the next save.
+    """
+    trash = folder.with_name(f".trash-{folder.name}-{uuid.uuid4().hex[:8]}")
+    try:
+        os.replace(folder, trash)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _sweep_leftovers(root: Path, keep_tmp: Path | None = None) -> None:
+    """Remove what a killed writer can leave: temp folders, trash, ``step-N`` without meta."""
+    for entry in root.iterdir():
+        if entry == keep_tmp or not entry.is_dir():
+            continue
+        name = entry.name
+        if name.startswith(".trash-") or (name.startswith(".step-") and ".tmp-" in name):
+            shutil.rmtree(entry, ignore_errors=True)
+        elif name.startswith("step-") and not (entry / META_FILE).is_file():
+            logger.warning("removing incomplete checkpoint %s", entry)
+            _discard(entry)
+
+
 def save_checkpoint(run_dir: str | os.PathLike[str], global_step: int, state: dict[str, Any],
                     keep: int) -> Path:
-    """Write ``RUN/checkpoints/step-N`` atomically, then drop all but the newest ``keep``."""
+    """Write ``RUN/checkpoints/step-N`` atomically, then drop all but the newest ``keep``.
+
+    Only one process may write a run's checkpoints (rank 0), so anything half-written in
+    the folder belongs to a run that was killed and is removed here.
+    """
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{global_step}"
@@ -91,13 +122,14 @@ def save_checkpoint(run_dir: str | os.PathLike[str], global_step: int, state: di
                 "size": (tmp / STATE_FILE).stat().st_size, "sha256": _sha256(tmp / STATE_FILE)}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         if final.exists():
-            shutil.rmtree(final)
+            _discard(final)
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     for old in list_checkpoints(run_dir)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        _discard(old)
+    _sweep_leftovers(root)
     return final
 
 
