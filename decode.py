@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from gpt2_training.checkpoint import atomic_write_text
+from lsp_data.atomic import write_text_atomic
 from lsp_data.parsing import TURN_SEPARATOR
 from lsp_model.decoding import METHODS, generate_reply
 from lsp_model.loading import ModelLoadError, load_model, resolve_model_source
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             scores = backward_scores(reverse, tokenizer, history, candidates)
             reply = candidates[max(range(len(candidates)), key=scores.__getitem__)]
         hypotheses.append(" ".join(reply.split()))  # one line, whatever the model produced
-    atomic_write_text(args.output, "\n".join(hypotheses) + "\n")
+    write_text_atomic(args.output, "\n".join(hypotheses) + "\n")
     print(f"wrote {len(hypotheses)} hypotheses to {args.output}", file=sys.stderr)
     return 0
 

@@ -217,7 +217,7 @@ def split_reddit(extracted: Path, train: Path, valid: Path,
                  max_valid: int = MAX_VALID_PAIRS) -> tuple[int, int]:
     """Hold out every k-th usable line of ``extracted`` (at most ``max_valid``) as a validation
     pair (weights removed); all other lines go to ``train`` unchanged. Returns the counts."""
-    from lsp_data.dummy import write_lines_atomic
+    from lsp_data.atomic import write_lines_atomic
     from lsp_data.parsing import TURN_SEPARATOR, MalformedLine, parse_training_line
 
     with open(extracted, "rb") as f:

@@ -16,11 +16,12 @@ import logging
 import os
 import shutil
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from lsp_data.atomic import atomic_file, atomic_folder, is_leftover, remove_folder
 
 logger = logging.getLogger(__name__)
 
@@ -34,29 +35,12 @@ class CheckpointError(RuntimeError):
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """``torch.save`` to a temporary name in the same folder, then rename into place."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    """``torch.save`` to a temporary name in the same folder, synced, then renamed into place."""
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    return Path(path)
 
 
 def _sha256(path: Path) -> str:
@@ -74,31 +58,16 @@ def _step_of(folder: Path) -> int:
         return -1
 
 
-def _discard(folder: Path) -> None:
-    """Delete a folder so that a kill half-way never leaves a partial ``step-N`` behind.
-
-    The folder is first renamed to a hidden ``.trash-*`` name (atomic), then removed; a
-    leftover from a killed run is swept by the next save.
-    """
-    trash = folder.with_name(f".trash-{folder.name}-{uuid.uuid4().hex[:8]}")
-    try:
-        os.replace(folder, trash)
-    except FileNotFoundError:
-        return
-    shutil.rmtree(trash, ignore_errors=True)
-
-
-def _sweep_leftovers(root: Path, keep_tmp: Path | None = None) -> None:
+def _sweep_leftovers(root: Path) -> None:
     """Remove what a killed writer can leave: temp folders, trash, ``step-N`` without meta."""
     for entry in root.iterdir():
-        if entry == keep_tmp or not entry.is_dir():
+        if not entry.is_dir():
             continue
-        name = entry.name
-        if name.startswith(".trash-") or (name.startswith(".step-") and ".tmp-" in name):
+        if is_leftover(entry):
             shutil.rmtree(entry, ignore_errors=True)
-        elif name.startswith("step-") and not (entry / META_FILE).is_file():
+        elif entry.name.startswith("step-") and not (entry / META_FILE).is_file():
             logger.warning("removing incomplete checkpoint %s", entry)
-            _discard(entry)
+            remove_folder(entry)
 
 
 def save_checkpoint(run_dir: str | os.PathLike[str], global_step: int, state: dict[str, Any],
@@ -111,9 +80,7 @@ def save_checkpoint(run_dir: str | os.PathLike[str], global_step: int, state: di
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{global_step}"
-    tmp = root / f".step-{global_step}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with atomic_folder(final) as tmp:
         with open(tmp / STATE_FILE, "wb") as f:
             torch.save(state, f)
             f.flush()
@@ -121,14 +88,8 @@ def save_checkpoint(run_dir: str | os.PathLike[str], global_step: int, state: di
         meta = {"global_step": global_step, "saved_at": time.time(),
                 "size": (tmp / STATE_FILE).stat().st_size, "sha256": _sha256(tmp / STATE_FILE)}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        if final.exists():
-            _discard(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     for old in list_checkpoints(run_dir)[:-keep]:
-        _discard(old)
+        remove_folder(old)
     _sweep_leftovers(root)
     return final
 

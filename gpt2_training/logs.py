@@ -7,7 +7,7 @@ import io
 import os
 from pathlib import Path
 
-from gpt2_training.checkpoint import atomic_write_text
+from lsp_data.atomic import write_text_atomic
 
 TRAIN_HEADER = ("epoch", "global_step", "step", "mean_loss", "mean_ppl", "n_token_real",
                 "n_token_total", "epoch_time")
@@ -43,7 +43,7 @@ class CsvLog:
             row = next(csv.reader(io.StringIO(line)))
             if len(row) == len(self.header) and int(float(row[1])) <= step:
                 kept.append(line)
-        atomic_write_text(self.path, "".join(kept))
+        write_text_atomic(self.path, "".join(kept))
 
     def write(self, *values: object) -> None:
         self._file.write(",".join(str(v) for v in values) + "\n")

@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import os
 import sys
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
+
+from lsp_data.atomic import atomic_file
 
 __all__ = ["EVAL_COLUMNS", "TRAIN_COLUMNS", "LogError", "main", "plot_run", "read_log"]
 
@@ -113,12 +113,8 @@ def plot_run(
 
     out.parent.mkdir(parents=True, exist_ok=True)
     fmt = out.suffix.lstrip(".").lower() or "png"
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with atomic_file(out) as tmp:
         fig.savefig(tmp, format=fmt, dpi=120)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 

@@ -28,7 +28,6 @@ from torch.nn.parallel import DistributedDataParallel
 from gpt2_training.checkpoint import (
     CheckpointError,
     atomic_torch_save,
-    atomic_write_text,
     load_checkpoint,
     resolve_resume,
     save_checkpoint,
@@ -43,6 +42,7 @@ from gpt2_training.distributed import (
 from gpt2_training.evaluation import eval_model_loss
 from gpt2_training.logs import EVAL_HEADER, TRAIN_HEADER, CsvLog
 from gpt2_training.precision import setup_precision
+from lsp_data.atomic import write_text_atomic
 from lsp_data.loaders import BucketingDataLoader, DynamicBatchingLoader
 from lsp_model.loading import (
     checkpoint_state_dict,
@@ -210,7 +210,7 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
         resolved = {**vars(args), "run_dir": str(run_dir), "world_size": ctx.world_size,
                     "device": str(device), "precision": precision.name, "micro_batch_size": micro_batch,
                     "effective_batch_size": args.train_batch_size * ctx.world_size}
-        atomic_write_text(run_dir / "args.json", json.dumps(resolved, indent=2) + "\n")
+        write_text_atomic(run_dir / "args.json", json.dumps(resolved, indent=2) + "\n")
         if args.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import shutil
+import uuid
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 from sqlitedict import SqliteDict
 
+from lsp_data.atomic import replace_folder
 from lsp_data.features import Feature
 
 DB_FILE = "db.sqlite"
@@ -220,14 +222,18 @@ class FeatureDBWriter:
             )
         self.chunk_size = chunk_size
         self.overwrite = overwrite
-        self.tmp = self.folder.with_name(f"{self.folder.name}.tmp-{os.getpid()}")
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp = self.folder.with_name(f".{self.folder.name}.tmp-{uuid.uuid4().hex[:8]}")
         self.tmp.mkdir(parents=True)
         self._db = _open(self.tmp / DB_FILE, "n")
         self._pending: list[FeatureChunk] = []
         self._pending_len = 0
         self.n_chunk = 0
         self.n_example = 0
+
+    def stale_temp_folders(self) -> list[Path]:
+        """Temporary folders for the same database that a killed earlier run left behind."""
+        pattern = f".{self.folder.name}.tmp-*"
+        return sorted(p for p in self.folder.parent.glob(pattern) if p != self.tmp and p.is_dir())
 
     def add(self, chunk: FeatureChunk) -> None:
         """Queue features (ids already assigned); full chunks are written as they fill."""
@@ -259,14 +265,7 @@ class FeatureDBWriter:
         full_meta = {"format": FORMAT_VERSION, "n_example": self.n_example,
                      "n_chunk": self.n_chunk, "chunk_size": self.chunk_size, **meta}
         (self.tmp / META_FILE).write_text(json.dumps(full_meta, indent=2) + "\n", encoding="utf-8")
-        if self.folder.exists():
-            old = self.folder.with_name(f"{self.folder.name}.old-{os.getpid()}")
-            os.replace(self.folder, old)
-            os.replace(self.tmp, self.folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(self.tmp, self.folder)
-        return self.folder
+        return replace_folder(self.tmp, self.folder)
 
     def abort(self) -> None:
         try:

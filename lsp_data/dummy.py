@@ -35,13 +35,13 @@ import hashlib
 import importlib.util
 import math
 import os
-import uuid
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from lsp_data.atomic import write_lines_atomic
 
 __all__ = [
     "CITATION",
@@ -53,7 +53,6 @@ __all__ = [
     "training_line",
     "validation_pairs",
     "write_dummy_data",
-    "write_lines_atomic",
 ]
 
 CITATION = (
@@ -231,22 +230,6 @@ def training_line(turns: list[str]) -> str:
 def validation_pairs(turns: list[str]) -> list[str]:
     """One ``t1 EOS ... EOS t(i-1)<TAB>ti`` line per turn after the first (no newlines)."""
     return [SEPARATOR.join(turns[:i]) + "\t" + turns[i] for i in range(1, len(turns))]
-
-
-def write_lines_atomic(path: Path, lines: Iterable[str]) -> None:
-    """Write ``lines`` (each without its newline) to ``path`` under a temporary name first."""
-    # Same folder, so the rename is atomic: a killed run never leaves a partial file behind
-    # under the final name.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            for line in lines:
-                f.write(line + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_dummy_data(

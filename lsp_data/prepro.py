@@ -173,6 +173,10 @@ def run_prepro(
     out = db_folder_for(corpus, max_seq_len, reverse, two_turn)
     tokenizer = load_tokenizer(tokenizer_dir)
     writer = FeatureDBWriter(out, chunk_size, overwrite=overwrite)
+    for stale in writer.stale_temp_folders():
+        # Not deleted here: another prepro of the same corpus may be writing it right now.
+        log(f"note: {stale} was left by an interrupted prepro run; "
+            "delete it unless another prepro of this corpus is running")
 
     counts: Counter[str] = Counter()
     examples: dict[str, list[int]] = {reason: [] for reason in SKIP_REASONS}

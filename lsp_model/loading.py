@@ -19,8 +19,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import shutil
-import uuid
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
@@ -28,6 +26,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file as _load_safetensors
 
+from lsp_data.atomic import atomic_folder
 from lsp_model.modeling import GPT2Config, GPT2LMHeadModel
 
 __all__ = [
@@ -442,21 +441,8 @@ def save_hf_folder(model: torch.nn.Module, tokenizer, folder: str | os.PathLike)
     replaces ``folder`` only when complete, so an interrupted save never looks finished.
     """
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:8]
-    tmp = folder.parent / f".{folder.name}.tmp-{tag}"
-    old = folder.parent / f".{folder.name}.old-{tag}"
-    try:
+    with atomic_folder(folder) as tmp:
         _unwrap(model).save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
-        if folder.exists():
-            folder.rename(old)
-        tmp.rename(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not folder.exists():
-            old.rename(folder)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
     return folder

@@ -191,6 +191,15 @@ def test_interrupted_run_leaves_no_complete_looking_folder(tmp_path, monkeypatch
     assert not list(tmp_path.glob("*.tmp-*"))
 
 
+def test_leftover_of_a_killed_run_is_pointed_out(tmp_path, capsys):
+    stale = tmp_path / ".c.128len.db.tmp-deadbeef"  # what SIGKILL leaves mid-run
+    stale.mkdir()
+    assert run(tmp_path, "1.0 a\t1.0 b\n") == 0
+    out = capsys.readouterr()
+    assert f"{stale} was left by an interrupted prepro run" in out.out + out.err
+    assert stale.is_dir()  # not deleted: it may belong to a prepro still running
+
+
 def test_chunks_and_workers_agree(tmp_path, capsys):
     from tests.conftest import write_corpus
 

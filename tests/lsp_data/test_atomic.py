@@ -1,0 +1,74 @@
+"""lsp_data.atomic: a failed or interrupted write never shows under the final name."""
+
+from __future__ import annotations
+
+import pytest
+
+from lsp_data.atomic import (
+    atomic_file,
+    atomic_folder,
+    is_leftover,
+    remove_folder,
+    write_lines_atomic,
+    write_text_atomic,
+)
+
+
+class Killed(BaseException):
+    pass
+
+
+def test_text_and_lines_replace_whole_files(tmp_path):
+    target = tmp_path / "sub" / "out.txt"
+    write_text_atomic(target, "first\n")
+    write_lines_atomic(target, (f"line {i}" for i in range(3)))
+    assert target.read_bytes() == b"line 0\nline 1\nline 2\n"
+    assert [p.name for p in target.parent.iterdir()] == ["out.txt"]
+
+
+def test_failure_keeps_old_content_and_removes_temp(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old\n")
+
+    def lines():
+        yield "new"
+        raise Killed
+
+    with pytest.raises(Killed):
+        write_lines_atomic(target, lines())
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_atomic_file_gives_a_hidden_sibling(tmp_path):
+    with atomic_file(tmp_path / "x.bin") as tmp:
+        assert tmp.parent == tmp_path and is_leftover(tmp)
+        tmp.write_bytes(b"\x00\x01")
+        assert not (tmp_path / "x.bin").exists()
+    assert (tmp_path / "x.bin").read_bytes() == b"\x00\x01"
+
+
+def test_folder_replaced_only_when_complete(tmp_path):
+    folder = tmp_path / "model"
+    with atomic_folder(folder) as tmp:
+        (tmp / "a").write_text("1")
+    with pytest.raises(Killed), atomic_folder(folder) as tmp:
+        (tmp / "b").write_text("2")
+        raise Killed
+    assert sorted(p.name for p in folder.iterdir()) == ["a"]
+    with atomic_folder(folder) as tmp:
+        (tmp / "b").write_text("2")
+    assert sorted(p.name for p in folder.iterdir()) == ["b"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_remove_folder_and_leftover_names(tmp_path):
+    folder = tmp_path / "step-4"
+    (folder / "deep").mkdir(parents=True)
+    remove_folder(folder)
+    remove_folder(folder)  # already gone: nothing to do
+    assert list(tmp_path.iterdir()) == []
+    assert is_leftover(tmp_path / ".trash-step-2-0a1b2c3d")
+    assert is_leftover(tmp_path / ".train.db.tmp-0a1b2c3d")
+    assert not is_leftover(tmp_path / "step-2")
+    assert not is_leftover(tmp_path / ".hidden-user-file")
