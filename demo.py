@@ -7,9 +7,10 @@
     python demo.py -- --tensorboard true   # anything after -- goes to LSP_train.py
 
 Steps (each one is skipped on a rerun when its result is already there; --force redoes all):
-1. model: --model auto (default) takes DialoGPT-small when a local copy is in --model_dir or
-   in the Hugging Face cache (no network is tried), else the tiny config (configs/tiny,
-   2 layers x 128, random init); the choice and the reason are printed.
+1. model: --model auto (default) takes DialoGPT-small from --model_dir, from the Hugging
+   Face cache, or from the hub when it answers within a few seconds (a one-time ~350 MB
+   download); else the tiny config (configs/tiny, 2 layers x 128, random init). The choice
+   and the reason are printed. HF_HUB_OFFLINE=1 or --model tiny never touch the network.
 2. data: --data dummy (default) writes a small bundled dialogue set built from the English
    conversations of chatterbot-corpus 1.3.3 (Gunther Cox and contributors, BSD-3-Clause,
    https://github.com/gunthercox/chatterbot-corpus) as a weighted training tsv plus a
@@ -50,6 +51,9 @@ HUB_NAMES = {
 }
 # Where `make download` and the Makefile's S put the dumps, and the order its `dump`
 # function looks for them in.
+# --model auto asks the hub whether DialoGPT-small is there; without an answer this fast the
+# demo goes on offline rather than keep a user waiting on a dead network.
+HUB_PROBE_TIMEOUT = 5.0
 REDDIT_DUMPS = REPO / "reddit_extractor" / "data" / "reddit"
 DUMP_SUFFIXES = (".zst", ".xz", ".bz2", ".gz", "", ".json", ".ndjson")
 MAX_VALID_PAIRS = 1000  # Reddit validation lines held out; more only slows validation down
@@ -135,7 +139,7 @@ def _cached_copy(hub_name: str) -> Path | None:
 
 
 def choose_model(model: str, model_dir: Path) -> ModelChoice:
-    """Resolve ``--model``; a pretrained model is fetched from the hub only when asked for."""
+    """Resolve ``--model`` to a model folder or hub name, downloading it when needed."""
     tiny = ModelChoice("tiny", shown(TINY_CONFIG), "", pretrained=False)
     if model == "tiny":
         tiny.why = "asked for with --model tiny"
@@ -145,14 +149,27 @@ def choose_model(model: str, model_dir: Path) -> ModelChoice:
         if local is not None:
             return ModelChoice("small", shown(local), f"--model auto found a local copy in "
                                f"{shown(local)}", pretrained=True)
-        if _cached_copy(HUB_NAMES["small"]) is not None:
-            return ModelChoice("small", HUB_NAMES["small"], "--model auto found it in the "
-                               "Hugging Face cache", pretrained=True)
-        # No hub lookup here: the default demo must run the same, and fast, with or without
-        # a network; downloading 350 MB is what --model small is for.
+        name = HUB_NAMES["small"]
+        if _cached_copy(name) is not None:
+            return ModelChoice("small", name, "--model auto found it in the Hugging Face cache",
+                               pretrained=True)
+        from lsp_model.loading import ModelLoadError, hub_reachable, resolve_model_source
+
+        reachable, reason = hub_reachable(name, timeout=HUB_PROBE_TIMEOUT)
+        if reachable:
+            say(f"--model auto: the Hugging Face Hub is reachable; downloading {name} once "
+                "(about 350 MB; --model tiny or HF_HUB_OFFLINE=1 skips it) ...")
+            try:
+                resolve_model_source(name)
+                return ModelChoice("small", name, "--model auto downloaded it from the Hugging "
+                                   "Face Hub", pretrained=True)
+            except ModelLoadError as err:
+                reason = str(err)
+        # The default demo must also run without a network: fall back, and say why.
         tiny.why = (f"--model auto found no DialoGPT-small in {shown(model_dir)}/DialoGPT-small "
-                    "or in the Hugging Face cache, so the offline default is used (random "
-                    "init). Pass --model small to download the pretrained model")
+                    f"or in the Hugging Face cache, and {reason}; so the offline default is "
+                    "used (random init). To fine-tune DialoGPT-small offline, copy it there "
+                    f"first: hf download {name} --local-dir {shown(model_dir)}/DialoGPT-small")
         return tiny
     local = _local_copy(model, model_dir)
     if local is not None:
@@ -541,8 +558,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dummy: the bundled dialogue set (default, offline); small/full: Reddit "
                    "data made by reddit_extractor from the Pushshift dumps")
     p.add_argument("--model", choices=["auto", "tiny", "small", "medium", "large"], default="auto",
-                   help="auto (default): DialoGPT-small if a local copy or the Hugging Face cache "
-                   "has it, else tiny; tiny: configs/tiny from scratch; small/medium/large: "
+                   help="auto (default): DialoGPT-small from --model_dir, the Hugging Face cache "
+                   "or the hub if reachable, else tiny; tiny: configs/tiny from scratch; small/medium/large: "
                    "microsoft/DialoGPT-* from --model_dir, the cache or the hub")
     p.add_argument("--model_dir", type=Path, default=Path("models"),
                    help="where local copies live, as MODEL_DIR/DialoGPT-small etc. (default: models)")

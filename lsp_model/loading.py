@@ -143,6 +143,27 @@ def _hub_patterns_online(repo_id: str, cache_dir: str) -> list[str]:
     return HUB_FILE_PATTERNS
 
 
+def hub_reachable(repo_id: str, timeout: float = 5.0) -> tuple[bool, str]:
+    """Whether the Hugging Face Hub answers for ``repo_id`` within ``timeout`` seconds.
+
+    Returns ``(True, "")`` or ``(False, reason)``; never raises. ``HF_HUB_OFFLINE`` means
+    no request at all.
+    """
+    if _hub_offline():
+        return False, "HF_HUB_OFFLINE is set"
+    try:
+        from huggingface_hub import HfApi
+        from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+        HfApi().model_info(repo_id, timeout=timeout)
+    except (RepositoryNotFoundError, GatedRepoError) as err:
+        return False, f"the hub has no accessible repository {repo_id} ({type(err).__name__})"
+    except Exception as err:  # noqa: BLE001 - any failure means "not reachable now"
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        return False, f"the Hugging Face Hub is unreachable ({lines[0] if lines else type(err).__name__})"
+    return True, ""
+
+
 def resolve_model_source(model_name_or_path: str | os.PathLike | None) -> Path | None:
     """Local folder for ``model_name_or_path``: the folder itself, or the hub snapshot.
 

@@ -154,7 +154,21 @@ def test_auto_model_is_tiny_without_a_local_copy(tmp_path: Path, offline_hub: Pa
     choice = demo.choose_model("auto", tmp_path / "models")
     assert choice.kind == "tiny" and not choice.pretrained
     assert Path(choice.name_or_path).resolve() == demo.TINY_CONFIG
-    assert "--model small" in choice.why
+    assert "HF_HUB_OFFLINE is set" in choice.why  # the probe was not even tried
+    assert "hf download microsoft/DialoGPT-small --local-dir" in choice.why
+
+
+def test_auto_model_falls_back_when_the_download_fails(tmp_path: Path, offline_hub: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import lsp_model.loading as loading
+
+    def broken_download(name):
+        raise loading.ModelLoadError(f"cannot load model '{name}': connection reset")
+
+    monkeypatch.setattr(loading, "hub_reachable", lambda name, timeout: (True, ""))
+    monkeypatch.setattr(loading, "resolve_model_source", broken_download)
+    choice = demo.choose_model("auto", tmp_path / "models")
+    assert choice.kind == "tiny" and "connection reset" in choice.why
 
 
 def test_auto_model_takes_a_local_dialogpt_small(tmp_path: Path, offline_hub: Path) -> None:
