@@ -127,12 +127,9 @@ def _local_copy(kind: str, model_dir: Path) -> Path | None:
 def _cached_copy(hub_name: str) -> Path | None:
     """The Hugging Face cache's snapshot of ``hub_name`` with weights, without any network."""
     try:
-        from huggingface_hub import snapshot_download
+        from lsp_model.loading import cached_snapshot
 
-        from lsp_model.loading import HUB_FILE_PATTERNS, hub_cache_dir
-
-        folder = Path(snapshot_download(hub_name, allow_patterns=HUB_FILE_PATTERNS,
-                                        cache_dir=hub_cache_dir(), local_files_only=True))
+        folder = cached_snapshot(hub_name)
     except Exception:  # not cached, or an incomplete snapshot: both mean "no copy here"
         return None
     return folder if _has_weights(folder) else None

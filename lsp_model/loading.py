@@ -57,6 +57,7 @@ _CONFIG_AND_TOKENIZER = [
 _SAFETENSORS_WEIGHTS = ["*.safetensors", "model.safetensors.index.json"]
 _PICKLE_WEIGHTS = ["pytorch_model.bin", "pytorch_model.bin.index.json"]
 # Only what this toolkit reads: hub repos of DialoGPT also carry TF/Flax weights.
+HUB_TIMEOUT = 10.0  # seconds for one hub API request before the hub counts as unreachable
 HUB_FILE_PATTERNS = _CONFIG_AND_TOKENIZER + _SAFETENSORS_WEIGHTS + _PICKLE_WEIGHTS
 
 _NONE_STRINGS = {"", "none", "null"}
@@ -127,23 +128,53 @@ def _unreachable_message(name: str, cache_dir: str, offline: bool, cause: Except
     )
 
 
-def _hub_patterns_online(repo_id: str, cache_dir: str) -> list[str]:
-    """Skip pytorch_model.bin when the repo also has safetensors (same weights, twice)."""
-    from huggingface_hub import snapshot_download
+def _patterns_for(names: Collection[str] | None) -> list[str]:
+    """Files to fetch from a repo holding ``names``: pytorch_model.bin only without safetensors.
 
-    try:
-        listing = snapshot_download(
-            repo_id, allow_patterns=HUB_FILE_PATTERNS, cache_dir=cache_dir, dry_run=True
-        )
-        names = [info.filename for info in listing]
-    except Exception:  # a dry run is an optimisation only; the real call reports errors
-        return HUB_FILE_PATTERNS
-    if any(n.endswith(".safetensors") for n in names):
+    DialoGPT repos hold the same weights twice; the pickle copy is neither needed nor
+    wanted. ``None`` (listing unknown) means every pattern.
+    """
+    if names is not None and any(n.endswith(".safetensors") for n in names):
         return _CONFIG_AND_TOKENIZER + _SAFETENSORS_WEIGHTS
     return HUB_FILE_PATTERNS
 
 
-def hub_reachable(repo_id: str, timeout: float = 5.0) -> tuple[bool, str]:
+def _repo_files_online(repo_id: str) -> list[str] | None:
+    from huggingface_hub import HfApi
+
+    # model_info: one request, and no retry loop (list_repo_tree backs off for ~20 s when
+    # the hub is down). A failure here is reported by the download that follows.
+    try:
+        siblings = HfApi().model_info(repo_id, timeout=HUB_TIMEOUT).siblings
+    except Exception:  # noqa: BLE001
+        return None
+    return None if siblings is None else [s.rfilename for s in siblings]
+
+
+def _repo_files_cached(repo_id: str, cache_dir: str) -> list[str] | None:
+    from huggingface_hub import get_cached_repo_tree
+
+    try:  # the listing huggingface_hub saved when it downloaded the snapshot
+        return [entry.path for entry in get_cached_repo_tree(repo_id, cache_dir=cache_dir)]
+    except Exception:  # noqa: BLE001 - no listing (older cache, hand-filled folder)
+        return None
+
+
+def cached_snapshot(repo_id: str) -> Path:
+    """The Hugging Face cache's complete snapshot of ``repo_id``, without any network.
+
+    Raises what ``snapshot_download(local_files_only=True)`` raises when there is none.
+    A snapshot downloaded without pytorch_model.bin (safetensors present) is complete.
+    """
+    from huggingface_hub import snapshot_download
+
+    cache_dir = hub_cache_dir()
+    patterns = _patterns_for(_repo_files_cached(repo_id, cache_dir))
+    return Path(snapshot_download(repo_id, allow_patterns=patterns, cache_dir=cache_dir,
+                                  local_files_only=True))
+
+
+def hub_reachable(repo_id: str, timeout: float = HUB_TIMEOUT) -> tuple[bool, str]:
     """Whether the Hugging Face Hub answers for ``repo_id`` within ``timeout`` seconds.
 
     Returns ``(True, "")`` or ``(False, reason)``; never raises. ``HF_HUB_OFFLINE`` means
@@ -190,11 +221,7 @@ def resolve_model_source(model_name_or_path: str | os.PathLike | None) -> Path |
     cache_dir = hub_cache_dir()
     offline = _hub_offline()
     try:
-        return Path(
-            snapshot_download(
-                name, allow_patterns=HUB_FILE_PATTERNS, cache_dir=cache_dir, local_files_only=True
-            )
-        )
+        return cached_snapshot(name)
     except HFValidationError as err:
         raise ModelLoadError(
             f"'{name}' is neither an existing folder nor a valid hub name ({err})"
@@ -204,7 +231,7 @@ def resolve_model_source(model_name_or_path: str | os.PathLike | None) -> Path |
     if offline:
         raise ModelLoadError(_unreachable_message(name, cache_dir, True, cache_error))
     try:
-        patterns = _hub_patterns_online(name, cache_dir)
+        patterns = _patterns_for(_repo_files_online(name))
         return Path(snapshot_download(name, allow_patterns=patterns, cache_dir=cache_dir))
     except Exception as err:
         from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError

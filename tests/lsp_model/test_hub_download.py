@@ -127,7 +127,7 @@ def test_unknown_repo(hub, tmp_path):
     result = resolve_in_child("someorg/NoSuchModel", hub.endpoint, tmp_path / "cache")
     assert "the hub has no accessible repository of that name" in result.get("error", ""), result
     assert "someorg/NoSuchModel" in result["error"]
-    assert hub.requests and all("/someorg/NoSuchModel/" in r for r in hub.requests)
+    assert hub.requests and all("/someorg/NoSuchModel" in r for r in hub.requests)
 
 
 def test_hub_down(tmp_path):
@@ -142,12 +142,6 @@ def test_hub_down(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="resolve_model_source checks the cache with all of "
-    "HUB_FILE_PATTERNS, but skipped pytorch_model.bin when it downloaded: the "
-    "cached snapshot counts as incomplete (IncompleteSnapshotError)",
-)
 def test_repo_with_both_weight_formats_is_usable_offline_once_cached(tmp_path):
     make_repo(tmp_path / "repo")
     torch.save({}, tmp_path / "repo" / "pytorch_model.bin")  # never fetched: safetensors wins
@@ -155,8 +149,35 @@ def test_repo_with_both_weight_formats_is_usable_offline_once_cached(tmp_path):
     with serve_repo(REPO_ID, tmp_path / "repo") as fake:
         first = resolve_in_child(REPO_ID, fake.endpoint, cache)
         assert not (Path(first["path"]) / "pytorch_model.bin").exists()
+        fake.requests.clear()
+        again = resolve_in_child(REPO_ID, fake.endpoint, cache)
+        assert again == {**again, "path": first["path"]} and fake.requests == []  # cache only
     offline = resolve_in_child(REPO_ID, fake.endpoint, cache, HF_HUB_OFFLINE="1")
     assert offline.get("path") == first["path"], offline
+
+
+PROBE = """
+import json, sys
+from lsp_model.loading import hub_reachable
+print(json.dumps([hub_reachable(name, timeout=5) for name in sys.argv[1:]]))
+"""
+
+
+def test_hub_reachable_probe(hub, tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    answers = []
+    for endpoint in (hub.endpoint, dead):
+        proc = subprocess.run([sys.executable, "-c", PROBE, REPO_ID, "someorg/NoSuchModel"],
+                              env={**hub_env(endpoint, tmp_path / "cache"), "PYTHONPATH": str(REPO)},
+                              cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        answers += json.loads(proc.stdout.strip().splitlines()[-1])
+    (up, why_up), (missing, why_missing), (down, why_down), _ = answers
+    assert up and why_up == "" and not missing and not down
+    assert "no accessible repository someorg/NoSuchModel" in why_missing
+    assert "unreachable" in why_down
 
 
 HUB_CALLS = """

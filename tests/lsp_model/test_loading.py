@@ -5,6 +5,7 @@ import pytest
 import torch
 import transformers
 
+import lsp_model.loading
 from lsp_model import GPT2Config, GPT2LMHeadModel, load_tokenizer
 from lsp_model.loading import (
     ModelLoadError,
@@ -212,6 +213,7 @@ def test_hub_unreachable(tmp_path, monkeypatch):
         raise LocalEntryNotFoundError("connection refused")
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    monkeypatch.setattr(lsp_model.loading, "_repo_files_online", lambda repo_id: None)  # no real request
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
