@@ -12,6 +12,7 @@ import io
 import json
 import os
 import shutil
+import sqlite3
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -46,6 +47,23 @@ def _raw(value: bytes) -> bytes:
 def _open(path: Path, flag: str) -> SqliteDict:
     # encode/decode pass bytes through: the default sqlitedict codec is pickle.
     return SqliteDict(str(path), tablename=TABLE, flag=flag, encode=_raw, decode=_raw)
+
+
+def _check_sqlite(path: Path) -> None:
+    """Refuse a damaged db.sqlite here, with its name, before sqlitedict's worker thread
+    meets it (there it would end as a thread traceback)."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                 (TABLE,)).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as err:
+        raise DatabaseError(f"{path}: not a readable SQLite database ({err}); rebuild it with "
+                            "prepro.py") from None
+    if found is None:
+        raise DatabaseError(f"{path}: has no {TABLE!r} table, so it was not written by prepro.py")
 
 
 @dataclass
@@ -161,6 +179,7 @@ class FeatureDB:
                 f"{meta_path}: database format {self.meta.get('format')!r}, this toolkit reads "
                 f"{FORMAT_VERSION}; rebuild it with prepro.py"
             )
+        _check_sqlite(db_path)
         self._db = _open(db_path, "r")
         self.keys = sorted(self._db.keys(), key=_chunk_index)
 
@@ -174,7 +193,7 @@ class FeatureDB:
             raise DatabaseError(f"{self.folder}: no chunk {key!r}") from None
         try:
             return decode(blob)
-        except (KeyError, ValueError, OSError) as err:
+        except (KeyError, ValueError, OSError, zipfile.BadZipFile) as err:
             raise DatabaseError(f"{self.folder}: chunk {key!r} is corrupt ({err})") from None
 
     def read_chunk(self, key: str) -> FeatureChunk:

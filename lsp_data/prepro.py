@@ -193,6 +193,8 @@ def run_prepro(
 ) -> tuple[Path, dict[str, Any]]:
     """Convert ``corpus`` into a feature database; returns (folder, meta)."""
     corpus_path = Path(corpus)
+    if corpus_path.is_dir():
+        raise PreproError(f"{corpus}: is a folder; --corpus takes a training tsv file")
     if not corpus_path.is_file():
         raise PreproError(f"{corpus}: no such file")
     if max_seq_len < 1 or chunk_size < 1:

@@ -168,6 +168,23 @@ def test_missing_corpus_and_bad_db(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
     assert prepro.main(["--inspect", str(tmp_path)]) == 2
     assert "not a complete prepro database" in capsys.readouterr().err
+    (tmp_path / "folder.tsv").mkdir()
+    assert prepro.main(["--corpus", str(tmp_path / "folder.tsv"), "--no_pbar"]) == 2
+    assert "is a folder" in capsys.readouterr().err
+
+
+def test_damaged_database_file_is_named_without_traceback(tmp_path, capsys):
+    assert run(tmp_path, "1.0 a\t1.0 b\n") == 0
+    capsys.readouterr()
+    sqlite_file = tmp_path / "c.128len.db" / "db.sqlite"
+    sqlite_file.write_bytes(b"not sqlite at all" * 100)
+    assert prepro.main(["--inspect", str(tmp_path / "c.128len.db")]) == 2
+    err = capsys.readouterr().err
+    assert f"{sqlite_file}: not a readable SQLite database" in err and "Traceback" not in err
+    sqlite_file.unlink()
+    sqlite3.connect(sqlite_file).close()  # a valid, empty SQLite file
+    assert prepro.main(["--inspect", str(tmp_path / "c.128len.db")]) == 2
+    assert "has no 'features' table" in capsys.readouterr().err
 
 
 def test_interrupted_run_leaves_no_complete_looking_folder(tmp_path, monkeypatch):
