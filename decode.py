@@ -17,10 +17,11 @@ import sys
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from lsp_data.atomic import write_text_atomic
 from lsp_data.parsing import TURN_SEPARATOR
-from lsp_model.decoding import METHODS, generate_reply
+from lsp_model.decoding import METHODS, check_options, generate_reply
 from lsp_model.loading import ModelLoadError, load_model, resolve_model_source
 from lsp_model.mmi import backward_scores
 from lsp_model.tokenizer import load_tokenizer
@@ -53,21 +54,46 @@ def build_parser() -> argparse.ArgumentParser:
 
 def read_contexts(path: str) -> list[list[str]]:
     """Context turns of each line; a leading ``0.0``/``1.0`` weight token is dropped."""
+    file = Path(path)
+    if file.is_dir():
+        raise ValueError(f"{path}: is a folder; --input takes a text file")
+    if not file.is_file():
+        raise ValueError(f"{path}: no such file")
+    raw = file.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        lineno = raw.count(b"\n", 0, err.start) + 1
+        raise ValueError(f"{path}:{lineno}: not valid UTF-8 ({err.reason})") from None
+    # Split on "\n" only: str.splitlines() would also break at U+2028 and friends inside
+    # Reddit text, and the hypotheses would no longer align with the reference lines.
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
     contexts = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            turns = []
-            for turn in line.rstrip("\n").split("\t", 1)[0].split(TURN_SEPARATOR):
-                words = turn.split()
-                if words and words[0] in WEIGHT_TOKENS:
-                    words = words[1:]
-                if not words:
-                    raise ValueError(f"{path}:{lineno}: an empty turn in the context")
-                turns.append(" ".join(words))
-            contexts.append(turns)
+    for lineno, line in enumerate(lines, start=1):
+        turns = []
+        for turn in line.rstrip("\r").split("\t", 1)[0].split(TURN_SEPARATOR):
+            words = turn.split()
+            if words and words[0] in WEIGHT_TOKENS:
+                words = words[1:]
+            if not words:
+                raise ValueError(f"{path}:{lineno}: an empty turn in the context")
+            turns.append(" ".join(words))
+        contexts.append(turns)
     if not contexts:
         raise ValueError(f"{path}: no line to decode")
     return contexts
+
+
+def check_device(device: str) -> None:
+    """Refuse a device this machine lacks before any model is loaded."""
+    try:
+        kind = torch.device(device).type
+    except RuntimeError as err:
+        raise ValueError(f"--device {device}: {err}") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
 
 
 def _load(name: str, checkpoint: str | None, device: str) -> tuple[torch.nn.Module, object]:
@@ -78,9 +104,13 @@ def _load(name: str, checkpoint: str | None, device: str) -> tuple[torch.nn.Modu
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    options = dict(max_new_tokens=args.max_new_tokens, top_k=args.top_k, top_p=args.top_p,
+                   temperature=args.temperature, num_beams=args.num_beams)
     try:
-        if not Path(args.input).is_file():
-            raise ValueError(f"{args.input}: no such file")
+        check_options(method="sample" if args.mmi_model else args.method, **options)
+        if args.mmi_model and args.mmi_candidates < 1:
+            raise ValueError(f"--mmi_candidates must be >= 1, got {args.mmi_candidates}")
+        check_device(args.device)
         contexts = read_contexts(args.input)
         model, tokenizer = _load(args.model_name_or_path, args.init_checkpoint, args.device)
         reverse = _load(args.mmi_model, None, args.device)[0] if args.mmi_model else None
@@ -88,19 +118,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"decode.py: error: {err}", file=sys.stderr)
         return 2
     torch.manual_seed(args.seed)
-    options = dict(max_new_tokens=args.max_new_tokens, top_k=args.top_k, top_p=args.top_p,
-                   temperature=args.temperature, num_beams=args.num_beams,
-                   max_context_tokens=args.max_context_tokens)
+    options["max_context_tokens"] = args.max_context_tokens
     hypotheses = []
-    for history in contexts:
-        if reverse is None:
-            reply = generate_reply(model, tokenizer, history, method=args.method, **options)
-        else:
-            candidates = [generate_reply(model, tokenizer, history, method="sample", **options)
-                          for _ in range(args.mmi_candidates)]
-            scores = backward_scores(reverse, tokenizer, history, candidates)
-            reply = candidates[max(range(len(candidates)), key=scores.__getitem__)]
-        hypotheses.append(" ".join(reply.split()))  # one line, whatever the model produced
+    try:
+        for history in tqdm(contexts, desc="decoding", unit="line", file=sys.stderr, disable=None):
+            if reverse is None:
+                reply = generate_reply(model, tokenizer, history, method=args.method, **options)
+            else:
+                candidates = [generate_reply(model, tokenizer, history, method="sample", **options)
+                              for _ in range(args.mmi_candidates)]
+                scores = backward_scores(reverse, tokenizer, history, candidates)
+                reply = candidates[max(range(len(candidates)), key=scores.__getitem__)]
+            hypotheses.append(" ".join(reply.split()))  # one line, whatever the model produced
+    except ValueError as err:  # options that only the model can refuse, e.g. its positions
+        print(f"decode.py: error: {err}", file=sys.stderr)
+        return 2
     write_text_atomic(args.output, "\n".join(hypotheses) + "\n")
     print(f"wrote {len(hypotheses)} hypotheses to {args.output}", file=sys.stderr)
     return 0

@@ -35,6 +35,24 @@ def encode_history(tokenizer, history: Sequence[str], max_context_tokens: int = 
     return ids[-max_context_tokens:]
 
 
+def check_options(*, method: str, max_new_tokens: int, top_k: int, top_p: float,
+                  temperature: float, num_beams: int) -> None:
+    """Raise ValueError naming the first decoding option out of range for ``method``."""
+    if method not in METHODS:
+        raise ValueError(f"unknown decoding method {method!r}; choose one of {', '.join(METHODS)}")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if method == "sample":
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0 for sampling, got {temperature}")
+        if not 0.0 < top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        if top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {top_k}")
+    if method == "beam" and num_beams < 1:
+        raise ValueError(f"num_beams must be >= 1, got {num_beams}")
+
+
 def generate_reply(
     model: torch.nn.Module,
     tokenizer,
@@ -55,10 +73,8 @@ def generate_reply(
     ``max_new_tokens``. The model is run in eval mode (its previous mode is restored), so
     dropout never perturbs a reply.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown decoding method {method!r}; choose one of {', '.join(METHODS)}")
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    check_options(method=method, max_new_tokens=max_new_tokens, top_k=top_k, top_p=top_p,
+                  temperature=temperature, num_beams=num_beams)
     n_positions = getattr(model.config, "n_positions", None)
     if n_positions is not None:
         if max_new_tokens >= n_positions:
@@ -80,19 +96,11 @@ def generate_reply(
         num_return_sequences=1,
     )
     if method == "sample":
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0 for sampling, got {temperature}")
-        if not 0.0 < top_p <= 1.0:
-            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-        if top_k < 0:
-            raise ValueError(f"top_k must be >= 0, got {top_k}")
         # top_k is always passed: transformers would otherwise apply its default of 50.
         kwargs.update(
             do_sample=True, top_k=top_k, top_p=top_p, temperature=temperature, num_beams=1
         )
     elif method == "beam":
-        if num_beams < 1:
-            raise ValueError(f"num_beams must be >= 1, got {num_beams}")
         kwargs.update(do_sample=False, num_beams=num_beams, early_stopping=True)
     else:
         kwargs.update(do_sample=False, num_beams=1)

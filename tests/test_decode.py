@@ -84,3 +84,48 @@ def test_bad_input_is_a_clear_error(hf_model, tmp_path, capsys):
     assert decode.main(["--model_name_or_path", str(hf_model), "--input", str(tmp_path / "empty.txt"),
                         "--output", str(tmp_path / "o.txt")]) == 2
     assert "no line to decode" in capsys.readouterr().err
+
+
+def test_line_separators_inside_text_keep_lines_aligned(tmp_path):
+    src = tmp_path / "t.tsv"
+    # U+2028 and a form feed inside Reddit text are not line ends; CRLF ends are.
+    src.write_bytes("a\u2028b EOS c\tref\r\nd\x0ce\r\nlast".encode())
+    assert decode.read_contexts(str(src)) == [["a b", "c"], ["d e"], ["last"]]  # one line each
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--method", "beam", "--num_beams", "0"], "num_beams must be >= 1"),
+    (["--method", "sample", "--top_p", "1.5"], "top_p must be in (0, 1]"),
+    (["--mmi_model", "x", "--temperature", "0"], "temperature must be > 0"),
+    (["--mmi_model", "x", "--mmi_candidates", "0"], "--mmi_candidates must be >= 1"),
+    (["--max_new_tokens", "0"], "max_new_tokens must be >= 1"),
+    (["--max_new_tokens", "500"], "leaves no room for context in the model's 128 positions"),
+    (["--device", "nonsense"], "--device nonsense"),
+])
+def test_bad_options_are_one_line_errors(hf_model, tmp_path, capsys, extra, message):
+    src = tmp_path / "t.tsv"
+    src.write_text("hello there\n")
+    out = tmp_path / "o.txt"
+    assert decode.main(["--model_name_or_path", str(hf_model), "--input", str(src),
+                        "--output", str(out), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_unreadable_input_is_located(hf_model, tmp_path, capsys):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "bad.txt").write_bytes(b"fine\nbroken \xff here\n")
+    for name, message in (("folder", "folder: is a folder"), ("bad.txt", "bad.txt:2: not valid UTF-8")):
+        assert decode.main(["--model_name_or_path", str(hf_model), "--input", str(tmp_path / name),
+                            "--output", str(tmp_path / "o.txt")]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_cuda_device_without_a_gpu_is_refused(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="no CUDA GPU is available"):
+        decode.check_device("cuda:0")
+    decode.check_device("cpu")
