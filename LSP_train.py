@@ -18,14 +18,14 @@ from pathlib import Path
 
 from gpt2_training.args import ArgumentError, parse_args
 from gpt2_training.checkpoint import CheckpointError
-from gpt2_training.distributed import DistContext, init_distributed, shutdown
+from gpt2_training.distributed import DistContext, LaunchError, init_distributed, shutdown
 from gpt2_training.trainer import train
 from lsp_data.db import DatabaseError
 from lsp_data.loaders import DataError
 from lsp_model.loading import ModelLoadError
 
 # Failures a user can fix: reported in one line, no traceback.
-USER_ERRORS = (ArgumentError, CheckpointError, DatabaseError, DataError, ModelLoadError)
+USER_ERRORS = (ArgumentError, CheckpointError, DatabaseError, DataError, LaunchError, ModelLoadError)
 
 
 def main(argv: list[str] | None = None) -> Path | int:

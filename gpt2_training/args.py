@@ -141,6 +141,10 @@ def validate(args: argparse.Namespace) -> None:
                             "(e.g. configs/117M), a Hugging Face folder, or a hub name")
     if args.output_dir is None:
         raise ArgumentError("--output_dir is required")
+    for name in ("output_dir", "log_dir"):
+        value = getattr(args, name)
+        if value is not None and os.path.exists(value) and not os.path.isdir(value):
+            raise ArgumentError(f"--{name} {value}: exists and is not a folder")
     if not args.skip_eval:
         if args.eval_input_file is None:
             raise ArgumentError("--eval_input_file is required unless --skip_eval is given")
@@ -157,6 +161,19 @@ def validate(args: argparse.Namespace) -> None:
             f"--train_batch_size {args.train_batch_size} is not divisible by "
             f"--gradient_accumulation_steps {args.gradient_accumulation_steps}"
         )
+    if not args.learning_rate >= 0:  # also refuses nan
+        raise ArgumentError(f"--learning_rate must be >= 0, got {args.learning_rate}")
+    # The same ranges lsp_model.optim checks, refused here before any model is built.
+    if args.lr_schedule == "BERT" and not 0 < args.warmup_proportion <= 1:
+        raise ArgumentError(f"--warmup_proportion must be in (0, 1] for the BERT schedule, "
+                            f"got {args.warmup_proportion}")
+    if args.lr_schedule in ("noam", "noamwd") and args.warmup_steps < 1:
+        raise ArgumentError(f"--warmup_steps must be at least 1 for the {args.lr_schedule} "
+                            f"schedule, got {args.warmup_steps}")
+    if not args.loss_scale >= 0:
+        raise ArgumentError(f"--loss_scale must be >= 0 (0 = dynamic), got {args.loss_scale}")
+    if args.num_prefetch < 0:
+        raise ArgumentError(f"--num_prefetch must be >= 0, got {args.num_prefetch}")
     if args.save_step is not None and args.save_step < 1:
         raise ArgumentError("--save_step must be at least 1")
     if args.keep_checkpoints < 1:

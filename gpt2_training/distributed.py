@@ -33,6 +33,10 @@ class DistContext:
         return self.rank == 0
 
 
+class LaunchError(RuntimeError):
+    """The job was started in a way that cannot work (missing launcher variables, no GPU)."""
+
+
 def init_distributed(local_rank_arg: int = -1, backend: str = "auto",
                      timeout_minutes: float = 30.0) -> DistContext:
     """Join the process group if launched by torchrun / torch.distributed.launch."""
@@ -41,7 +45,7 @@ def init_distributed(local_rank_arg: int = -1, backend: str = "auto",
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return DistContext(device=device)
     if "RANK" not in os.environ or "MASTER_ADDR" not in os.environ:
-        raise RuntimeError(
+        raise LaunchError(
             "--local_rank was given but RANK/WORLD_SIZE/MASTER_ADDR are not set: start the "
             "job with torchrun or python -m torch.distributed.launch"
         )
@@ -50,6 +54,11 @@ def init_distributed(local_rank_arg: int = -1, backend: str = "auto",
     use_cuda = torch.cuda.is_available()
     if backend == "auto":
         backend = "nccl" if use_cuda else "gloo"
+    if backend == "nccl" and not use_cuda:
+        raise LaunchError("--dist_backend nccl needs CUDA GPUs and none is visible; use gloo")
+    if use_cuda and not 0 <= local_rank < torch.cuda.device_count():
+        raise LaunchError(f"local rank {local_rank} has no GPU: this node shows "
+                          f"{torch.cuda.device_count()}; lower --nproc_per_node")
     if use_cuda:
         torch.cuda.set_device(local_rank)
         device = torch.device("cuda", local_rank)

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 
 import torch
 
+from lsp_data.loaders import DataError
+
 
 def eval_model_loss(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, ...]],
                     device: torch.device, no_token_id: bool = True,
@@ -28,5 +30,5 @@ def eval_model_loss(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor
             total_ppl += float(ppl) * n
             n_examples += n
     if n_examples == 0:
-        raise ValueError("the validation file gave no example")
+        raise DataError("the validation file gave no example that fits --max_seq_length")
     return total_loss / n_examples, total_ppl / n_examples

@@ -43,7 +43,7 @@ from gpt2_training.evaluation import eval_model_loss
 from gpt2_training.logs import EVAL_HEADER, TRAIN_HEADER, CsvLog
 from gpt2_training.precision import setup_precision
 from lsp_data.atomic import write_text_atomic
-from lsp_data.loaders import BucketingDataLoader, DynamicBatchingLoader
+from lsp_data.loaders import BucketingDataLoader, DataError, DynamicBatchingLoader
 from lsp_model.loading import (
     checkpoint_state_dict,
     load_model,
@@ -181,6 +181,9 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
     if ctx.is_main and not args.skip_eval:
         eval_loader = DynamicBatchingLoader(args.eval_input_file, tokenizer, args.normalize_data,
                                             args.eval_batch_size, args.max_seq_length)
+        if len(eval_loader) == 0:  # found now, not at the first validation hours later
+            raise DataError(f"--eval_input_file {args.eval_input_file}: no CONTEXT<TAB>RESPONSE "
+                            f"pair in it ({eval_loader.n_skipped_lines} malformed lines skipped)")
 
     # --- counters and data position
     global_step, step = args.continue_from, args.continue_from * accum

@@ -253,8 +253,11 @@ class DynamicBatchingLoader:
         self.n_skipped_lines = 0
         self.n_dropped = 0
         self._n_examples: int | None = None
+        self._reported = False
 
-    def _examples(self, report: bool = True) -> Iterator[tuple[str, str]]:
+    def _examples(self) -> Iterator[tuple[str, str]]:
+        # Malformed lines are reported on the first pass only, not at every validation.
+        report = not self._reported
         self.n_skipped_lines = 0
         with open(self.corpus, encoding="utf-8", errors="replace") as f:
             for lineno, line in enumerate(f, start=1):
@@ -269,6 +272,10 @@ class DynamicBatchingLoader:
                     continue
                 for response in responses:
                     yield context, response
+        if report:
+            self._reported = True
+            if self.n_skipped_lines:
+                self.log(f"{self.corpus}: {self.n_skipped_lines} malformed lines skipped")
 
     def featurize(self, context: str, response: str) -> tuple[list[int], list[int], int, int] | None:
         turns = [e.ids for e in self.backend.encode_batch_fast(
@@ -319,5 +326,5 @@ class DynamicBatchingLoader:
 
     def __len__(self) -> int:
         if self._n_examples is None:
-            self._n_examples = sum(1 for _ in self._examples(report=False))
+            self._n_examples = sum(1 for _ in self._examples())
         return math.ceil(self._n_examples / self.bs)

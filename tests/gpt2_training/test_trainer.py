@@ -75,6 +75,11 @@ def test_config_file_and_flag_precedence(train_data, tmp_path):
 @pytest.mark.parametrize("extra, message", [
     (["--train_batch_size", "5"], "not divisible by --gradient_accumulation_steps"),
     (["--init_checkpoint", "/nonexistent.pkl"], "no such file"),
+    (["--learning_rate", "-1"], "--learning_rate must be >= 0"),
+    (["--learning_rate", "nan"], "--learning_rate must be >= 0"),
+    (["--lr_schedule", "BERT", "--warmup_proportion", "0"], "--warmup_proportion must be in (0, 1]"),
+    (["--lr_schedule", "noam", "--warmup_steps", "0"], "--warmup_steps must be at least 1"),
+    (["--loss_scale", "-2"], "--loss_scale must be >= 0"),
     (["--fp16", "maybe"], None),
 ])
 def test_bad_arguments_are_clear(train_data, tmp_path, capsys, extra, message):
@@ -98,6 +103,22 @@ def test_missing_database_and_eval_file(train_data, tmp_path, capsys):
     argv[argv.index("--eval_input_file") + 1] = str(tmp_path / "missing.tsv")
     assert LSP_train.main(argv) == 2
     assert "missing.tsv: no such file" in capsys.readouterr().err
+    (tmp_path / "a_file").write_text("")
+    argv = train_argv(train_data, tmp_path)
+    argv[argv.index("--output_dir") + 1] = str(tmp_path / "a_file")
+    assert LSP_train.main(argv) == 2
+    assert "a_file: exists and is not a folder" in capsys.readouterr().err
+    no_pairs = tmp_path / "no_pairs.tsv"
+    no_pairs.write_text("no tab here\nnor here\n")
+    argv = train_argv(train_data, tmp_path)
+    argv[argv.index("--eval_input_file") + 1] = str(no_pairs)
+    assert LSP_train.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "no_pairs.tsv:2: skipped" in err  # each bad line named
+    assert "no CONTEXT<TAB>RESPONSE pair in it (2 malformed lines skipped)" in err
+    assert "Traceback" not in err
+    assert LSP_train.main(train_argv(train_data, tmp_path, "--local_rank", "1")) == 1
+    assert "error: --local_rank was given but RANK" in capsys.readouterr().err
     cfg = tmp_path / "bad.json"
     cfg.write_text('{"no_such_option": 1}')
     assert LSP_train.main(train_argv(train_data, tmp_path, "--config", str(cfg))) == 2

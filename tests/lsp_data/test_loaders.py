@@ -145,6 +145,8 @@ def test_dynamic_batching_loader(tmp_path, capsys):
     assert labels[0, :len(ctx) + len(resp) + 2].tolist() == [-1] * len(ctx) + resp + [E, -1]
     assert ctx_len.tolist() == [len(ctx)] * 2 and resp_len[1] == len(tok.encode("yo man"))
     assert not token_type_ids.any()
+    assert len(list(loader)) == 2
+    assert "skipped" not in capsys.readouterr().err  # reported once, not at every validation
 
 
 def test_dynamic_batching_truncation(tmp_path):
