@@ -601,6 +601,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name} must be at least 1")
     if args.learning_rate is not None and not args.learning_rate > 0:
         parser.error("--learning_rate must be positive")
+    for name in ("output_dir", "model_dir", "reddit_dumps"):
+        folder = getattr(args, name)
+        if folder.exists() and not folder.is_dir():
+            parser.error(f"--{name} {folder}: exists and is not a folder")
 
     start = time.time()
     output_dir: Path = args.output_dir

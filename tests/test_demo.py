@@ -231,6 +231,22 @@ def test_pretrained_model_unavailable_offline_exits_2(
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--num_optim_steps", "0"], "--num_optim_steps must be at least 1"),
+    (["--learning_rate", "0"], "--learning_rate must be positive"),
+    (["--output_dir", "{file}"], "exists and is not a folder"),
+])
+def test_bad_options_exit_2_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            extra: list[str], message: str) -> None:
+    (tmp_path / "a_file").write_text("")
+    extra = [e.format(file=tmp_path / "a_file") for e in extra]
+    with pytest.raises(SystemExit) as exit_info:
+        demo.main(["--output_dir", str(tmp_path / "out"), *extra])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_reddit_data_without_dumps_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     dumps = tmp_path / "dumps"
     dumps.mkdir()
