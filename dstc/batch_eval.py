@@ -19,7 +19,7 @@ from pathlib import Path  # noqa: E402
 from dstc.evaluate import MultiRef, Options, evaluate_system, list_systems  # noqa: E402
 from dstc.meteor import MeteorUnavailable  # noqa: E402
 from dstc.report import write_report  # noqa: E402
-from dstc.textio import InputError  # noqa: E402
+from dstc.textio import InputError, check_output  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("give --ref_files, or --refs and --keys")
     if args.n_refs < 1:
         p.error("--n_refs must be at least 1")
+    if args.vshuman < -1:
+        p.error("--vshuman must be a reference number >= 0, or -1 to keep all references")
     folder = Path(args.input_dir)
     if not folder.is_dir():
         print(f"{p.prog}: error: {folder}: not a folder", file=sys.stderr)
@@ -99,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         files = list_systems(
             [str(folder)], (args.ref_files or []) + [args.refs, args.keys], args.pattern
         )
+        # Before the scoring, which may take long.
+        check_output(report, [*files, *(args.ref_files or []), args.refs, args.keys, args.hyp_keys])
         rows = []
         for path in files:
             print(f"evaluating {path}", file=sys.stderr)
@@ -114,11 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     except MeteorUnavailable as exc:
         print(f"{p.prog}: error: METEOR: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"{p.prog}: interrupted; no report was written", file=sys.stderr)
+        return 130
     try:
         write_report(report, rows)
-    except OSError as exc:
+    except InputError as exc:
         print(f"{p.prog}: error: {exc}", file=sys.stderr)
-        return 1
+        return 2
     print(f"report saved to: {report}", file=sys.stderr)
     return 0
 

@@ -32,7 +32,7 @@ from dstc.evaluate import (  # noqa: E402
 from dstc.meteor import JAR_ENV, MeteorUnavailable  # noqa: E402
 from dstc.metrics import Scores  # noqa: E402
 from dstc.report import write_report  # noqa: E402
-from dstc.textio import InputError  # noqa: E402
+from dstc.textio import InputError, check_output  # noqa: E402
 
 DESCRIPTION = """\
 Score dialogue responses with the DSTC-7 metrics: NIST-1..4 and BLEU-1..4 (a Python port
@@ -206,6 +206,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("--n_lines must be positive (or -1 for all)")
     if args.n_refs < 1:
         parser.error("--n_refs must be at least 1")
+    if args.vshuman < -1:
+        parser.error("--vshuman must be a reference number >= 0, or -1 to keep all references")
     if args.human and args.vshuman < 0:
         parser.error("--human scores reference --vshuman K as the hypothesis: K must be >= 0")
 
@@ -239,6 +241,16 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     else:
         exclude = (args.ref_files or []) + [args.refs, args.keys, args.report]
         systems = list_systems(args.submitted, exclude)
+    n_refs = len(args.ref_files) if plain else args.n_refs
+    several = len(systems) > 1 or any(os.path.isdir(x) for x in args.submitted)
+    report = None
+    if args.report or (several and args.submitted):
+        report = args.report or default_report_path(args.submitted, n_refs, args.clean)
+        # Before the scoring, which may take long: a report that cannot be written, or
+        # that would overwrite an input, is refused now.
+        check_output(
+            report, [*systems, *(args.ref_files or []), args.refs, args.keys, args.hyp_keys]
+        )
     rows = []
     for path in systems:
         name = "human" if path is None else str(path)
@@ -251,12 +263,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if len(systems) == 1:
             print_scores(name, s)
 
-    n_refs = len(args.ref_files) if plain else args.n_refs
-    several = len(systems) > 1 or any(os.path.isdir(x) for x in args.submitted)
-    if args.report or (several and args.submitted):
-        path = args.report or default_report_path(args.submitted, n_refs, args.clean)
-        write_report(path, rows)
-        print(f"report saved to: {path}", file=sys.stderr)
+    if report is not None:
+        write_report(report, rows)
+        print(f"report saved to: {report}", file=sys.stderr)
     if args.json:
         if len(rows) == 1:
             print(json.dumps(_json_safe(rows[0][1].to_json())))
@@ -279,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted; no report was written", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

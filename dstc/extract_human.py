@@ -17,7 +17,7 @@ if __name__ == "__main__" and not __package__:
 import argparse  # noqa: E402
 
 from dstc.multiref import read_keys, read_multiref, ref_text  # noqa: E402
-from dstc.textio import InputError, write_lines_atomic  # noqa: E402
+from dstc.textio import InputError, check_output, write_lines_atomic  # noqa: E402
 
 
 def extract_human(
@@ -25,7 +25,7 @@ def extract_human(
 ) -> list[str]:
     """Lines of the human system: ``REF`` (or ``KEY<TAB>REF`` with ``keyed``) per key."""
     key_line = read_keys(keys_path)
-    cells = read_multiref(multiref, set(key_line))
+    cells = read_multiref(multiref, set(key_line), warn=lambda msg: print(msg, file=sys.stderr))
     out = []
     for key, key_no in key_line.items():
         if key not in cells:
@@ -78,15 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.ref_index < 0:
         p.error("--ref_index must be >= 0")
     try:
+        check_output(args.out, [args.refs, args.keys])
         lines = extract_human(args.refs, args.keys, args.ref_index, args.keyed, args.ref_text)
+        write_lines_atomic(args.out, lines)
     except InputError as exc:
         print(f"{p.prog}: error: {exc}", file=sys.stderr)
         return 2
-    try:
-        write_lines_atomic(args.out, lines)
-    except OSError as exc:
-        print(f"{p.prog}: error: {exc}", file=sys.stderr)
-        return 1
+    except KeyboardInterrupt:
+        print(f"{p.prog}: interrupted; nothing was written", file=sys.stderr)
+        return 130
     print(f"{len(lines)} human responses written to {args.out}", file=sys.stderr)
     return 0
 

@@ -39,6 +39,15 @@ def read_keys(path: str | os.PathLike) -> dict[str, int]:
         key = line.strip()
         if not key:
             continue
+        if "\t" in key:
+            # A key never holds a tab (submission and reference keys end at the first
+            # one): this is another kind of file, e.g. the multi-reference file.
+            raise InputError(
+                path,
+                no,
+                "has a tab: a keys file holds one key per line "
+                "(was the multi-reference file or a submission given as keys?)",
+            )
         if key in keys:
             raise InputError(path, no, f"key {key!r} is listed twice (first on line {keys[key]})")
         keys[key] = no
@@ -55,11 +64,26 @@ def ref_text(field: str, mode: str = "dstc") -> str:
     return field.split("|")[1]
 
 
-def read_multiref(path: str | os.PathLike, wanted: set[str]) -> dict[str, tuple[int, list[str]]]:
+def _warn_repeats(
+    path: str | os.PathLike, repeats: list[tuple[int, str, int]], warn: Callable[[str], None] | None
+) -> None:
+    if repeats and warn:
+        no, key, first = repeats[0]
+        warn(
+            f"warning: {path}:{no}: key {key!r} repeats line {first}; the last line of a "
+            f"repeated key is used ({len(repeats)} repeated line(s) ignored)"
+        )
+
+
+def read_multiref(
+    path: str | os.PathLike, wanted: set[str], warn: Callable[[str], None] | None = None
+) -> dict[str, tuple[int, list[str]]]:
     """key -> (line number, reference fields) for the wanted keys (the last line wins for
-    a repeated key, like the DSTC script's dict)."""
+    a repeated key, like the DSTC script's dict; ``warn`` is told about repeats)."""
+    lines = read_lines(path)
     out: dict[str, tuple[int, list[str]]] = {}
-    for no, line in enumerate(read_lines(path), 1):
+    repeats: list[tuple[int, str, int]] = []
+    for no, line in enumerate(lines, 1):
         cells = line.split("\t")
         if cells[0] not in wanted:
             continue
@@ -67,7 +91,18 @@ def read_multiref(path: str | os.PathLike, wanted: set[str]) -> dict[str, tuple[
             raise InputError(
                 path, no, f"instance {cells[0]!r} has no reference (expected KEY<TAB>SCORE|REF...)"
             )
+        if cells[0] in out:
+            repeats.append((no, cells[0], out[cells[0]][0]))
         out[cells[0]] = (no, cells[1:])
+    if not out and not any("\t" in line for line in lines):
+        # Otherwise every key would be reported missing, hiding the real problem.
+        raise InputError(
+            path,
+            1,
+            "no line has a tab: a multi-reference file has tab-separated "
+            "KEY<TAB>SCORE|REF<TAB>SCORE|REF... lines",
+        )
+    _warn_repeats(path, repeats, warn)
     return out
 
 
@@ -81,6 +116,7 @@ def read_submission(
     fmt: str = "auto",
     line_keys: list[str] | None = None,
     line_keys_path: str | os.PathLike | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> dict[str, tuple[int, str]]:
     """key -> (line number, response) for the keys the submission covers.
 
@@ -94,12 +130,16 @@ def read_submission(
     wanted = set(keys)
     out: dict[str, tuple[int, str]] = {}
     if fmt == "keyed":
+        repeats: list[tuple[int, str, int]] = []
         for no, line in enumerate(lines, 1):
             cells = line.split("\t")
             if len(cells) < 2:
                 raise InputError(path, no, "no tab: a keyed submission line is KEY<TAB>RESPONSE")
             if cells[0] in wanted:
+                if cells[0] in out:
+                    repeats.append((no, cells[0], out[cells[0]][0]))
                 out[cells[0]] = (no, cells[-1])
+        _warn_repeats(path, repeats, warn)
         return out
     if fmt != "lines":
         raise ValueError(f"unknown submission format {fmt!r}")
@@ -153,8 +193,8 @@ def build_instances(
         if submitted is None:
             raise ValueError("no submission given")
         line_keys = None if hyp_keys is None else list(read_keys(hyp_keys))
-        hyp_cells = read_submission(submitted, keys, hyp_format, line_keys, hyp_keys)
-    ref_cells = read_multiref(multiref, set(keys))
+        hyp_cells = read_submission(submitted, keys, hyp_format, line_keys, hyp_keys, warn)
+    ref_cells = read_multiref(multiref, set(keys), warn)
 
     selected = []
     for key in keys:

@@ -33,13 +33,22 @@ def read_lines(path: str | os.PathLike, allow_empty: bool = False) -> list[str]:
         raise InputError(path, None, "no such file")
     if p.is_dir():
         raise InputError(path, None, "is a folder, expected a text file")
-    raw = p.read_bytes()
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise InputError(path, None, f"cannot read: {exc.strerror}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
+        # Line and column of the bad byte (lines counted as read_lines counts them below).
+        head = raw[: exc.start].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        line = head.count(b"\n") + 1
+        column = len(head) - (head.rfind(b"\n") + 1) + 1
         raise InputError(
-            path, line, f"not valid UTF-8 ({exc.reason} at byte {exc.start})"
+            path,
+            line,
+            f"not valid UTF-8: byte 0x{raw[exc.start]:02x} at column {column} "
+            f"({exc.reason}); save the file as UTF-8",
         ) from None
     if text.startswith("\ufeff"):
         # A BOM would otherwise glue itself to the first key or word.
@@ -53,21 +62,54 @@ def read_lines(path: str | os.PathLike, allow_empty: bool = False) -> list[str]:
     return lines
 
 
+def check_output(path: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = ()) -> None:
+    """Refuse, before any work is done, an output path that cannot be written as a file or
+    that names one of the inputs (writing it would destroy that input)."""
+    target = Path(path)
+    if target.is_dir():
+        raise InputError(path, None, "is a folder; give the output a file name")
+    for folder in [target.parent, *target.parent.parents]:
+        if folder.exists():
+            if not folder.is_dir():
+                raise InputError(path, None, f"cannot be written: {folder} is not a folder")
+            break
+    if target.exists():
+        for item in inputs:
+            if item is not None and Path(item).exists() and os.path.samefile(item, target):
+                raise InputError(
+                    path, None, "is also an input file; writing the output there would destroy it"
+                )
+
+
+def _umask() -> int:
+    mask = os.umask(0o22)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str | os.PathLike, text: str) -> None:
     """Write through a temporary name in the same folder, then rename over the target, so
-    a reader never sees a half-written file."""
+    a reader never sees a half-written file. A path that cannot be written is an
+    InputError naming it (not the temporary name)."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise InputError(path, None, f"cannot be written: {exc.strerror}") from None
+    try:
+        # mkstemp makes the file 0600: give it the mode any other new file would get.
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError):
+            raise InputError(path, None, f"cannot be written: {exc.strerror}") from None
         raise
 
 

@@ -377,3 +377,173 @@ def test_module_entry_point_from_repo_root():
         timeout=60,
     )
     assert proc.returncode == 0 and "--ref_files" in proc.stdout
+
+
+# --- bad input and outputs (developers' guide: one clear message, nothing lost) ----------
+
+
+@pytest.fixture
+def small(tmp_path):
+    """A tiny plain-layout and DSTC-7-layout system, independent of the demo data."""
+    hyp = write(tmp_path / "hyp.txt", ["i do n't know .", "he is a trader", "ok then"])
+    ref0 = write(tmp_path / "ref0.txt", ["i do not know", "he is an engineer", "ok"])
+    refs = write(
+        tmp_path / "refs.txt",
+        [
+            "k1\t0.9|i do not know\t0.8|no idea",
+            "k2\t0.9|he is an engineer\t0.8|a trader",
+            "k3\t0.9|ok\t0.8|fine",
+        ],
+    )
+    keys = write(tmp_path / "keys.txt", ["k1", "k2", "k3"])
+    return hyp, ref0, refs, keys
+
+
+def test_report_path_problems_are_refused_before_scoring(small, tmp_path, capsys, monkeypatch):
+    hyp, ref0, refs, keys = small
+    scored = []
+    real = cli.evaluate_system
+    monkeypatch.setattr(cli, "evaluate_system", lambda *a, **k: scored.append(1) or real(*a, **k))
+    folder = tmp_path / "a_folder"
+    folder.mkdir()
+    before = ref0.read_text()
+    cases = [
+        (folder, f"{folder}: is a folder; give the output a file name"),
+        (ref0, f"{ref0}: is also an input file"),
+        (hyp, f"{hyp}: is also an input file"),
+        (ref0 / "r.tsv", f"{ref0 / 'r.tsv'}: cannot be written: {ref0} is not a folder"),
+    ]
+    for report, message in cases:
+        rc = cli.main([str(hyp), "--ref_files", str(ref0), "--no_meteor", "--report", str(report)])
+        err = capsys.readouterr().err
+        assert rc == 2 and message in err and "Traceback" not in err and ".tmp" not in err
+    assert scored == []  # refused up front, not after the (possibly long) scoring
+    assert ref0.read_text() == before
+    # the DSTC-7 layout's inputs are protected too
+    rc = cli.main(
+        [str(hyp), "--refs", str(refs), "--keys", str(keys), "--no_meteor", "--report", str(keys)]
+    )
+    assert rc == 2 and "is also an input file" in capsys.readouterr().err
+    assert keys.read_text() == "k1\nk2\nk3\n"
+
+
+def test_extract_human_and_batch_eval_refuse_bad_output_paths(small, tmp_path, capsys):
+    hyp, ref0, refs, keys = small
+    before = refs.read_text()
+    args = ["--refs", str(refs), "--keys", str(keys)]
+    assert extract_human.main(args + ["--out", str(refs)]) == 2
+    assert f"{refs}: is also an input file" in capsys.readouterr().err
+    assert refs.read_text() == before
+    assert extract_human.main(args + ["--out", str(tmp_path)]) == 2
+    assert f"{tmp_path}: is a folder" in capsys.readouterr().err
+    systems = tmp_path / "systems"
+    systems.mkdir()
+    write(systems / "a.resp.txt", hyp.read_text().splitlines())
+    rc = batch_eval.main([str(systems), *args, "--no_meteor", "--report", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"{tmp_path}: is a folder" in err and "evaluating" not in err
+    rc = batch_eval.main([str(systems), *args, "--no_meteor", "--report", str(keys)])
+    assert rc == 2 and "is also an input file" in capsys.readouterr().err
+
+
+def test_unwritable_output_names_the_output_not_a_temporary_file(small, tmp_path, monkeypatch):
+    from dstc import textio
+
+    hyp, ref0, refs, keys = small
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(textio.tempfile, "mkstemp", refuse)
+    out = tmp_path / "h.txt"
+    with pytest.raises(textio.InputError, match=rf"^{out}: cannot be written: Permission denied$"):
+        textio.write_atomic(out, "x\n")
+
+
+def test_outputs_get_the_usual_file_mode(small, tmp_path):
+    hyp, ref0, refs, keys = small
+    out = tmp_path / "human.txt"
+    old = os.umask(0o022)
+    try:
+        assert extract_human.main(["--refs", str(refs), "--keys", str(keys), "-o", str(out)]) == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644  # not mkstemp's 0600
+
+
+def test_interrupt_is_one_line_and_leaves_no_report(small, tmp_path, capsys, monkeypatch):
+    hyp, ref0, refs, keys = small
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    def main(entry, argv):
+        try:
+            return entry(argv)
+        except KeyboardInterrupt:
+            pytest.fail("KeyboardInterrupt escaped the command line (a traceback for the user)")
+
+    report = tmp_path / "report.tsv"
+    monkeypatch.setattr(cli, "evaluate_system", interrupted)
+    rc = main(
+        cli.main, [str(hyp), "--ref_files", str(ref0), "--no_meteor", "--report", str(report)]
+    )
+    err = capsys.readouterr().err
+    assert rc == 130 and "interrupted" in err and "Traceback" not in err
+    monkeypatch.setattr(batch_eval, "evaluate_system", interrupted)
+    systems = tmp_path / "systems"
+    systems.mkdir()
+    write(systems / "a.resp.txt", ["x", "y", "z"])
+    rc = main(batch_eval.main, [str(systems), "--ref_files", str(ref0), "--report", str(report)])
+    assert rc == 130 and "interrupted" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        ["hyp.txt", "ref0.txt", "refs.txt", "keys.txt", "systems"]
+    )
+
+
+def test_wrong_column_layouts_are_named(small, tmp_path, capsys):
+    hyp, ref0, refs, keys = small
+    spaces = write(
+        tmp_path / "spaces.txt", [line.replace("\t", " ") for line in refs.read_text().splitlines()]
+    )
+    assert cli.main([str(hyp), "--refs", str(spaces), "--keys", str(keys), "--no_meteor"]) == 2
+    err = capsys.readouterr().err
+    assert f"{spaces}:1: no line has a tab" in err and "KEY<TAB>SCORE|REF" in err
+    # the multi-reference file given as the keys file
+    assert cli.main([str(hyp), "--refs", str(refs), "--keys", str(refs), "--no_meteor"]) == 2
+    assert f"{refs}:1: has a tab: a keys file holds one key per line" in capsys.readouterr().err
+
+
+def test_vshuman_below_minus_one_is_refused(small, capsys):
+    hyp, ref0, refs, keys = small
+    for main in (cli.main, batch_eval.main):
+        target = str(hyp) if main is cli.main else str(hyp.parent)
+        with pytest.raises(SystemExit) as exc:
+            main([target, "--refs", str(refs), "--keys", str(keys), "--no_meteor", "-v", "-5"])
+        assert exc.value.code == 2
+        assert "--vshuman must be" in capsys.readouterr().err
+
+
+def test_repeated_keys_are_reported_not_silently_dropped(small, tmp_path, capsys):
+    hyp, ref0, refs, keys = small
+    sub = write(tmp_path / "sub.txt", ["k1\ta", "k2\tb", "k3\tc", "k1\tagain"])
+    assert cli.main([str(sub), "--refs", str(refs), "--keys", str(keys), "--no_meteor"]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {sub}:4: key 'k1' repeats line 1" in err and "1 repeated line(s)" in err
+    refs2 = write(
+        tmp_path / "refs2.txt", refs.read_text().splitlines() + ["k2\t1|x\t1|y", "k3\t1|z\t1|w"]
+    )
+    out = tmp_path / "human.txt"
+    assert extract_human.main(["--refs", str(refs2), "--keys", str(keys), "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {refs2}:4: key 'k2' repeats line 2" in err and "2 repeated line(s)" in err
+    assert out.read_text() == "no idea\ny\nw\n"  # the last line wins, as in the DSTC script
+
+
+def test_utf8_error_names_line_and_column_with_crlf(small, tmp_path, capsys):
+    hyp, ref0, refs, keys = small
+    bad = tmp_path / "crlf.txt"
+    bad.write_bytes(b"one\r\ntwo\r\nthr\xe9e\r\n")
+    assert cli.main([str(bad), "--ref_files", str(ref0), "--no_meteor"]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:3: not valid UTF-8: byte 0xe9 at column 4" in err
