@@ -9,6 +9,8 @@ import tempfile
 from collections.abc import Iterator
 from typing import IO
 
+from .errors import UserError
+
 
 def current_umask() -> int:
     mask = os.umask(0o22)
@@ -23,17 +25,37 @@ def atomic_path(path: str) -> Iterator[str]:
     The temporary file lives in the same folder so that os.replace is an atomic rename.
     """
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"cannot write {path}: a file is in the way of its folder") from None
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
     os.close(fd)
     os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; give the usual mode
     try:
         yield tmp
-        os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        # Name the output, not the temporary file.
+        reason = "it is a folder" if os.path.isdir(path) else (exc.strerror or str(exc))
+        raise UserError(f"cannot write {path}: {reason}") from None
+
+
+def check_outputs(paths: list[str]) -> None:
+    """Refuse, before any work, output paths that are folders: the rename at the end would
+    fail after the other outputs of the run were already in place."""
+    for path in paths:
+        if os.path.isdir(path):
+            raise UserError(f"cannot write {path}: it is a folder (remove or rename it)")
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ import hashlib
 import re
 import string
 
-from .errors import UserError
+from .errors import UserError, utf8_error_where
 
 _WORD_CHARS = frozenset(string.ascii_letters + string.digits + "_")
 _END = ""  # trie key marking the end of a keyword; never a character of the text
@@ -28,7 +28,8 @@ def _read_list(path: str, what: str) -> list[str]:
     except OSError as exc:
         raise UserError(f"cannot read {what} {path!r}: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
-        raise UserError(f"{what} {path!r} is not UTF-8 text ({exc.reason})") from None
+        where = utf8_error_where(lambda: open(path, "rb"))
+        raise UserError(f"{what} {path!r} is not UTF-8 text: {exc.reason} at {where}") from None
 
 
 class PhraseMatcher:
@@ -139,7 +140,8 @@ def load_keys(path: str, task: str) -> set[str]:
     except (OSError, EOFError) as exc:
         raise UserError(f"cannot read key file {path!r} (gzip, one key per line): {exc}") from None
     except UnicodeDecodeError as exc:
-        raise UserError(f"key file {path!r} is not UTF-8 text ({exc.reason})") from None
+        where = utf8_error_where(lambda: gzip.open(path, "rb"))
+        raise UserError(f"key file {path!r} is not UTF-8 text: {exc.reason} at {where}") from None
     return keys
 
 

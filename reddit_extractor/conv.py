@@ -20,6 +20,7 @@ import gzip
 import multiprocessing
 import os
 import re
+import signal
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import IO
 
-from .atomic import atomic_text, write_text
+from .atomic import atomic_text, check_outputs, write_text
 from .blocklist import PhraseMatcher, turn_digest
 from .errors import UserError
 from .extract import split_folder
@@ -371,6 +372,12 @@ def conv_split(
     return m, len(comms), (resp_len / m if m else 0.0)
 
 
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the main process, which stops them and reports it in one
+    line (otherwise each worker prints a KeyboardInterrupt traceback)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @contextlib.contextmanager
 def _closing_pool(pool):
     try:
@@ -395,6 +402,7 @@ def conv_month(opts: ConvOptions) -> tuple[int, int]:
         )
     conv_dir = os.path.join(opts.output_dir, "conv")
     base = os.path.join(conv_dir, opts.month)
+    check_outputs([base + ext for ext in (".tsv", ".log", ".skips.tsv", ".stat.tsv")])
     stat_lines = []
     sum_m = sum_n = 0
     global _OPTS
@@ -408,8 +416,16 @@ def conv_month(opts: ConvOptions) -> tuple[int, int]:
         # pages of a split alive after the parent has moved on to the next one). They
         # inherit the options (blocklist, keys) and receive only texts to normalise.
         _OPTS = opts
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-        pool.submit(int).result()  # the first task forks all the workers
+        # Ctrl-C is held back while the workers are forked: between the fork and the start
+        # of the pool's manager thread nothing could stop them, and the interpreter would
+        # wait for them forever at exit. It is delivered right after.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                       initializer=_ignore_sigint)
+            pool.submit(int).result()  # the first task forks all the workers
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     turns = TurnCache(opts, pool, workers)
     with (
         atomic_text(base + ".tsv", errors="backslashreplace") as out,

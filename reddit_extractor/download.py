@@ -7,6 +7,7 @@ renamed to ``DEST``, so a complete-looking ``DEST`` is always complete.
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import sys
@@ -33,12 +34,24 @@ def _total_size(resp, offset: int) -> int | None:
 
 def download(url: str, dest: str, timeout: float = 60.0, quiet: bool = False) -> int:
     """Fetch ``url`` into ``dest`` (resuming ``dest.part``); returns the final size."""
+    if os.path.isdir(dest):
+        raise UserError(f"destination {dest!r} is a folder; give the dump's file name")
     if os.path.exists(dest):
         return os.path.getsize(dest)
     part = dest + ".part"
-    os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+    if os.path.isdir(part):
+        raise UserError(f"cannot download to {part!r}: it is a folder")
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"cannot create the folder of {dest!r}: a file is in the way") from None
+    except OSError as exc:
+        raise UserError(f"cannot create the folder of {dest!r}: {exc.strerror or exc}") from None
     offset = os.path.getsize(part) if os.path.exists(part) else 0
-    req = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
+    try:
+        req = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
+    except ValueError as exc:
+        raise UserError(f"not a valid URL {url!r}: {exc}") from None
     try:
         resp = urllib.request.urlopen(req, timeout=timeout)
     except urllib.error.HTTPError as exc:
@@ -55,6 +68,8 @@ def download(url: str, dest: str, timeout: float = 60.0, quiet: bool = False) ->
             f"cannot download {url}: {reason} (offline? copy the dump into the input folder "
             f"by hand instead)"
         ) from None
+    except (ValueError, http.client.InvalidURL) as exc:  # e.g. a malformed host or port
+        raise UserError(f"not a valid URL {url!r}: {exc}") from None
     with resp:
         if offset and resp.status != 206:
             offset = 0  # the server ignored the Range header: start again
@@ -62,7 +77,11 @@ def download(url: str, dest: str, timeout: float = 60.0, quiet: bool = False) ->
         mode = "ab" if offset else "wb"
         done = offset
         try:
-            with open(part, mode) as fh:
+            fh = open(part, mode)
+        except OSError as exc:
+            raise UserError(f"cannot write {part!r}: {exc.strerror or exc}") from None
+        try:
+            with fh:
                 while True:
                     block = resp.read(BLOCK)
                     if not block:

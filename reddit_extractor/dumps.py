@@ -33,6 +33,9 @@ EXTENSIONS = (".zst", ".xz", ".bz2", ".gz", "", ".json", ".ndjson")
 
 def find_dump(folder: str, kind: str, month: str) -> str:
     """Path of ``{kind}_{month}`` with the first extension found in EXTENSIONS."""
+    if not os.path.isdir(folder):
+        what = "is not a folder" if os.path.exists(folder) else "does not exist"
+        raise UserError(f"input folder {folder!r} {what} (--reddit_input: the folder of the dumps)")
     tried = []
     for ext in EXTENSIONS:
         path = os.path.join(folder, f"{kind}_{month}{ext}")
@@ -125,6 +128,10 @@ class DumpReader:
                 pieces = (carry + data).split(b"\n")
                 carry = pieces.pop()
                 yield from self._emit(pieces)
+            if offset == 0 and not self.truncated:
+                # Nothing to decode: no dump has an empty month (a failed download or copy?)
+                self.truncated = True
+                self.problems.append(f"{name}: file is empty (0 bytes); no record read from it")
             if not self.truncated and not dec.eof:
                 self.truncated = True
                 self.problems.append(

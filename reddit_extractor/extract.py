@@ -98,7 +98,13 @@ def _records(reader: DumpReader, report: Report, prefix: str) -> Iterator[tuple[
         report.bad(prefix + "truncated", problem)
 
 
-def _field_problem(exc: Exception) -> str:
+_JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number",
+               bool: "true/false", type(None): "null"}
+
+
+def _field_problem(exc: Exception, rec: object) -> str:
+    if not isinstance(rec, dict):
+        return f"not a JSON object but {_JSON_KINDS.get(type(rec), type(rec).__name__)}"
     if isinstance(exc, KeyError):
         return f"missing field {exc}"
     return f"invalid field ({type(exc).__name__}: {exc})"
@@ -164,7 +170,7 @@ def _extract_submissions(
             title = minimal_norm(rec["title"])
             line = "\t".join([str(rec[f]) for f in SUBMISSION_FIELDS[:-1]] + [title])
         except Exception as exc:  # noqa: BLE001 - any malformed record is skipped, like the published tool
-            report.bad("rs_bad_record", f"{name}:{n}: {_field_problem(exc)}")
+            report.bad("rs_bad_record", f"{name}:{n}: {_field_problem(exc, rec)}")
             continue
         out.write(k, line)
         s.kept_submissions += 1
@@ -229,7 +235,7 @@ def _extract_comments(
                  str(rec["score"]), str(n_char), body]
             )
         except Exception as exc:  # noqa: BLE001 - any malformed record is skipped, like the published tool
-            report.bad("rc_bad_record", f"{name}:{n}: {_field_problem(exc)}")
+            report.bad("rc_bad_record", f"{name}:{n}: {_field_problem(exc, rec)}")
             continue
         out.write(k, line)
         s.kept_comments += 1

@@ -10,24 +10,32 @@ plain) and a list of reference ids, one test instance per line:
 from __future__ import annotations
 
 import gzip
+import os
 import sys
 
-from .atomic import atomic_text
-from .errors import UserError
+from .atomic import atomic_text, check_outputs
+from .errors import UserError, utf8_error_where
+
+
+def _is_gzip(path: str) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
 
 
 def _open_text(path: str):
-    with open(path, "rb") as fh:
-        magic = fh.read(2)
-    if magic == b"\x1f\x8b":
+    if _is_gzip(path):
         return gzip.open(path, "rt", encoding="utf-8")
     return open(path, encoding="utf-8")
+
+
+def _open_binary(path: str):
+    return gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")
 
 
 def load_instances(path: str) -> dict[str, tuple[str, str]]:
     """ids header -> (context, response), with curly double quotes made straight."""
     data: dict[str, tuple[str, str]] = {}
-    bad = 0
+    bad = n = 0
     try:
         with _open_text(path) as fh:
             for n, line in enumerate(fh, 1):
@@ -41,9 +49,11 @@ def load_instances(path: str) -> dict[str, tuple[str, str]]:
                     continue
                 data[cells[0]] = (cells[1], cells[2])
     except (OSError, EOFError) as exc:
-        raise UserError(f"cannot read test data {path!r}: {exc}") from None
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UserError(f"cannot read test data {path!r} ({n} lines read): {reason}") from None
     except UnicodeDecodeError as exc:
-        raise UserError(f"test data {path!r} is not UTF-8 ({exc.reason})") from None
+        where = utf8_error_where(lambda: _open_binary(path))
+        raise UserError(f"test data {path!r} is not UTF-8: {exc.reason} at {where}") from None
     if bad:
         print(f"warning: {bad} malformed line(s) in {path}", file=sys.stderr)
     return data
@@ -51,12 +61,24 @@ def load_instances(path: str) -> dict[str, tuple[str, str]]:
 
 def build(data_path: str, ids_path: str, out_path: str) -> tuple[int, int]:
     """Write the multi-ref file; returns (instances written, references left out)."""
+    check_outputs([out_path])
+    for path, what in ((data_path, "--data"), (ids_path, "--testids")):
+        if os.path.exists(path) and os.path.exists(out_path) and os.path.samefile(path, out_path):
+            raise UserError(f"--out {out_path!r} is also the {what} input; writing it would destroy it")
     data = load_instances(data_path)
-    written = dropped = 0
     try:
         fi = open(ids_path, encoding="utf-8")
     except OSError as exc:
         raise UserError(f"cannot read reference ids {ids_path!r}: {exc.strerror}") from None
+    try:
+        return _write(data, fi, ids_path, out_path)
+    except UnicodeDecodeError as exc:
+        where = utf8_error_where(lambda: open(ids_path, "rb"))
+        raise UserError(f"reference ids {ids_path!r} are not UTF-8: {exc.reason} at {where}") from None
+
+
+def _write(data: dict[str, tuple[str, str]], fi, ids_path: str, out_path: str) -> tuple[int, int]:
+    written = dropped = 0
     with fi, atomic_text(out_path) as fo:
         for n, line in enumerate(fi, 1):
             els = line.rstrip().split("\t")

@@ -28,6 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"create-multiref.py: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"create-multiref.py: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"create-multiref.py: interrupted; {args.out} was not written", file=sys.stderr)
+        return 130
     print(f"wrote {written} test instances to {args.out}; {dropped} reference(s) left out",
           file=sys.stderr)
     return 0

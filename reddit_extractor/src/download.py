@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dest", help="local file; DEST.part holds an unfinished download")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per network operation [60]")
     args = p.parse_args(argv)
+    if not args.timeout > 0:
+        p.error(f"--timeout must be a positive number of seconds, got {args.timeout}")
     try:
         download(args.url, args.dest, timeout=args.timeout)
     except UserError as exc:

@@ -48,15 +48,38 @@ def str2bool(value: str) -> bool:
 
 
 def month_arg(value: str) -> str:
-    if not re.fullmatch(r"\d{4}-\d{2}", value):
-        raise argparse.ArgumentTypeError(f"expected a month as YYYY-MM, got {value!r}")
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", value):
+        raise argparse.ArgumentTypeError(
+            f"expected a month as YYYY-MM (month 01 to 12), got {value!r}"
+        )
     return value
 
 
+def _int(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+
+
 def positive(value: str) -> int:
-    n = int(value)
+    n = _int(value)
     if n < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
+def non_negative(value: str) -> int:
+    n = _int(value)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {n}")
+    return n
+
+
+def zero_one(value: str) -> int:
+    n = _int(value)
+    if n not in (0, 1):
+        raise argparse.ArgumentTypeError(f"expected 0 or 1, got {n}")
     return n
 
 
@@ -78,21 +101,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep_keys", help="gzip keys of instances to keep (dep: extract, keep: conv)")
     p.add_argument("--discard_tgt_keys", help="gzip SHA-224 digests of turns to weight 0.0")
     p.add_argument("--ignore_keys", default=False, **flag, help="ignore the two key files [False]")
-    p.add_argument("--max_len", type=int, default=30, help="longest turn kept in a chain [30]")
+    p.add_argument("--max_len", type=positive, default=30, help="longest turn kept in a chain [30]")
     p.add_argument("--max_len_type", choices=["w", "c"], default="w",
                    help="max_len counts words (w) or raw characters (c) [w]")
-    p.add_argument("--min_depth", type=int, default=2, help="fewest turns, response included [2]")
+    p.add_argument("--min_depth", type=positive, default=2,
+                   help="fewest turns, response included [2]")
     p.add_argument("--max_depth", type=positive, default=10, help="most comment turns [10]")
     p.add_argument("--min_score", type=int, default=0, help="lowest score of a response [0]")
-    p.add_argument("--use_title", type=int, default=1, help="1: the title is the first turn [1]")
-    p.add_argument("--leaves_only", type=int, default=0,
+    p.add_argument("--use_title", type=zero_one, default=1, help="1: the title is the first turn [1]")
+    p.add_argument("--leaves_only", type=zero_one, default=0,
                    help="1: only comments without replies are responses; turns get weights [0]")
     p.add_argument("--split_size", type=positive, default=500_000,
                    help="submissions per split; conv holds one split in memory [500000]")
     p.add_argument("--parallel", default=True, **flag,
                    help="conv: share each split's targets among worker processes; the output "
                         "is the same either way [True]")
-    p.add_argument("--workers", type=int, default=0, help="worker processes with --parallel [all cores]")
+    p.add_argument("--workers", type=non_negative, default=0,
+                   help="worker processes with --parallel [0: all cores]")
     p.add_argument("--clean", default=False, **flag, help="apply the cleaning filters [False]")
     p.add_argument("--strict", default=False, **flag, help="stop at the first bad input record [False]")
     return p
@@ -101,10 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if os.path.exists(args.reddit_output) and not os.path.isdir(args.reddit_output):
+            raise UserError(f"--reddit_output {args.reddit_output!r} is a file, expected a folder")
         keep = discard = None
         if not args.ignore_keys:
             if args.keep_keys:
                 keep = load_keys(args.keep_keys, args.task)
+                if not keep:
+                    what = "keep keys" if args.task == "conv" else "keys"
+                    left_out = "target" if args.task == "conv" else "comment"
+                    print(f"warning: --keep_keys {args.keep_keys!r} holds no {what}: every "
+                          f"{left_out} will be left out", file=sys.stderr)
             if args.discard_tgt_keys:
                 discard = load_keys(args.discard_tgt_keys, args.task)
         if args.task == "extract":
