@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from lsp_data.atomic import write_text_atomic
 from lsp_data.parsing import TURN_SEPARATOR
-from lsp_model.decoding import METHODS, check_options, generate_reply
+from lsp_model.decoding import METHODS, check_options, generate_replies
 from lsp_model.loading import ModelLoadError, load_model, resolve_model_source
 from lsp_model.mmi import backward_scores
 from lsp_model.tokenizer import load_tokenizer
@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="backward model (trained on prepro.py --reverse data): rerank "
                    "--mmi_candidates sampled replies by log P(context | reply)")
     p.add_argument("--mmi_candidates", type=int, default=16)
+    p.add_argument("--batch_size", type=int, default=16,
+                   help="contexts decoded together (left-padded); greedy and beam replies do not "
+                   "depend on it up to float rounding at near-ties, sampled ones do (fixed by "
+                   "--seed for a given batch size)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return p
@@ -108,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                    temperature=args.temperature, num_beams=args.num_beams)
     try:
         check_options(method="sample" if args.mmi_model else args.method, **options)
+        if args.batch_size < 1:
+            raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
         if args.mmi_model and args.mmi_candidates < 1:
             raise ValueError(f"--mmi_candidates must be >= 1, got {args.mmi_candidates}")
         check_device(args.device)
@@ -119,20 +125,27 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.manual_seed(args.seed)
     options["max_context_tokens"] = args.max_context_tokens
-    hypotheses = []
+    pbar = tqdm(total=len(contexts), desc="decoding", unit="line", file=sys.stderr, disable=None)
     try:
-        for history in tqdm(contexts, desc="decoding", unit="line", file=sys.stderr, disable=None):
-            if reverse is None:
-                reply = generate_reply(model, tokenizer, history, method=args.method, **options)
-            else:
-                candidates = [generate_reply(model, tokenizer, history, method="sample", **options)
-                              for _ in range(args.mmi_candidates)]
+        if reverse is None:
+            replies = generate_replies(model, tokenizer, contexts, method=args.method,
+                                       batch_size=args.batch_size, progress=pbar.update, **options)
+        else:
+            replies = []
+            for history in contexts:
+                # The candidates of one context are sampled together, as one batch.
+                candidates = generate_replies(model, tokenizer, [history] * args.mmi_candidates,
+                                              method="sample", batch_size=args.batch_size,
+                                              **options)
                 scores = backward_scores(reverse, tokenizer, history, candidates)
-                reply = candidates[max(range(len(candidates)), key=scores.__getitem__)]
-            hypotheses.append(" ".join(reply.split()))  # one line, whatever the model produced
+                replies.append(candidates[max(range(len(candidates)), key=scores.__getitem__)])
+                pbar.update(1)
     except ValueError as err:  # options that only the model can refuse, e.g. its positions
         print(f"decode.py: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        pbar.close()
+    hypotheses = [" ".join(reply.split()) for reply in replies]  # one line each, always
     write_text_atomic(args.output, "\n".join(hypotheses) + "\n")
     print(f"wrote {len(hypotheses)} hypotheses to {args.output}", file=sys.stderr)
     return 0

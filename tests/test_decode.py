@@ -36,6 +36,9 @@ def test_greedy_and_beam_write_one_line_per_context(hf_model, tmp_path):
     assert decode.main(["--model_name_or_path", str(hf_model), "--input", str(src),
                         "--output", str(out), "--max_new_tokens", "6"]) == 0
     assert out.read_text().splitlines() == greedy  # deterministic
+    assert decode.main(["--model_name_or_path", str(hf_model), "--input", str(src),
+                        "--output", str(out), "--max_new_tokens", "6", "--batch_size", "1"]) == 0
+    assert out.read_text().splitlines() == greedy  # batching does not change greedy replies
     assert decode.main(["--model_name_or_path", str(hf_model), "--input", str(src), "--output",
                         str(out), "--method", "beam", "--num_beams", "3", "--max_new_tokens", "6"]) == 0
     assert len(out.read_text().splitlines()) == 3
@@ -99,6 +102,7 @@ def test_line_separators_inside_text_keep_lines_aligned(tmp_path):
     (["--mmi_model", "x", "--temperature", "0"], "temperature must be > 0"),
     (["--mmi_model", "x", "--mmi_candidates", "0"], "--mmi_candidates must be >= 1"),
     (["--max_new_tokens", "0"], "max_new_tokens must be >= 1"),
+    (["--batch_size", "0"], "--batch_size must be >= 1"),
     (["--max_new_tokens", "500"], "leaves no room for context in the model's 128 positions"),
     (["--device", "nonsense"], "--device nonsense"),
 ])

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lsp_model import EOS_ID, GPT2Config, GPT2LMHeadModel, load_tokenizer
-from lsp_model.decoding import encode_history, generate_reply
+from lsp_model.decoding import encode_history, generate_replies, generate_reply
 
 TINY_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny" / "config.json"
 
@@ -116,3 +116,38 @@ def test_mode_restored_and_bad_arguments(tokenizer):
         generate_reply(m, tokenizer, ["Hi"], method="sample", temperature=0)
     with pytest.raises(ValueError, match="max_new_tokens"):
         generate_reply(m, tokenizer, ["Hi"], max_new_tokens=2000)
+
+
+HISTORIES = [["hello there"], ["how are you doing today ?", "fine thanks"], ["a"],
+             ["tell me more about the weather where you live , it is sunny here"], ["yes", "no"]]
+
+
+@pytest.fixture(scope="module")
+def peaked_model():
+    """Random weights with a wide init, so next-token scores are far apart: no near-ties that
+    float noise could flip between batched and single decoding."""
+    config = GPT2Config.from_json_file(TINY_CONFIG)
+    config.initializer_range = 0.3
+    torch.manual_seed(1)
+    return GPT2LMHeadModel(config).eval()
+
+
+@pytest.mark.parametrize("method", ["greedy", "beam"])
+def test_batched_replies_equal_one_at_a_time(peaked_model, tokenizer, method):
+    options = dict(method=method, num_beams=3, max_new_tokens=8)
+    single = [generate_reply(peaked_model, tokenizer, h, **options) for h in HISTORIES]
+    assert len(set(single)) > 1  # the contexts lead to different replies
+    done = []
+    batched = generate_replies(peaked_model, tokenizer, HISTORIES, batch_size=3,
+                               progress=done.append, **options)
+    assert batched == single
+    assert done == [3, 2]
+
+
+def test_batched_sampling_is_seeded_and_rows_differ(peaked_model, tokenizer):
+    options = dict(method="sample", max_new_tokens=8, batch_size=4)
+    torch.manual_seed(3)
+    first = generate_replies(peaked_model, tokenizer, [["hello there"]] * 4, **options)
+    torch.manual_seed(3)
+    assert generate_replies(peaked_model, tokenizer, [["hello there"]] * 4, **options) == first
+    assert len(set(first)) > 1  # each row draws its own sample
