@@ -1,6 +1,6 @@
 """GPT-2 dialogue model pieces: tokenizer, model with the toolkit's loss, optimizer, schedules."""
 
-from lsp_model.decoding import generate_reply
+from lsp_model.decoding import generate_replies, generate_reply
 from lsp_model.loading import (
     ModelLoadError,
     checkpoint_state_dict,
@@ -25,6 +25,7 @@ __all__ = [
     "ModelLoadError",
     "build_optimizer",
     "checkpoint_state_dict",
+    "generate_replies",
     "generate_reply",
     "load_model",
     "load_state_dict_file",
