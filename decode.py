@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
                 candidates = generate_replies(model, tokenizer, [history] * args.mmi_candidates,
                                               method="sample", batch_size=args.batch_size,
                                               **options)
-                scores = backward_scores(reverse, tokenizer, history, candidates)
+                scores = backward_scores(reverse, tokenizer, history, candidates,
+                                         batch_size=args.batch_size)
                 replies.append(candidates[max(range(len(candidates)), key=scores.__getitem__)])
                 pbar.update(1)
     except ValueError as err:  # options that only the model can refuse, e.g. its positions

@@ -79,6 +79,21 @@ def test_mmi_prefers_replies_that_predict_the_context(hf_model, tmp_path):
     assert len(out.read_text().splitlines()) == 1
 
 
+def test_mmi_batched_scores_equal_one_at_a_time(hf_model, monkeypatch):
+    import lsp_model.mmi as mmi
+
+    model, tok = load_model(str(hf_model)), load_tokenizer()
+    history = ["good morning to you", "hello there"]
+    candidates = ["hi", "hey you , how are things going today ?", "", "ok then"]
+    one_by_one = [backward_scores(model, tok, history, [c], batch_size=1)[0] for c in candidates]
+    monkeypatch.setattr(mmi, "POSITIONS_PER_PROJECTION", 5)  # several projection slices
+    batched = backward_scores(model, tok, history, candidates, batch_size=3)
+    assert batched == pytest.approx(one_by_one, abs=1e-5)
+    long_reply = " ".join(["word"] * 40)
+    # No context token fits after a reply this long: nothing to score.
+    assert backward_scores(model, tok, history, [long_reply, "hi"], max_tokens=20)[0] == float("-inf")
+
+
 def test_bad_input_is_a_clear_error(hf_model, tmp_path, capsys):
     assert decode.main(["--model_name_or_path", str(hf_model), "--input", str(tmp_path / "no.txt"),
                         "--output", str(tmp_path / "o.txt")]) == 2
