@@ -29,30 +29,42 @@ from lsp_model.tokenizer import load_tokenizer
 WEIGHT_TOKENS = ("0.0", "1.0")  # how this toolkit's data writes turn weights
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and every option's default in --help."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
     p.add_argument("--model_name_or_path", required=True,
                    help="HF folder (e.g. RUN/hf_model), config folder with --init_checkpoint, or hub name")
     p.add_argument("--init_checkpoint", default=None, help="state dict (.pkl) to load into the model")
     p.add_argument("--input", required=True, help="contexts, one per line (first tab field)")
     p.add_argument("--output", required=True, help="hypotheses, one per line")
-    p.add_argument("--method", choices=METHODS, default="greedy")
-    p.add_argument("--num_beams", type=int, default=4)
+    p.add_argument("--method", choices=METHODS, default="greedy",
+                   help="greedy: the most likely token each step; sample: top-k/top-p sampling; "
+                   "beam: beam search (ignored with --mmi_model, which samples)")
+    p.add_argument("--num_beams", type=int, default=4, help="beam search width")
     p.add_argument("--top_k", type=int, default=0, help="sampling: keep the k best tokens (0 = all)")
     p.add_argument("--top_p", type=float, default=1.0, help="sampling: nucleus mass (1.0 = off)")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--max_new_tokens", type=int, default=40)
-    p.add_argument("--max_context_tokens", type=int, default=256)
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="sampling: divide the scores by this (below 1 = more conservative)")
+    p.add_argument("--max_new_tokens", type=int, default=40,
+                   help="longest reply in tokens; a reply normally ends at <|endoftext|>")
+    p.add_argument("--max_context_tokens", type=int, default=256,
+                   help="context tokens kept, the most recent ones (also capped by the model's "
+                   "positions minus --max_new_tokens)")
     p.add_argument("--mmi_model", default=None,
                    help="backward model (trained on prepro.py --reverse data): rerank "
                    "--mmi_candidates sampled replies by log P(context | reply)")
-    p.add_argument("--mmi_candidates", type=int, default=16)
+    p.add_argument("--mmi_candidates", type=int, default=16,
+                   help="sampled replies per context for --mmi_model to choose from")
     p.add_argument("--batch_size", type=int, default=16,
                    help="contexts decoded together (left-padded); greedy and beam replies do not "
                    "depend on it up to float rounding at near-ties, sampled ones do (fixed by "
                    "--seed for a given batch size)")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--seed", type=int, default=42, help="random seed for sampling")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="cpu, cuda or cuda:N")
     return p
 
 

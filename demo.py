@@ -583,7 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="(BERT: 10%% linear warmup, then linear decay to 0)")
     g.add_argument("--max_seq_length", type=int, default=128,
                    help="prepro --max_seq_len and LSP_train.py --max_seq_length (128)")
-    g.add_argument("--seed", type=int, default=42)
+    g.add_argument("--seed", type=int, default=42, help="LSP_train.py --seed (init, dropout, data order)")
     return p
 
 

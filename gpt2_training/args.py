@@ -55,8 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
       help="examples per optimizer step per process; must divide by --gradient_accumulation_steps")
     a("--gradient_accumulation_steps", type=int, default=2,
       help="forward/backward passes per optimizer step")
-    a("--eval_batch_size", type=int, default=4)
-    a("--learning_rate", type=float, default=1e-5)
+    a("--eval_batch_size", type=int, default=4, help="validation pairs per forward pass")
+    a("--learning_rate", type=float, default=1e-5,
+      help="peak learning rate (noam schedules scale it further by the model width)")
     a("--num_optim_steps", type=int, default=1000000, help="training stops after this many optimizer steps")
     a("--valid_step", type=int, default=10000,
       help="every N optimizer steps: save GP2-pretrain-step-N.pkl + HF folder and validate")
@@ -68,7 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
       "without CUDA: a warning and float32")
     a("--bf16", type=boolean_string, default=False,
       help="bfloat16 autocast (CUDA, or CPU autocast); takes precedence over --fp16")
-    a("--lr_schedule", type=str, default="noam", choices=["noam", "noamwd", "BERT", "None"])
+    a("--lr_schedule", type=str, default="noam", choices=["noam", "noamwd", "BERT", "None"],
+      help="noam: warmup over --warmup_steps then inverse square root; noamwd: noam, halved at "
+      "step 500 and every 1000 steps after; BERT: linear warmup over --warmup_proportion then linear decay; None: "
+      "constant")
     a("--loss_scale", type=float, default=0, help="fp16 loss scale; 0 = dynamic")
     a("--no_token_id", type=boolean_string, default=True, help="do not feed token type ids to the model")
     a("--use_weights", type=boolean_string, default=False,
