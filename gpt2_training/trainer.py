@@ -157,6 +157,14 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
     if resumed is not None:
         model.load_state_dict(resumed["model"])
     model.to(device).train()
+    if args.gradient_checkpointing:
+        # Non-reentrant: works under DDP and no_sync, and replays dropout's RNG state.
+        # (transformers 5 renamed gradient_checkpointing_enable; both exist until v6.)
+        enable = getattr(model, "activation_checkpointing_enable", None)
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     optimizer = build_optimizer(model, args.learning_rate)
     precision = setup_precision(args.fp16, args.bf16, args.loss_scale, device)
     if resumed is not None:
