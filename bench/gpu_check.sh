@@ -50,3 +50,6 @@ assert decode.main(["--model_name_or_path", run, "--input", f"{sys.argv[1]}/ctx.
                     "--output", f"{sys.argv[1]}/hyp.txt", "--method", "beam", "--max_new_tokens", "8"]) == 0
 print("decode on GPU:", open(f"{sys.argv[1]}/hyp.txt").read().splitlines())
 PY
+# Batched decoding and activation checkpointing on the GPU (figures the CPU cannot give).
+python3 bench/decode_bench.py --contexts 64 --batch_size 32 --device cuda
+python3 bench/checkpointing_bench.py --config configs/345M --batch 16 --seq 256 --passes 3 --device cuda
