@@ -26,7 +26,8 @@ from lsp_model.loading import ModelLoadError, load_model, resolve_model_source
 from lsp_model.mmi import backward_scores
 from lsp_model.tokenizer import load_tokenizer
 
-WEIGHT_TOKENS = ("0.0", "1.0")  # how this toolkit's data writes turn weights
+WEIGHT_TOKENS = ("0.0", "1.0")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}  # how this toolkit's data writes turn weights
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -65,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42, help="random seed for sampling")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="cpu, cuda or cuda:N")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
+                   help="weights and activations while decoding; float16 needs CUDA, bfloat16 "
+                   "also runs on CPUs (half the memory; replies may differ at near-ties)")
     return p
 
 
@@ -112,10 +116,11 @@ def check_device(device: str) -> None:
         raise ValueError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
 
 
-def _load(name: str, checkpoint: str | None, device: str) -> tuple[torch.nn.Module, object]:
+def _load(name: str, checkpoint: str | None, device: str,
+          dtype: torch.dtype) -> tuple[torch.nn.Module, object]:
     source = resolve_model_source(name)
     tokenizer = load_tokenizer(source)  # falls back to the packaged GPT-2 files
-    return load_model(name, checkpoint).to(device).eval(), tokenizer
+    return load_model(name, checkpoint).to(device=device, dtype=dtype).eval(), tokenizer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,9 +134,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.mmi_model and args.mmi_candidates < 1:
             raise ValueError(f"--mmi_candidates must be >= 1, got {args.mmi_candidates}")
         check_device(args.device)
+        if args.dtype == "float16" and torch.device(args.device).type != "cuda":
+            raise ValueError("--dtype float16 needs a CUDA device; use bfloat16 on a CPU")
+        dtype = DTYPES[args.dtype]
         contexts = read_contexts(args.input)
-        model, tokenizer = _load(args.model_name_or_path, args.init_checkpoint, args.device)
-        reverse = _load(args.mmi_model, None, args.device)[0] if args.mmi_model else None
+        model, tokenizer = _load(args.model_name_or_path, args.init_checkpoint, args.device, dtype)
+        reverse = (_load(args.mmi_model, None, args.device, dtype)[0] if args.mmi_model
+                   else None)
     except (ValueError, OSError, ModelLoadError) as err:
         print(f"decode.py: error: {err}", file=sys.stderr)
         return 2

@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--num_prefetch", type=int, default=8, help="batches prepared ahead in a background thread")
     a("--gradient_checkpointing", type=boolean_string, default=False,
       help="recompute each layer's activations in the backward pass: same results, far less "
-      "activation memory (762M or long sequences on a small GPU), roughly a third slower")
+      "activation memory (762M or long sequences on a small GPU), one more forward pass of "
+      "compute")
     return p
 
 

@@ -120,6 +120,7 @@ def test_line_separators_inside_text_keep_lines_aligned(tmp_path):
     (["--batch_size", "0"], "--batch_size must be >= 1"),
     (["--max_new_tokens", "500"], "leaves no room for context in the model's 128 positions"),
     (["--device", "nonsense"], "--device nonsense"),
+    (["--device", "cpu", "--dtype", "float16"], "--dtype float16 needs a CUDA device"),
 ])
 def test_bad_options_are_one_line_errors(hf_model, tmp_path, capsys, extra, message):
     src = tmp_path / "t.tsv"
@@ -148,3 +149,14 @@ def test_cuda_device_without_a_gpu_is_refused(monkeypatch):
     with pytest.raises(ValueError, match="no CUDA GPU is available"):
         decode.check_device("cuda:0")
     decode.check_device("cpu")
+
+
+def test_bfloat16_decoding_on_cpu(hf_model, tmp_path):
+    src = tmp_path / "t.tsv"
+    src.write_text("hello there\nhow are you ?\n")
+    out = tmp_path / "o.txt"
+    base = ["--model_name_or_path", str(hf_model), "--input", str(src), "--output", str(out),
+            "--dtype", "bfloat16", "--max_new_tokens", "5"]
+    for extra in (["--method", "beam"], ["--mmi_model", str(hf_model), "--mmi_candidates", "3"]):
+        assert decode.main(base + extra) == 0
+        assert len(out.read_text().splitlines()) == 2
