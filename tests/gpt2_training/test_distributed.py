@@ -230,3 +230,22 @@ def test_resume_without_checkpoint_is_a_clear_error(train_data, tmp_path, capsys
 
     assert LSP_train.main(train_argv(train_data, tmp_path, "--resume", "latest")) == 1
     assert "no complete checkpoint" in capsys.readouterr().err
+
+
+def test_launch_mistakes_are_refused_before_joining(monkeypatch):
+    from gpt2_training.distributed import LaunchError, init_distributed
+
+    monkeypatch.delenv("RANK", raising=False)
+    with pytest.raises(LaunchError, match="RANK/WORLD_SIZE/MASTER_ADDR are not set"):
+        init_distributed(0, "auto")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(LaunchError, match="nccl needs CUDA GPUs"):
+        init_distributed(0, "nccl")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    with pytest.raises(LaunchError, match="local rank 2 has no GPU: this node shows 2"):
+        init_distributed(-1, "auto")
