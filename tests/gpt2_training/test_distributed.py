@@ -77,12 +77,16 @@ def _final_weights(out: Path, steps: int) -> dict[str, torch.Tensor]:
     return load_state_dict_file(run / f"GP2-pretrain-step-{steps}.pkl")
 
 
-@pytest.mark.parametrize("world, accum, micro", [(2, 2, 4), (3, 1, 3)])
-def test_processes_equal_one_process(train_data, tmp_path, world, accum, micro):
+@pytest.mark.parametrize("world, accum, micro, extra", [
+    (2, 2, 4, ()),
+    (3, 1, 3, ()),
+    (2, 2, 2, ("--gradient_checkpointing", "true")),  # recomputation under DDP and no_sync
+])
+def test_processes_equal_one_process(train_data, tmp_path, world, accum, micro, extra):
     db = rank_aligned_db(tmp_path, world, accum, micro)
     ddp_out, single_out = tmp_path / "ddp", tmp_path / "single"
     steps = 3
-    result = torchrun(world, _argv(train_data, db, ddp_out, accum * micro, accum, steps))
+    result = torchrun(world, _argv(train_data, db, ddp_out, accum * micro, accum, steps, *extra))
     assert result.returncode == 0, result.stderr[-3000:]
     single_argv = _argv(train_data, db, single_out, world * accum * micro, world * accum, steps)
     single_run = subprocess.run([sys.executable, SCRIPT, *single_argv], env=_env(), cwd=REPO,
