@@ -42,3 +42,12 @@ def small_db(corpus: Path) -> Path:
     folder, _ = run_prepro(str(corpus), max_seq_len=64, chunk_size=100, progress=False,
                            log=lambda m: None)
     return folder
+
+
+@pytest.fixture
+def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return cache
