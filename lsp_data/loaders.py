@@ -259,16 +259,21 @@ class DynamicBatchingLoader:
         # Malformed lines are reported on the first pass only, not at every validation.
         report = not self._reported
         self.n_skipped_lines = 0
-        with open(self.corpus, encoding="utf-8", errors="replace") as f:
-            for lineno, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
+        with open(self.corpus, "rb") as f:
+            for lineno, raw in enumerate(f, start=1):
                 try:
-                    context, responses = parse_pair_line(line, self.normalize)
-                except MalformedLine as err:
+                    # Decoded line by line: a bad byte costs its line (counted), not a
+                    # silent U+FFFD in the validation text.
+                    line = raw.decode("utf-8")
+                    if not line.strip():
+                        continue
+                    context, responses = parse_pair_line(line.rstrip("\r\n"), self.normalize)
+                except (UnicodeDecodeError, MalformedLine) as err:
                     self.n_skipped_lines += 1
                     if report and self.n_skipped_lines <= 5:
-                        self.log(f"{self.corpus}:{lineno}: skipped, {err}")
+                        why = (f"not valid UTF-8 ({err.reason} at byte {err.start} of the line)"
+                               if isinstance(err, UnicodeDecodeError) else err)
+                        self.log(f"{self.corpus}:{lineno}: skipped, {why}")
                     continue
                 for response in responses:
                     yield context, response

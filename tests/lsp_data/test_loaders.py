@@ -149,6 +149,16 @@ def test_dynamic_batching_loader(tmp_path, capsys):
     assert "skipped" not in capsys.readouterr().err  # reported once, not at every validation
 
 
+def test_dynamic_batching_skips_and_names_invalid_utf8(tmp_path, capsys):
+    path = tmp_path / "valid.tsv"
+    path.write_bytes(b"good one\treply\r\nbad \xff byte\treply\nalso good\tfine\n")
+    loader = DynamicBatchingLoader(str(path), load_tokenizer(), True, 4, 128)
+    (batch,) = list(loader)
+    assert batch[0].shape[0] == 2 and loader.n_skipped_lines == 1
+    err = capsys.readouterr().err
+    assert "valid.tsv:2: skipped, not valid UTF-8" in err and "1 malformed lines skipped" in err
+
+
 def test_dynamic_batching_truncation(tmp_path):
     tok = load_tokenizer()
     path = tmp_path / "v.tsv"
