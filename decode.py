@@ -26,8 +26,8 @@ from lsp_model.loading import ModelLoadError, load_model, resolve_model_source
 from lsp_model.mmi import backward_scores
 from lsp_model.tokenizer import load_tokenizer
 
-WEIGHT_TOKENS = ("0.0", "1.0")
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}  # how this toolkit's data writes turn weights
+WEIGHT_TOKENS = ("0.0", "1.0")  # how this toolkit's data writes turn weights
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
