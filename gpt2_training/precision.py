@@ -23,7 +23,7 @@ class StaticLossScaler:
 
     def __init__(self, scale: float):
         self.scale_value = float(scale)
-        self._found_inf = False
+        self._found_inf: torch.Tensor | None = None
 
     def is_enabled(self) -> bool:
         return True
@@ -32,17 +32,22 @@ class StaticLossScaler:
         return loss * self.scale_value
 
     def unscale_(self, optimizer: torch.optim.Optimizer) -> None:
-        inv = 1.0 / self.scale_value
         grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-        torch._foreach_mul_(grads, inv)
-        self._found_inf = not all(torch.isfinite(g).all() for g in grads)
+        if not grads:
+            return
+        # GradScaler's fused kernel: unscales and notes any inf/nan in one pass, without a
+        # host sync per parameter tensor.
+        device = grads[0].device
+        self._found_inf = torch.zeros(1, device=device)
+        inv_scale = torch.full((1,), 1.0 / self.scale_value, device=device)
+        torch._amp_foreach_non_finite_check_and_unscale_(grads, self._found_inf, inv_scale)
 
     def step(self, optimizer: torch.optim.Optimizer) -> None:
-        if not self._found_inf:
+        if self._found_inf is None or not self._found_inf.item():
             optimizer.step()
 
     def update(self) -> None:
-        self._found_inf = False
+        self._found_inf = None
 
     def get_scale(self) -> float:
         return self.scale_value
