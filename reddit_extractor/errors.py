@@ -2,12 +2,50 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import IO
 
 
 class UserError(Exception):
     """A problem the user can fix: the message names the file/option and the reason."""
+
+
+class StrictError(Exception):
+    """Raised for a bad record when --strict is on."""
+
+
+def run_cli(
+    prog: str,
+    work: Callable[[], object],
+    interrupted: str,
+    *,
+    user_error_status: int = 2,
+    report_os_errors: bool = True,
+) -> int:
+    """Run the work of the command line ``prog`` and return its exit status.
+
+    0 when done; a UserError (``user_error_status``), a StrictError or an OSError (1, the
+    latter re-raised as it is when ``report_os_errors`` is false) and Ctrl-C (130) become
+    one line on stderr, ``prog: interrupted; `` followed by ``interrupted`` for Ctrl-C.
+    """
+    try:
+        work()
+    except UserError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return user_error_status
+    except StrictError as exc:
+        print(f"{prog}: error (--strict): {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        if not report_os_errors:
+            raise
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; {interrupted}", file=sys.stderr)
+        return 130
+    return 0
 
 
 def utf8_error_where(open_binary: Callable[[], IO[bytes]]) -> str:

@@ -7,6 +7,7 @@ from collections import Counter
 from typing import IO
 
 from .atomic import write_text
+from .errors import StrictError
 
 # Bad records are shown on stderr up to this many per run; all of them go to the log.
 MAX_SHOWN = 10
@@ -45,10 +46,6 @@ class Report:
 
     def merge(self, counts: Counter[str]) -> None:
         self.counts.update(counts)
-
-
-class StrictError(Exception):
-    """Raised for a bad record when --strict is on."""
 
 
 def write_counts(path: str, counts: Counter[str]) -> None:

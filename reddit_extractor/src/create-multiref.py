@@ -12,7 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from reddit_extractor.errors import UserError  # noqa: E402
+from reddit_extractor.errors import run_cli  # noqa: E402
 from reddit_extractor.multiref import build  # noqa: E402
 
 
@@ -23,20 +23,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="reference ids: multiref<TAB>score,link_id,parent_id,comment_id<TAB>...")
     p.add_argument("--out", required=True, help="output multi-reference file")
     args = p.parse_args(argv)
-    try:
+
+    def work() -> None:
         written, dropped = build(args.data, args.testids, args.out)
-    except UserError as exc:
-        print(f"create-multiref.py: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"create-multiref.py: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"create-multiref.py: interrupted; {args.out} was not written", file=sys.stderr)
-        return 130
-    print(f"wrote {written} test instances to {args.out}; {dropped} reference(s) left out",
-          file=sys.stderr)
-    return 0
+        print(f"wrote {written} test instances to {args.out}; {dropped} reference(s) left out",
+              file=sys.stderr)
+
+    return run_cli(p.prog, work, f"{args.out} was not written")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from reddit_extractor.download import download  # noqa: E402
-from reddit_extractor.errors import UserError  # noqa: E402
+from reddit_extractor.errors import run_cli  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,15 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not args.timeout > 0:
         p.error(f"--timeout must be a positive number of seconds, got {args.timeout}")
-    try:
-        download(args.url, args.dest, timeout=args.timeout)
-    except UserError as exc:
-        print(f"download.py: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"download.py: interrupted; run again to resume {args.dest}.part", file=sys.stderr)
-        return 130
-    return 0
+    # As before this helper: a UserError exits with 1, and an OSError is not caught.
+    return run_cli(p.prog, lambda: download(args.url, args.dest, timeout=args.timeout),
+                   f"run again to resume {args.dest}.part",
+                   user_error_status=1, report_os_errors=False)
 
 
 if __name__ == "__main__":

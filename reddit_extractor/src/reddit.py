@@ -28,9 +28,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 from reddit_extractor.blocklist import load_keys, load_subreddits, load_words  # noqa: E402
 from reddit_extractor.conv import ConvOptions, conv_month  # noqa: E402
-from reddit_extractor.errors import UserError  # noqa: E402
+from reddit_extractor.errors import UserError, run_cli  # noqa: E402
 from reddit_extractor.extract import ExtractOptions, extract_month  # noqa: E402
-from reddit_extractor.stats import StrictError  # noqa: E402
 
 _TRUE = {"true", "1", "yes", "y", "t", "on"}
 _FALSE = {"false", "0", "no", "n", "f", "off", ""}
@@ -123,51 +122,42 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def run_task(args: argparse.Namespace) -> None:
+    """The pass ``args.task`` for the month ``args.dump_name``."""
+    if os.path.exists(args.reddit_output) and not os.path.isdir(args.reddit_output):
+        raise UserError(f"--reddit_output {args.reddit_output!r} is a file, expected a folder")
+    keep = discard = None
+    if not args.ignore_keys:
+        if args.keep_keys:
+            keep = load_keys(args.keep_keys, args.task)
+            if not keep:
+                what = "keep keys" if args.task == "conv" else "keys"
+                left_out = "target" if args.task == "conv" else "comment"
+                print(f"warning: --keep_keys {args.keep_keys!r} holds no {what}: every "
+                      f"{left_out} will be left out", file=sys.stderr)
+        if args.discard_tgt_keys:
+            discard = load_keys(args.discard_tgt_keys, args.task)
+    if args.task == "extract":
+        extract_month(ExtractOptions(
+            month=args.dump_name, input_dir=args.reddit_input, output_dir=args.reddit_output,
+            split_size=args.split_size, keep_keys=keep, strict=args.strict,
+        ))
+    else:
+        conv_month(ConvOptions(
+            month=args.dump_name, output_dir=args.reddit_output,
+            max_len=args.max_len, max_len_type=args.max_len_type,
+            min_depth=args.min_depth, max_depth=args.max_depth, min_score=args.min_score,
+            use_title=args.use_title, leaves_only=args.leaves_only, clean=args.clean,
+            bl_words=load_words(args.bl_words), use_bl_words=bool(args.bl_words),
+            bl_subreddits=load_subreddits(args.bl_subreddits) if args.bl_subreddits else None,
+            keep_keys=keep, discard_keys=discard,
+            parallel=args.parallel, workers=args.workers, strict=args.strict,
+        ))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if os.path.exists(args.reddit_output) and not os.path.isdir(args.reddit_output):
-            raise UserError(f"--reddit_output {args.reddit_output!r} is a file, expected a folder")
-        keep = discard = None
-        if not args.ignore_keys:
-            if args.keep_keys:
-                keep = load_keys(args.keep_keys, args.task)
-                if not keep:
-                    what = "keep keys" if args.task == "conv" else "keys"
-                    left_out = "target" if args.task == "conv" else "comment"
-                    print(f"warning: --keep_keys {args.keep_keys!r} holds no {what}: every "
-                          f"{left_out} will be left out", file=sys.stderr)
-            if args.discard_tgt_keys:
-                discard = load_keys(args.discard_tgt_keys, args.task)
-        if args.task == "extract":
-            extract_month(ExtractOptions(
-                month=args.dump_name, input_dir=args.reddit_input, output_dir=args.reddit_output,
-                split_size=args.split_size, keep_keys=keep, strict=args.strict,
-            ))
-        else:
-            conv_month(ConvOptions(
-                month=args.dump_name, output_dir=args.reddit_output,
-                max_len=args.max_len, max_len_type=args.max_len_type,
-                min_depth=args.min_depth, max_depth=args.max_depth, min_score=args.min_score,
-                use_title=args.use_title, leaves_only=args.leaves_only, clean=args.clean,
-                bl_words=load_words(args.bl_words), use_bl_words=bool(args.bl_words),
-                bl_subreddits=load_subreddits(args.bl_subreddits) if args.bl_subreddits else None,
-                keep_keys=keep, discard_keys=discard,
-                parallel=args.parallel, workers=args.workers, strict=args.strict,
-            ))
-    except UserError as exc:
-        print(f"reddit.py: error: {exc}", file=sys.stderr)
-        return 2
-    except StrictError as exc:
-        print(f"reddit.py: error (--strict): {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"reddit.py: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("reddit.py: interrupted; no partial output was kept", file=sys.stderr)
-        return 130
-    return 0
+    return run_cli("reddit.py", lambda: run_task(args), "no partial output was kept")
 
 
 if __name__ == "__main__":
