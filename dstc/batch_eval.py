@@ -16,10 +16,54 @@ if __name__ == "__main__" and not __package__:
 import argparse  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from dstc.cli import run_cli  # noqa: E402
 from dstc.evaluate import MultiRef, Options, evaluate_system, list_systems  # noqa: E402
-from dstc.meteor import MeteorUnavailable  # noqa: E402
 from dstc.report import write_report  # noqa: E402
 from dstc.textio import InputError, check_output  # noqa: E402
+
+
+def run(args: argparse.Namespace) -> int:
+    plain = args.ref_files is not None
+    folder = Path(args.input_dir)
+    if not folder.is_dir():
+        raise InputError(folder, None, "not a folder")
+    opts = Options(
+        clean=args.clean,
+        use_meteor=not args.no_meteor,
+        require_meteor=args.require_meteor,
+        meteor_jar=args.meteor_jar,
+    )
+    multiref = (
+        None
+        if plain
+        else MultiRef(
+            refs=args.refs,
+            keys=args.keys,
+            n_refs=args.n_refs,
+            vshuman=args.vshuman,
+            hyp_keys=args.hyp_keys,
+        )
+    )
+    n_refs = len(args.ref_files) if plain else args.n_refs
+    report = (
+        Path(args.report)
+        if args.report
+        else (folder / "eval" / f"report_ref{n_refs}{'_cleaned' if args.clean else ''}.tsv")
+    )
+    files = list_systems(
+        [str(folder)], (args.ref_files or []) + [args.refs, args.keys], args.pattern
+    )
+    # Before the scoring, which may take long.
+    check_output(report, [*files, *(args.ref_files or []), args.refs, args.keys, args.hyp_keys])
+    rows = []
+    for path in files:
+        print(f"evaluating {path}", file=sys.stderr)
+        rows.append(
+            (str(path), evaluate_system(path, opts, ref_files=args.ref_files, multiref=multiref))
+        )
+    write_report(report, rows)
+    print(f"report saved to: {report}", file=sys.stderr)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,64 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--n_refs must be at least 1")
     if args.vshuman < -1:
         p.error("--vshuman must be a reference number >= 0, or -1 to keep all references")
-    folder = Path(args.input_dir)
-    if not folder.is_dir():
-        print(f"{p.prog}: error: {folder}: not a folder", file=sys.stderr)
-        return 2
-    opts = Options(
-        clean=args.clean,
-        use_meteor=not args.no_meteor,
-        require_meteor=args.require_meteor,
-        meteor_jar=args.meteor_jar,
-    )
-    multiref = (
-        None
-        if plain
-        else MultiRef(
-            refs=args.refs,
-            keys=args.keys,
-            n_refs=args.n_refs,
-            vshuman=args.vshuman,
-            hyp_keys=args.hyp_keys,
-        )
-    )
-    n_refs = len(args.ref_files) if plain else args.n_refs
-    report = (
-        Path(args.report)
-        if args.report
-        else (folder / "eval" / f"report_ref{n_refs}{'_cleaned' if args.clean else ''}.tsv")
-    )
-    try:
-        files = list_systems(
-            [str(folder)], (args.ref_files or []) + [args.refs, args.keys], args.pattern
-        )
-        # Before the scoring, which may take long.
-        check_output(report, [*files, *(args.ref_files or []), args.refs, args.keys, args.hyp_keys])
-        rows = []
-        for path in files:
-            print(f"evaluating {path}", file=sys.stderr)
-            rows.append(
-                (
-                    str(path),
-                    evaluate_system(path, opts, ref_files=args.ref_files, multiref=multiref),
-                )
-            )
-    except InputError as exc:
-        print(f"{p.prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except MeteorUnavailable as exc:
-        print(f"{p.prog}: error: METEOR: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{p.prog}: interrupted; no report was written", file=sys.stderr)
-        return 130
-    try:
-        write_report(report, rows)
-    except InputError as exc:
-        print(f"{p.prog}: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"report saved to: {report}", file=sys.stderr)
-    return 0
+    return run_cli(p.prog, lambda: run(args), "no report was written")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 
+from dstc.cli import run_cli  # noqa: E402
 from dstc.evaluate import (  # noqa: E402
     MultiRef,
     Options,
@@ -29,10 +30,10 @@ from dstc.evaluate import (  # noqa: E402
     evaluate_system,
     list_systems,
 )
-from dstc.meteor import JAR_ENV, MeteorUnavailable  # noqa: E402
+from dstc.meteor import JAR_ENV  # noqa: E402
 from dstc.metrics import Scores  # noqa: E402
 from dstc.report import write_report  # noqa: E402
-from dstc.textio import InputError, check_output  # noqa: E402
+from dstc.textio import check_output  # noqa: E402
 
 DESCRIPTION = """\
 Score dialogue responses with the DSTC-7 metrics: NIST-1..4 and BLEU-1..4 (a Python port
@@ -277,20 +278,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return run(args, parser)
-    except InputError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except MeteorUnavailable as exc:
-        print(f"{parser.prog}: error: METEOR: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{parser.prog}: interrupted; no report was written", file=sys.stderr)
-        return 130
+    return run_cli(parser.prog, lambda: run(args, parser), "no report was written")
 
 
 if __name__ == "__main__":

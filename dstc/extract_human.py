@@ -16,6 +16,7 @@ if __name__ == "__main__" and not __package__:
 
 import argparse  # noqa: E402
 
+from dstc.cli import run_cli  # noqa: E402
 from dstc.multiref import read_keys, read_multiref, ref_text  # noqa: E402
 from dstc.textio import InputError, check_output, write_lines_atomic  # noqa: E402
 
@@ -77,16 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.ref_index < 0:
         p.error("--ref_index must be >= 0")
-    try:
-        check_output(args.out, [args.refs, args.keys])
-        lines = extract_human(args.refs, args.keys, args.ref_index, args.keyed, args.ref_text)
-        write_lines_atomic(args.out, lines)
-    except InputError as exc:
-        print(f"{p.prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{p.prog}: interrupted; nothing was written", file=sys.stderr)
-        return 130
+    return run_cli(p.prog, lambda: run(args), "nothing was written")
+
+
+def run(args: argparse.Namespace) -> int:
+    check_output(args.out, [args.refs, args.keys])
+    lines = extract_human(args.refs, args.keys, args.ref_index, args.keyed, args.ref_text)
+    write_lines_atomic(args.out, lines)
     print(f"{len(lines)} human responses written to {args.out}", file=sys.stderr)
     return 0
 

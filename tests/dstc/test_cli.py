@@ -13,8 +13,11 @@ import pytest
 
 from dstc import batch_eval, extract_human
 from dstc import dstc as cli
+from dstc.cli import run_cli
+from dstc.meteor import MeteorUnavailable
 from dstc.mteval import nist_bleu
 from dstc.report import COLUMNS, read_report
+from dstc.textio import InputError
 from dstc.tokenizers import clean_str
 
 from .helpers import demo_multiref, write
@@ -547,3 +550,25 @@ def test_utf8_error_names_line_and_column_with_crlf(small, tmp_path, capsys):
     assert cli.main([str(bad), "--ref_files", str(ref0), "--no_meteor"]) == 2
     err = capsys.readouterr().err
     assert f"{bad}:3: not valid UTF-8: byte 0xe9 at column 4" in err
+
+
+@pytest.mark.parametrize(
+    "error, rc, message",
+    [
+        (InputError("in.txt", 3, "bad line"), 2, "prog.py: error: in.txt:3: bad line\n"),
+        (MeteorUnavailable("no jar"), 1, "prog.py: error: METEOR: no jar\n"),
+        (
+            PermissionError(13, "Permission denied"),
+            1,
+            "prog.py: error: [Errno 13] Permission denied\n",
+        ),
+        (KeyboardInterrupt(), 130, "prog.py: interrupted; nothing was lost\n"),
+    ],
+)
+def test_run_cli_turns_errors_into_one_line_and_a_status(error, rc, message, capsys):
+    def body():
+        raise error
+
+    assert run_cli("prog.py", body, "nothing was lost") == rc
+    assert capsys.readouterr().err == message
+    assert run_cli("prog.py", lambda: 0, "unused") == 0
