@@ -17,7 +17,13 @@ import argparse  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from dstc.cli import run_cli  # noqa: E402
-from dstc.evaluate import MultiRef, Options, evaluate_system, list_systems  # noqa: E402
+from dstc.evaluate import (  # noqa: E402
+    MultiRef,
+    Options,
+    evaluate_system,
+    list_systems,
+    report_name,
+)
 from dstc.report import write_report  # noqa: E402
 from dstc.textio import InputError, check_output  # noqa: E402
 
@@ -45,11 +51,7 @@ def run(args: argparse.Namespace) -> int:
         )
     )
     n_refs = len(args.ref_files) if plain else args.n_refs
-    report = (
-        Path(args.report)
-        if args.report
-        else (folder / "eval" / f"report_ref{n_refs}{'_cleaned' if args.clean else ''}.tsv")
-    )
+    report = Path(args.report) if args.report else folder / "eval" / report_name(n_refs, args.clean)
     files = list_systems(
         [str(folder)], (args.ref_files or []) + [args.refs, args.keys], args.pattern
     )

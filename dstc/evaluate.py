@@ -154,8 +154,13 @@ def list_systems(
     return files
 
 
+def report_name(n_refs: int, clean: bool) -> str:
+    """Named like the DSTC script's report: ``report_ref6[_cleaned].tsv``."""
+    return f"report_ref{n_refs}{'_cleaned' if clean else ''}.tsv"
+
+
 def default_report_path(inputs: Sequence[str], n_refs: int, clean: bool) -> Path:
-    """Next to the input, named like the DSTC script's ``report_ref6[_cleaned].tsv``."""
+    """Next to the input, named by :func:`report_name`."""
     first = Path(inputs[0])
     folder = first if first.is_dir() else first.parent
-    return folder / f"report_ref{n_refs}{'_cleaned' if clean else ''}.tsv"
+    return folder / report_name(n_refs, clean)
