@@ -6,10 +6,13 @@ import gzip
 import importlib.util
 import json
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 REDDIT_PY = ROOT / "reddit_extractor" / "src" / "reddit.py"
+MAKE = shutil.which("make")
 
 PUBLISHED = ["--clean", "True", "--min_score", "1", "--min_depth", "2", "--max_depth", "5",
              "--use_title", "0", "--leaves_only", "1"]
@@ -45,6 +48,23 @@ def write_ndjson(path: Path, records) -> None:
     with open(path, "w", encoding="utf-8") as fh:
         for r in records:
             fh.write((r if isinstance(r, str) else json.dumps(r)) + "\n")
+
+
+def write_dumps(tmp_path: Path, month: str, subs, comments, ext: str = "") -> Path:
+    """Make ``tmp_path/in`` holding the month's RS_ and RC_ dumps (NDJSON, file names ending
+    in ``ext``); returns the folder."""
+    inp = tmp_path / "in"
+    inp.mkdir()
+    write_ndjson(inp / f"RS_{month}{ext}", subs)
+    write_ndjson(inp / f"RC_{month}{ext}", comments)
+    return inp
+
+
+def make(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run the Makefile with S, T and DATA under tmp_path (in, out, data) and one worker."""
+    cmd = [MAKE, "-C", str(ROOT / "reddit_extractor"), f"S={tmp_path / 'in'}",
+           f"T={tmp_path / 'out'}", f"DATA={tmp_path / 'data'}", "WORKERS=1", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
 
 
 def write_keys(path: Path, keys) -> None:

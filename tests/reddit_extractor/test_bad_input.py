@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +18,17 @@ from reddit_extractor.download import download
 from reddit_extractor.errors import UserError
 from reddit_extractor.multiref import build
 
-from .helpers import REDDIT_PY, ROOT, listdir, run, write_keys, write_ndjson
+from .helpers import (
+    MAKE,
+    REDDIT_PY,
+    ROOT,
+    listdir,
+    make,
+    run,
+    write_dumps,
+    write_keys,
+    write_ndjson,
+)
 
 MONTH = "2011-02"
 SUB = {"id": "s1", "score": 1, "num_comments": 5, "domain": "d",
@@ -30,10 +39,7 @@ REPLY = dict(COMMENT, id="c2", parent_id="t1_c1", body="fine thanks a lot")
 
 
 def extracted(tmp_path):
-    inp = tmp_path / "in"
-    inp.mkdir()
-    write_ndjson(inp / f"RS_{MONTH}", [SUB])
-    write_ndjson(inp / f"RC_{MONTH}", [COMMENT, REPLY])
+    inp = write_dumps(tmp_path, MONTH, [SUB], [COMMENT, REPLY])
     out = tmp_path / "out"
     assert run(MONTH, "--task", "extract", "--reddit_input", inp, "--reddit_output", out) == 0
     return out
@@ -117,10 +123,7 @@ def test_failed_rename_names_the_output_not_the_temporary_file(tmp_path):
 
 
 def test_json_that_is_not_an_object_is_named_as_such(tmp_path, capsys):
-    inp = tmp_path / "in"
-    inp.mkdir()
-    write_ndjson(inp / f"RS_{MONTH}", [SUB, "[1, 2]", '"text"', "null", "42", "true"])
-    write_ndjson(inp / f"RC_{MONTH}", [COMMENT])
+    inp = write_dumps(tmp_path, MONTH, [SUB, "[1, 2]", '"text"', "null", "42", "true"], [COMMENT])
     assert run(MONTH, "--task", "extract", "--reddit_input", inp, "--reddit_output", tmp_path / "o") == 0
     err = capsys.readouterr().err
     for n, kind in [(2, "an array"), (3, "a string"), (4, "null"), (5, "a number"), (6, "true/false")]:
@@ -231,20 +234,10 @@ def test_ctrl_c_during_parallel_conv(tmp_path, mode):
 
 # --- Makefile ----------------------------------------------------------------------------
 
-MAKE = shutil.which("make")
-
-
-def make(tmp_path, *args):
-    cmd = [MAKE, "-C", str(ROOT / "reddit_extractor"), f"S={tmp_path / 'in'}",
-           f"T={tmp_path / 'out'}", f"DATA={tmp_path / 'data'}", "WORKERS=1", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-
 
 @pytest.mark.skipif(MAKE is None, reason="GNU make not installed")
 def test_makefile_shows_why_conv_failed(tmp_path):
-    (tmp_path / "in").mkdir()
-    write_ndjson(tmp_path / "in" / f"RS_{MONTH}", [SUB])
-    write_ndjson(tmp_path / "in" / f"RC_{MONTH}", [COMMENT, REPLY])
+    write_dumps(tmp_path, MONTH, [SUB], [COMMENT, REPLY])
     r = make(tmp_path, f"TRAIN_MONTHS={MONTH}", f"WORDS_BLOCKLIST={tmp_path / 'missing.txt'}")
     assert r.returncode != 0
     assert "cannot read word blocklist" in r.stderr and "missing.txt" in r.stderr

@@ -9,7 +9,7 @@ import pytest
 from reddit_extractor.blocklist import PhraseMatcher, load_words, turn_digest
 from reddit_extractor.normalize import full_norm, minimal_norm
 
-from .helpers import PUBLISHED, counts, extract_and_conv, write_keys, write_ndjson
+from .helpers import PUBLISHED, counts, extract_and_conv, write_dumps, write_keys
 from .test_rules import COMMENTS, MONTH, SUBS
 
 
@@ -78,11 +78,7 @@ def test_minimal_norm():
 
 @pytest.fixture()
 def month(tmp_path):
-    inp = tmp_path / "in"
-    inp.mkdir()
-    write_ndjson(inp / f"RS_{MONTH}.json", SUBS)
-    write_ndjson(inp / f"RC_{MONTH}.json", COMMENTS)
-    return inp
+    return write_dumps(tmp_path, MONTH, SUBS, COMMENTS, ".json")
 
 
 def test_keep_keys_select_at_both_stages(month, tmp_path):

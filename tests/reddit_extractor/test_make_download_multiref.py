@@ -16,15 +16,7 @@ from reddit_extractor.errors import UserError
 from reddit_extractor.multiref import build
 
 from . import synth
-from .helpers import ROOT
-
-MAKE = shutil.which("make")
-
-
-def make(tmp_path, *args):
-    cmd = [MAKE, "-C", str(ROOT / "reddit_extractor"), f"S={tmp_path / 'in'}",
-           f"T={tmp_path / 'out'}", f"DATA={tmp_path / 'data'}", "WORKERS=1", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+from .helpers import MAKE, ROOT, make
 
 
 @pytest.mark.slow

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import PUBLISHED, counts, extract_and_conv, write_lists, write_ndjson
+from .helpers import PUBLISHED, counts, extract_and_conv, write_dumps, write_lists
 
 MONTH = "2011-01"
 
@@ -76,11 +76,7 @@ EXPECTED = [
 
 @pytest.fixture()
 def month(tmp_path):
-    inp = tmp_path / "in"
-    inp.mkdir()
-    write_ndjson(inp / f"RS_{MONTH}", SUBS)
-    write_ndjson(inp / f"RC_{MONTH}", COMMENTS)
-    return inp
+    return write_dumps(tmp_path, MONTH, SUBS, COMMENTS)
 
 
 def test_published_settings_hand_worked(month, tmp_path):
@@ -145,10 +141,7 @@ def test_empty_title_loses_its_submission_like_the_published_tool(tmp_path):
     # An empty (or blank) title leaves a trailing tab that the conv reader strips: the
     # submission line then has 5 fields and is dropped, so its comments have no subreddit
     # ('missing' with a subreddit blocklist) and no title ('exception' with titles on).
-    inp = tmp_path / "in"
-    inp.mkdir()
-    write_ndjson(inp / f"RS_{MONTH}", [sub("s1", title=""), sub("s2", title="\n\t")])
-    write_ndjson(inp / f"RC_{MONTH}", [
+    inp = write_dumps(tmp_path, MONTH, [sub("s1", title=""), sub("s2", title="\n\t")], [
         com("a1", "t3_s1", "first comment here"), com("a2", "t1_a1", "second comment here"),
         com("b1", "t3_s2", "first comment here", link="t3_s2"),
         com("b2", "t1_b1", "second comment here", link="t3_s2"),
@@ -171,10 +164,7 @@ def test_empty_title_loses_its_submission_like_the_published_tool(tmp_path):
 def test_output_is_sorted_within_each_split_not_across(tmp_path):
     # split_size 1: s9 (first in the dump) is split 0, s1 split 1. Lines come split by
     # split, each split sorted by (link_id, parent_id, comment key).
-    inp = tmp_path / "in"
-    inp.mkdir()
-    write_ndjson(inp / f"RS_{MONTH}", [sub("s9"), sub("s1")])
-    write_ndjson(inp / f"RC_{MONTH}", [
+    inp = write_dumps(tmp_path, MONTH, [sub("s9"), sub("s1")], [
         com("b", "t3_s1", "one two"), com("a", "t1_b", "three four"),
         com("z", "t3_s9", "five six", link="t3_s9"), com("y", "t1_z", "seven eight", link="t3_s9"),
         com("x", "t1_z", "nine ten", link="t3_s9"),
