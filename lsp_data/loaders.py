@@ -22,7 +22,7 @@ import torch
 
 from lsp_data.db import FeatureChunk, FeatureDB
 from lsp_data.parsing import TURN_SEPARATOR, MalformedLine, parse_pair_line
-from lsp_model.tokenizer import EOS_ID
+from lsp_model.tokenizer import EOS_ID, text_backend
 
 
 class DataError(RuntimeError):
@@ -245,11 +245,7 @@ class DynamicBatchingLoader:
         self.bs = batch_size
         self.max_seq_length = max_seq_length
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
-        backend = tokenizer.backend_tokenizer
-        if not backend.encode_special_tokens:
-            backend = type(backend).from_str(backend.to_str())
-            backend.encode_special_tokens = True
-        self.backend = backend
+        self.backend = text_backend(tokenizer)
         self.n_skipped_lines = 0
         self.n_dropped = 0
         self._n_examples: int | None = None

@@ -25,7 +25,7 @@ import numpy as np
 from lsp_data.db import FeatureChunk, FeatureDBWriter
 from lsp_data.features import Feature, conversation_turns, make_features
 from lsp_data.parsing import SKIP_REASONS, MalformedLine, parse_training_line, split_physical_line
-from lsp_model.tokenizer import load_tokenizer
+from lsp_model.tokenizer import load_tokenizer, text_backend
 
 LINES_PER_BATCH = 2000
 SHOWN_PER_REASON = 5  # skipped lines printed per reason; all are counted
@@ -59,11 +59,7 @@ _worker_tokenizer: Any = None
 
 def _init_worker(tokenizer_dir: str | None) -> None:
     global _worker_tokenizer
-    # A literal "<|endoftext|>" in user text is text, not a separator: the published
-    # (pure-BPE) tokenizer split it into ordinary pieces as well.
-    backend = load_tokenizer(tokenizer_dir).backend_tokenizer
-    backend.encode_special_tokens = True
-    _worker_tokenizer = backend
+    _worker_tokenizer = text_backend(load_tokenizer(tokenizer_dir))
 
 
 def _excerpt(text: str) -> str:

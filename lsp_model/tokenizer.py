@@ -90,6 +90,20 @@ def has_tokenizer_files(folder: str | Path) -> bool:
     )
 
 
+def text_backend(tokenizer: PreTrainedTokenizerBase):
+    """A private copy of ``tokenizer``'s Rust backend that reads ``<|endoftext|>`` in text as text.
+
+    The published (pure-BPE) tokenizer split a literal "<|endoftext|>" in user text into
+    ordinary pieces, so data pipelines encode with this. It is a copy: ``load_tokenizer``
+    returns a shared cached object, and ``transformers`` resets the flag on its own backend
+    at every ``encode`` call anyway.
+    """
+    backend = tokenizer.backend_tokenizer
+    backend = type(backend).from_str(backend.to_str())
+    backend.encode_special_tokens = True
+    return backend
+
+
 def load_tokenizer(folder: str | Path | None = None) -> PreTrainedTokenizerBase:
     """GPT-2 tokenizer from ``folder`` when it holds tokenizer files, else the packaged one.
 
