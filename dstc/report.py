@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 
 from dstc.metrics import Scores
-from dstc.textio import write_atomic
+from dstc.textio import write_lines_atomic
 
 COLUMNS = (
     ["fname", "n_lines"]
@@ -23,8 +23,7 @@ def format_row(fname: str, scores: Scores) -> str:
 
 
 def write_report(path: str | os.PathLike, rows: Sequence[tuple[str, Scores]]) -> None:
-    lines = ["\t".join(COLUMNS)] + [format_row(name, s) for name, s in rows]
-    write_atomic(path, "\n".join(lines) + "\n")
+    write_lines_atomic(path, ["\t".join(COLUMNS)] + [format_row(name, s) for name, s in rows])
 
 
 def read_report(path: str | os.PathLike) -> list[dict[str, str]]:
