@@ -152,7 +152,6 @@ def read_submission(
             f"has {len(lines)} lines but {source} has {len(aligned)} keys "
             "(a submission without keys must have one response per key, in key order)",
         )
-    wanted = set(keys)
     return {k: (no, line) for no, (k, line) in enumerate(zip(aligned, lines), 1) if k in wanted}
 
 
