@@ -22,8 +22,10 @@ from pathlib import Path
 TRASH_PREFIX = ".trash-"
 
 
-def _sibling(path: Path, kind: str) -> Path:
-    return path.with_name(f".{path.name}.{kind}-{uuid.uuid4().hex[:8]}")
+def temp_sibling(path: Path) -> Path:
+    """A hidden, randomly tagged sibling name for ``path`` (``.NAME.tmp-1a2b3c4d``), the form
+    :func:`is_leftover` recognises."""
+    return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
 
 
 @contextlib.contextmanager
@@ -35,7 +37,7 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _sibling(path, "tmp")
+    tmp = temp_sibling(path)
     try:
         yield tmp
         os.replace(tmp, path)
@@ -98,7 +100,7 @@ def atomic_folder(folder: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield an empty temporary folder next to ``folder``; on success it replaces ``folder``."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _sibling(folder, "tmp")
+    tmp = temp_sibling(folder)
     tmp.mkdir()
     try:
         yield tmp

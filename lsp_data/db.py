@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import sqlite3
-import uuid
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 from sqlitedict import SqliteDict
 
-from lsp_data.atomic import replace_folder
+from lsp_data.atomic import replace_folder, temp_sibling
 from lsp_data.features import Feature
 
 DB_FILE = "db.sqlite"
@@ -240,8 +239,7 @@ class FeatureDBWriter:
                 f"{self.folder} exists already; move it away or pass --overwrite to replace it"
             )
         self.chunk_size = chunk_size
-        self.overwrite = overwrite
-        self.tmp = self.folder.with_name(f".{self.folder.name}.tmp-{uuid.uuid4().hex[:8]}")
+        self.tmp = temp_sibling(self.folder)
         self.tmp.mkdir(parents=True)
         self._db = _open(self.tmp / DB_FILE, "n")
         self._pending: list[FeatureChunk] = []
