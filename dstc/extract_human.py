@@ -17,7 +17,7 @@ if __name__ == "__main__" and not __package__:
 import argparse  # noqa: E402
 
 from dstc.cli import run_cli  # noqa: E402
-from dstc.multiref import read_keys, read_multiref, ref_text  # noqa: E402
+from dstc.multiref import nth_ref, read_keys, read_multiref  # noqa: E402
 from dstc.textio import InputError, check_output, write_lines_atomic  # noqa: E402
 
 
@@ -32,13 +32,7 @@ def extract_human(
         if key not in cells:
             raise InputError(keys_path, key_no, f"key {key!r} has no line in {multiref}")
         ref_no, fields = cells[key]
-        if ref_index >= len(fields):
-            raise InputError(
-                multiref,
-                ref_no,
-                f"instance {key!r} has {len(fields)} references, no reference {ref_index}",
-            )
-        text = ref_text(fields[ref_index], ref_mode)
+        text = nth_ref(multiref, key, ref_no, fields, ref_index, ref_mode)
         out.append(f"{key}\t{text}" if keyed else text)
     return out
 

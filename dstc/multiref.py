@@ -64,6 +64,18 @@ def ref_text(field: str, mode: str = "dstc") -> str:
     return field.split("|")[1]
 
 
+def nth_ref(
+    path: str | os.PathLike, key: str, line_no: int, fields: list[str], k: int, mode: str
+) -> str:
+    """Text of reference ``k`` (0-based) of an instance read from line ``line_no`` of the
+    multi-reference file ``path``; an InputError when the instance has fewer references."""
+    if k >= len(fields):
+        raise InputError(
+            path, line_no, f"instance {key!r} has {len(fields)} references, no reference {k}"
+        )
+    return ref_text(fields[k], mode)
+
+
 def _warn_repeats(
     path: str | os.PathLike, repeats: list[tuple[int, str, int]], warn: Callable[[str], None] | None
 ) -> None:
@@ -227,13 +239,7 @@ def build_instances(
     for key in selected:
         ref_no, fields = ref_cells[key]
         if human:
-            if vshuman >= len(fields):
-                raise InputError(
-                    multiref,
-                    ref_no,
-                    f"instance {key!r} has {len(fields)} references, no reference {vshuman}",
-                )
-            hyps.append(prep(ref_text(fields[vshuman], ref_mode)))
+            hyps.append(prep(nth_ref(multiref, key, ref_no, fields, vshuman, ref_mode)))
         else:
             hyps.append(prep(hyp_cells[key][1]))
         chosen = []
