@@ -77,7 +77,7 @@ class GPT2LMHeadModel(_HFGPT2LMHeadModel):
                 raise ValueError("weights were given without lm_labels")
             plain_call = attention_mask is None and not hf_kwargs
             if plain_call and isinstance(logits_to_keep, int) and logits_to_keep == 0:
-                return self._logits(input_ids, position_ids, token_type_ids)
+                return self.lm_head(self._hidden(input_ids, position_ids, token_type_ids))
             return super().forward(
                 input_ids=input_ids,
                 position_ids=position_ids,
@@ -107,14 +107,6 @@ class GPT2LMHeadModel(_HFGPT2LMHeadModel):
         # in a training/eval forward pass only costs memory.
         out = self.transformer(input_ids, position_ids=position_ids, use_cache=False, **kwargs)
         return out.last_hidden_state
-
-    def _logits(
-        self,
-        input_ids: torch.Tensor,
-        position_ids: torch.Tensor | None,
-        token_type_ids: torch.Tensor | None,
-    ) -> torch.Tensor:
-        return self.lm_head(self._hidden(input_ids, position_ids, token_type_ids))
 
     def _loss_and_ppl(
         self,
