@@ -42,6 +42,7 @@ from pathlib import Path
 import yaml
 
 from lsp_data.atomic import write_lines_atomic
+from lsp_data.parsing import TURN_SEPARATOR
 
 __all__ = [
     "CITATION",
@@ -60,7 +61,6 @@ CITATION = (
     "BSD-3-Clause, https://github.com/gunthercox/chatterbot-corpus"
 )
 WEIGHT = "1.0"
-SEPARATOR = " EOS "
 
 
 class DummyDataError(RuntimeError):
@@ -224,12 +224,12 @@ def training_line(turns: list[str]) -> str:
     if len(turns) < 2:
         raise ValueError("a training line needs at least two turns")
     weighted = [f"{WEIGHT} {t}" for t in turns]
-    return SEPARATOR.join(weighted[:-1]) + "\t" + weighted[-1]
+    return TURN_SEPARATOR.join(weighted[:-1]) + "\t" + weighted[-1]
 
 
 def validation_pairs(turns: list[str]) -> list[str]:
     """One ``t1 EOS ... EOS t(i-1)<TAB>ti`` line per turn after the first (no newlines)."""
-    return [SEPARATOR.join(turns[:i]) + "\t" + turns[i] for i in range(1, len(turns))]
+    return [TURN_SEPARATOR.join(turns[:i]) + "\t" + turns[i] for i in range(1, len(turns))]
 
 
 def write_dummy_data(
