@@ -148,8 +148,6 @@ class BucketingDataLoader:
         every ``world_size``-th feature, so no rank is left without data.
         """
         keys = self.db.keys
-        if self.world_size == 1:
-            return [(k, 0, 1) for k in keys]
         if len(keys) >= self.world_size:
             return [(k, 0, 1) for k in keys[self.rank::self.world_size]]
         return [(k, self.rank, self.world_size) for k in keys]
