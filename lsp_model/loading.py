@@ -111,14 +111,20 @@ def _looks_like_path(name: str) -> bool:
     )
 
 
+def _first_line(err: BaseException | None) -> str:
+    """The first non-blank line of ``err``'s message, else its type name.
+
+    huggingface_hub wraps a network error in a paragraph; its first line says it all.
+    """
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
 def _unreachable_message(name: str, cache_dir: str, offline: bool, cause: Exception | None) -> str:
     if offline:
         why = "HF_HUB_OFFLINE is set"
     else:
-        # huggingface_hub wraps the network error in a paragraph; its first line says it all.
-        lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
-        detail = lines[0].removeprefix("Got: ") if lines else type(cause).__name__
-        why = f"the Hugging Face Hub is unreachable ({detail})"
+        why = f"the Hugging Face Hub is unreachable ({_first_line(cause).removeprefix('Got: ')})"
     return (
         f"cannot load model '{name}': it is not a local folder, {why}, and no cached copy was "
         f"found in {cache_dir}. Download it where the hub is reachable, e.g. "
@@ -190,8 +196,7 @@ def hub_reachable(repo_id: str, timeout: float = HUB_TIMEOUT) -> tuple[bool, str
     except (RepositoryNotFoundError, GatedRepoError) as err:
         return False, f"the hub has no accessible repository {repo_id} ({type(err).__name__})"
     except Exception as err:  # noqa: BLE001 - any failure means "not reachable now"
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        return False, f"the Hugging Face Hub is unreachable ({lines[0] if lines else type(err).__name__})"
+        return False, f"the Hugging Face Hub is unreachable ({_first_line(err)})"
     return True, ""
 
 
