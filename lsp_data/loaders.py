@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from lsp_data.db import FeatureChunk, FeatureDB
-from lsp_data.parsing import TURN_SEPARATOR, MalformedLine, parse_pair_line
+from lsp_data.parsing import TURN_SEPARATOR, MalformedLine, parse_pair_line, split_physical_line
 from lsp_model.tokenizer import EOS_ID, text_backend
 
 
@@ -256,21 +256,18 @@ class DynamicBatchingLoader:
         with open(self.corpus, "rb") as f:
             for lineno, raw in enumerate(f, start=1):
                 try:
-                    # Decoded line by line: a bad byte costs its line (counted), not a
-                    # silent U+FFFD in the validation text.
-                    line = raw.decode("utf-8")
-                    if not line.strip():
-                        continue
-                    context, responses = parse_pair_line(line.rstrip("\r\n"), self.normalize)
-                except (UnicodeDecodeError, MalformedLine) as err:
+                    # As prepro reads the corpus: a bad byte costs its line (counted), not a
+                    # silent U+FFFD, and a lone \r ends a line as in text mode.
+                    pairs = [parse_pair_line(line, self.normalize)
+                             for line in split_physical_line(raw) if line.strip()]
+                except MalformedLine as err:
                     self.n_skipped_lines += 1
                     if report and self.n_skipped_lines <= 5:
-                        why = (f"not valid UTF-8 ({err.reason} at byte {err.start} of the line)"
-                               if isinstance(err, UnicodeDecodeError) else err)
-                        self.log(f"{self.corpus}:{lineno}: skipped, {why}")
+                        self.log(f"{self.corpus}:{lineno}: skipped, {err}")
                     continue
-                for response in responses:
-                    yield context, response
+                for context, responses in pairs:
+                    for response in responses:
+                        yield context, response
         if report:
             self._reported = True
             if self.n_skipped_lines:

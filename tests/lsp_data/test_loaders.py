@@ -156,7 +156,7 @@ def test_dynamic_batching_skips_and_names_invalid_utf8(tmp_path, capsys):
     (batch,) = list(loader)
     assert batch[0].shape[0] == 2 and loader.n_skipped_lines == 1
     err = capsys.readouterr().err
-    assert "valid.tsv:2: skipped, not valid UTF-8" in err and "1 malformed lines skipped" in err
+    assert "valid.tsv:2: skipped, invalid UTF-8" in err and "1 malformed lines skipped" in err
 
 
 def test_dynamic_batching_truncation(tmp_path):
