@@ -25,7 +25,14 @@ from lsp_data.loaders import DataError
 from lsp_model.loading import ModelLoadError
 
 # Failures a user can fix: reported in one line, no traceback.
-USER_ERRORS = (ArgumentError, CheckpointError, DatabaseError, DataError, LaunchError, ModelLoadError)
+USER_ERRORS = (
+    ArgumentError,
+    CheckpointError,
+    DatabaseError,
+    DataError,
+    LaunchError,
+    ModelLoadError,
+)
 
 
 def main(argv: list[str] | None = None) -> Path | int:
@@ -40,12 +47,17 @@ def main(argv: list[str] | None = None) -> Path | int:
         ctx = init_distributed(args.local_rank, args.dist_backend)
         logging.basicConfig(
             level=logging.INFO if ctx.is_main else logging.WARNING,
-            format=f"%(asctime)s [rank {ctx.rank}] %(levelname)s %(message)s" if ctx.enabled
+            format=f"%(asctime)s [rank {ctx.rank}] %(levelname)s %(message)s"
+            if ctx.enabled
             else "%(asctime)s %(levelname)s %(message)s",
-            datefmt="%H:%M:%S", force=True)
+            datefmt="%H:%M:%S",
+            force=True,
+        )
         run_dir = train(args, ctx)
     except BaseException as err:
-        prefix = f"LSP_train.py [rank {ctx.rank}/{ctx.world_size}]" if ctx.enabled else "LSP_train.py"
+        prefix = (
+            f"LSP_train.py [rank {ctx.rank}/{ctx.world_size}]" if ctx.enabled else "LSP_train.py"
+        )
         if isinstance(err, USER_ERRORS):
             print(f"{prefix}: error: {err}", file=sys.stderr)
         elif isinstance(err, KeyboardInterrupt):

@@ -36,39 +36,80 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
-    p.add_argument("--model_name_or_path", required=True,
-                   help="HF folder (e.g. RUN/hf_model), config folder with --init_checkpoint, or hub name")
-    p.add_argument("--init_checkpoint", default=None, help="state dict (.pkl) to load into the model")
+    p.add_argument(
+        "--model_name_or_path",
+        required=True,
+        help="HF folder (e.g. RUN/hf_model), config folder with --init_checkpoint, or hub name",
+    )
+    p.add_argument(
+        "--init_checkpoint", default=None, help="state dict (.pkl) to load into the model"
+    )
     p.add_argument("--input", required=True, help="contexts, one per line (first tab field)")
     p.add_argument("--output", required=True, help="hypotheses, one per line")
-    p.add_argument("--method", choices=METHODS, default="greedy",
-                   help="greedy: the most likely token each step; sample: top-k/top-p sampling; "
-                   "beam: beam search (ignored with --mmi_model, which samples)")
+    p.add_argument(
+        "--method",
+        choices=METHODS,
+        default="greedy",
+        help="greedy: the most likely token each step; sample: top-k/top-p sampling; "
+        "beam: beam search (ignored with --mmi_model, which samples)",
+    )
     p.add_argument("--num_beams", type=int, default=4, help="beam search width")
-    p.add_argument("--top_k", type=int, default=0, help="sampling: keep the k best tokens (0 = all)")
+    p.add_argument(
+        "--top_k", type=int, default=0, help="sampling: keep the k best tokens (0 = all)"
+    )
     p.add_argument("--top_p", type=float, default=1.0, help="sampling: nucleus mass (1.0 = off)")
-    p.add_argument("--temperature", type=float, default=1.0,
-                   help="sampling: divide the scores by this (below 1 = more conservative)")
-    p.add_argument("--max_new_tokens", type=int, default=40,
-                   help="longest reply in tokens; a reply normally ends at <|endoftext|>")
-    p.add_argument("--max_context_tokens", type=int, default=256,
-                   help="context tokens kept, the most recent ones (also capped by the model's "
-                   "positions minus --max_new_tokens)")
-    p.add_argument("--mmi_model", default=None,
-                   help="backward model (trained on prepro.py --reverse data): rerank "
-                   "--mmi_candidates sampled replies by log P(context | reply)")
-    p.add_argument("--mmi_candidates", type=int, default=16,
-                   help="sampled replies per context for --mmi_model to choose from")
-    p.add_argument("--batch_size", type=int, default=16,
-                   help="contexts decoded together (left-padded); greedy and beam replies do not "
-                   "depend on it up to float rounding at near-ties, sampled ones do (fixed by "
-                   "--seed for a given batch size)")
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="sampling: divide the scores by this (below 1 = more conservative)",
+    )
+    p.add_argument(
+        "--max_new_tokens",
+        type=int,
+        default=40,
+        help="longest reply in tokens; a reply normally ends at <|endoftext|>",
+    )
+    p.add_argument(
+        "--max_context_tokens",
+        type=int,
+        default=256,
+        help="context tokens kept, the most recent ones (also capped by the model's "
+        "positions minus --max_new_tokens)",
+    )
+    p.add_argument(
+        "--mmi_model",
+        default=None,
+        help="backward model (trained on prepro.py --reverse data): rerank "
+        "--mmi_candidates sampled replies by log P(context | reply)",
+    )
+    p.add_argument(
+        "--mmi_candidates",
+        type=int,
+        default=16,
+        help="sampled replies per context for --mmi_model to choose from",
+    )
+    p.add_argument(
+        "--batch_size",
+        type=int,
+        default=16,
+        help="contexts decoded together (left-padded); greedy and beam replies do not "
+        "depend on it up to float rounding at near-ties, sampled ones do (fixed by "
+        "--seed for a given batch size)",
+    )
     p.add_argument("--seed", type=int, default=42, help="random seed for sampling")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                   help="cpu, cuda or cuda:N")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
-                   help="weights and activations while decoding; float16 needs CUDA, bfloat16 "
-                   "also runs on CPUs (half the memory; replies may differ at near-ties)")
+    p.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="cpu, cuda or cuda:N",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=sorted(DTYPES),
+        default="float32",
+        help="weights and activations while decoding; float16 needs CUDA, bfloat16 "
+        "also runs on CPUs (half the memory; replies may differ at near-ties)",
+    )
     return p
 
 
@@ -116,8 +157,9 @@ def check_device(device: str) -> None:
         raise ValueError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
 
 
-def _load(name: str, checkpoint: str | None, device: str,
-          dtype: torch.dtype) -> tuple[torch.nn.Module, object]:
+def _load(
+    name: str, checkpoint: str | None, device: str, dtype: torch.dtype
+) -> tuple[torch.nn.Module, object]:
     source = resolve_model_source(name)
     tokenizer = load_tokenizer(source)  # falls back to the packaged GPT-2 files
     return load_model(name, checkpoint).to(device=device, dtype=dtype).eval(), tokenizer
@@ -125,8 +167,13 @@ def _load(name: str, checkpoint: str | None, device: str,
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    options = dict(max_new_tokens=args.max_new_tokens, top_k=args.top_k, top_p=args.top_p,
-                   temperature=args.temperature, num_beams=args.num_beams)
+    options = dict(
+        max_new_tokens=args.max_new_tokens,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        temperature=args.temperature,
+        num_beams=args.num_beams,
+    )
     try:
         check_options(method="sample" if args.mmi_model else args.method, **options)
         if args.batch_size < 1:
@@ -139,8 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         dtype = DTYPES[args.dtype]
         contexts = read_contexts(args.input)
         model, tokenizer = _load(args.model_name_or_path, args.init_checkpoint, args.device, dtype)
-        reverse = (_load(args.mmi_model, None, args.device, dtype)[0] if args.mmi_model
-                   else None)
+        reverse = _load(args.mmi_model, None, args.device, dtype)[0] if args.mmi_model else None
     except (ValueError, OSError, ModelLoadError) as err:
         print(f"decode.py: error: {err}", file=sys.stderr)
         return 2
@@ -149,17 +195,30 @@ def main(argv: list[str] | None = None) -> int:
     pbar = tqdm(total=len(contexts), desc="decoding", unit="line", file=sys.stderr, disable=None)
     try:
         if reverse is None:
-            replies = generate_replies(model, tokenizer, contexts, method=args.method,
-                                       batch_size=args.batch_size, progress=pbar.update, **options)
+            replies = generate_replies(
+                model,
+                tokenizer,
+                contexts,
+                method=args.method,
+                batch_size=args.batch_size,
+                progress=pbar.update,
+                **options,
+            )
         else:
             replies = []
             for history in contexts:
                 # The candidates of one context are sampled together, as one batch.
-                candidates = generate_replies(model, tokenizer, [history] * args.mmi_candidates,
-                                              method="sample", batch_size=args.batch_size,
-                                              **options)
-                scores = backward_scores(reverse, tokenizer, history, candidates,
-                                         batch_size=args.batch_size)
+                candidates = generate_replies(
+                    model,
+                    tokenizer,
+                    [history] * args.mmi_candidates,
+                    method="sample",
+                    batch_size=args.batch_size,
+                    **options,
+                )
+                scores = backward_scores(
+                    reverse, tokenizer, history, candidates, batch_size=args.batch_size
+                )
                 replies.append(candidates[max(range(len(candidates)), key=scores.__getitem__)])
                 pbar.update(1)
     except ValueError as err:  # options that only the model can refuse, e.g. its positions

@@ -50,41 +50,92 @@ from lsp_demo.training import (
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="demo.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        usage="%(prog)s [options] [-- LSP_train.py options]")
-    p.add_argument("--data", choices=["dummy", "small", "full"], default="dummy",
-                   help="dummy: the bundled dialogue set (default, offline); small/full: Reddit "
-                   "data made by reddit_extractor from the Pushshift dumps")
-    p.add_argument("--model", choices=["auto", "tiny", "small", "medium", "large"], default="auto",
-                   help="auto (default): DialoGPT-small from --model_dir, the Hugging Face cache "
-                   "or the hub if reachable, else tiny; tiny: configs/tiny from scratch; small/medium/large: "
-                   "microsoft/DialoGPT-* from --model_dir, the cache or the hub")
-    p.add_argument("--model_dir", type=Path, default=Path("models"),
-                   help="where local copies live, as MODEL_DIR/DialoGPT-small etc. (default: models)")
-    p.add_argument("--output_dir", type=Path, default=Path("demo_output"),
-                   help="data, database, runs, output.log, sample_conversation.txt "
-                   "(default: demo_output)")
+        prog="demo.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="%(prog)s [options] [-- LSP_train.py options]",
+    )
+    p.add_argument(
+        "--data",
+        choices=["dummy", "small", "full"],
+        default="dummy",
+        help="dummy: the bundled dialogue set (default, offline); small/full: Reddit "
+        "data made by reddit_extractor from the Pushshift dumps",
+    )
+    p.add_argument(
+        "--model",
+        choices=["auto", "tiny", "small", "medium", "large"],
+        default="auto",
+        help="auto (default): DialoGPT-small from --model_dir, the Hugging Face cache "
+        "or the hub if reachable, else tiny; tiny: configs/tiny from scratch; small/medium/large: "
+        "microsoft/DialoGPT-* from --model_dir, the cache or the hub",
+    )
+    p.add_argument(
+        "--model_dir",
+        type=Path,
+        default=Path("models"),
+        help="where local copies live, as MODEL_DIR/DialoGPT-small etc. (default: models)",
+    )
+    p.add_argument(
+        "--output_dir",
+        type=Path,
+        default=Path("demo_output"),
+        help="data, database, runs, output.log, sample_conversation.txt (default: demo_output)",
+    )
     p.add_argument("--force", action="store_true", help="redo every step, even finished ones")
-    p.add_argument("--reddit_dumps", type=Path, default=REDDIT_DUMPS,
-                   help=f"folder of the RS_/RC_YYYY-MM dumps (default: {shown(REDDIT_DUMPS)})")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
-                   help="months extracted in parallel (make -j) for --data small|full")
+    p.add_argument(
+        "--reddit_dumps",
+        type=Path,
+        default=REDDIT_DUMPS,
+        help=f"folder of the RS_/RC_YYYY-MM dumps (default: {shown(REDDIT_DUMPS)})",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="months extracted in parallel (make -j) for --data small|full",
+    )
     g = p.add_argument_group("training (defaults depend on the model: tiny / pretrained)")
-    g.add_argument("--num_optim_steps", type=int, default=None,
-                   help=f"optimizer steps ({TINY_SETTINGS['num_optim_steps']} / "
-                   f"{PRETRAINED_SETTINGS['num_optim_steps']})")
-    g.add_argument("--valid_step", type=int, default=None,
-                   help="validate and save every N steps (default: a tenth / a third of the steps)")
-    g.add_argument("--train_batch_size", type=int, default=None,
-                   help=f"({TINY_SETTINGS['train_batch_size']} / "
-                   f"{PRETRAINED_SETTINGS['train_batch_size']})")
-    g.add_argument("--learning_rate", type=float, default=None,
-                   help=f"({TINY_SETTINGS['learning_rate']} / {PRETRAINED_SETTINGS['learning_rate']})")
-    g.add_argument("--lr_schedule", choices=["noam", "noamwd", "BERT", "None"], default="BERT",
-                   help="(BERT: 10%% linear warmup, then linear decay to 0)")
-    g.add_argument("--max_seq_length", type=int, default=128,
-                   help="prepro --max_seq_len and LSP_train.py --max_seq_length (128)")
-    g.add_argument("--seed", type=int, default=42, help="LSP_train.py --seed (init, dropout, data order)")
+    g.add_argument(
+        "--num_optim_steps",
+        type=int,
+        default=None,
+        help=f"optimizer steps ({TINY_SETTINGS['num_optim_steps']} / "
+        f"{PRETRAINED_SETTINGS['num_optim_steps']})",
+    )
+    g.add_argument(
+        "--valid_step",
+        type=int,
+        default=None,
+        help="validate and save every N steps (default: a tenth / a third of the steps)",
+    )
+    g.add_argument(
+        "--train_batch_size",
+        type=int,
+        default=None,
+        help=f"({TINY_SETTINGS['train_batch_size']} / {PRETRAINED_SETTINGS['train_batch_size']})",
+    )
+    g.add_argument(
+        "--learning_rate",
+        type=float,
+        default=None,
+        help=f"({TINY_SETTINGS['learning_rate']} / {PRETRAINED_SETTINGS['learning_rate']})",
+    )
+    g.add_argument(
+        "--lr_schedule",
+        choices=["noam", "noamwd", "BERT", "None"],
+        default="BERT",
+        help="(BERT: 10%% linear warmup, then linear decay to 0)",
+    )
+    g.add_argument(
+        "--max_seq_length",
+        type=int,
+        default=128,
+        help="prepro --max_seq_len and LSP_train.py --max_seq_length (128)",
+    )
+    g.add_argument(
+        "--seed", type=int, default=42, help="LSP_train.py --seed (init, dropout, data order)"
+    )
     return p
 
 
@@ -93,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     extra: list[str] = []
     if "--" in argv:
         cut = argv.index("--")
-        argv, extra = argv[:cut], argv[cut + 1:]
+        argv, extra = argv[:cut], argv[cut + 1 :]
     parser = build_parser()
     args = parser.parse_args(argv)
     for name in ("num_optim_steps", "valid_step", "train_batch_size", "max_seq_length", "jobs"):
@@ -123,8 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.data == "dummy":
             train_tsv, valid_tsv = dummy_data(data_dir, args.force)
         else:
-            train_tsv, valid_tsv = reddit_data(args.data, data_dir, args.reddit_dumps, args.jobs,
-                                               args.force)
+            train_tsv, valid_tsv = reddit_data(
+                args.data, data_dir, args.reddit_dumps, args.jobs, args.force
+            )
 
         step("3/5 prepro")
         db = prepro(train_tsv, args.max_seq_length, args.force)
@@ -140,12 +192,16 @@ def main(argv: list[str] | None = None) -> int:
         steps = flag_value(cmd, "--num_optim_steps")
         say(f"saved to {shown(conversation_path)}\n")
         say(f"done in {time.time() - start:.0f} s. Run folder {shown(run_dir)}:")
-        say(f"  GP2-pretrain-step-{steps}.pkl (state dict), hf_model/ (Hugging Face folder), "
-            "train_log.txt, eval_log.txt, checkpoints/")
+        say(
+            f"  GP2-pretrain-step-{steps}.pkl (state dict), hf_model/ (Hugging Face folder), "
+            "train_log.txt, eval_log.txt, checkpoints/"
+        )
         if ppl is not None:
             (first_step, first_ppl), (last_step, last_ppl) = ppl
-            say(f"  validation perplexity {first_ppl:.1f} (step {first_step}) -> {last_ppl:.1f} "
-                f"(step {last_step})")
+            say(
+                f"  validation perplexity {first_ppl:.1f} (step {first_step}) -> {last_ppl:.1f} "
+                f"(step {last_step})"
+            )
         if args.data == "dummy":
             from lsp_data.dummy import CITATION
 

@@ -22,7 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def measure(config: str, batch: int, seq: int, passes: int, device: str, checkpointing: bool) -> dict:
+def measure(
+    config: str, batch: int, seq: int, passes: int, device: str, checkpointing: bool
+) -> dict:
     import torch
 
     sys.path.insert(0, str(ROOT))
@@ -32,7 +34,9 @@ def measure(config: str, batch: int, seq: int, passes: int, device: str, checkpo
     model = GPT2LMHeadModel(GPT2Config.from_json_file(str(Path(config) / "config.json")))
     model.to(device).train()
     if checkpointing:
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(
+            activation_checkpointing_kwargs={"use_reentrant": False}
+        )
     ids = torch.randint(0, 50000, (batch, seq), device=device)
     cuda = device.startswith("cuda")
     if cuda:
@@ -53,7 +57,9 @@ def measure(config: str, batch: int, seq: int, passes: int, device: str, checkpo
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--config", default="configs/117M")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seq", type=int, default=512)
@@ -62,22 +68,49 @@ def main() -> None:
     p.add_argument("--child", choices=["plain", "checkpointing"], help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        print(json.dumps(measure(args.config, args.batch, args.seq, args.passes, args.device,
-                                 args.child == "checkpointing")))
+        print(
+            json.dumps(
+                measure(
+                    args.config,
+                    args.batch,
+                    args.seq,
+                    args.passes,
+                    args.device,
+                    args.child == "checkpointing",
+                )
+            )
+        )
         return
     results = {}
     for variant in ("plain", "checkpointing"):
-        cmd = [sys.executable, __file__, "--child", variant, "--config", args.config, "--batch",
-               str(args.batch), "--seq", str(args.seq), "--passes", str(args.passes),
-               "--device", args.device]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            variant,
+            "--config",
+            args.config,
+            "--batch",
+            str(args.batch),
+            "--seq",
+            str(args.seq),
+            "--passes",
+            str(args.passes),
+            "--device",
+            args.device,
+        ]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout
         results[variant] = json.loads(out.strip().splitlines()[-1])
-    print(f"{args.config}, batch {args.batch} x {args.seq} tokens, {args.passes} passes, {args.device}")
+    print(
+        f"{args.config}, batch {args.batch} x {args.seq} tokens, {args.passes} passes, {args.device}"
+    )
     for variant, r in results.items():
         print(f"{variant:14s} peak memory growth {r['peak_mb']:8.0f} MB   {r['seconds']:6.1f} s")
     plain, ckpt = results["plain"], results["checkpointing"]
-    print(f"checkpointing: {plain['peak_mb'] / ckpt['peak_mb']:.1f}x less memory, "
-          f"{ckpt['seconds'] / plain['seconds']:.2f}x the time")
+    print(
+        f"checkpointing: {plain['peak_mb'] / ckpt['peak_mb']:.1f}x less memory, "
+        f"{ckpt['seconds'] / plain['seconds']:.2f}x the time"
+    )
 
 
 if __name__ == "__main__":

@@ -27,7 +27,9 @@ from tests.conftest import WORDS  # noqa: E402
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--config", default="configs/117M")
     p.add_argument("--contexts", type=int, default=64)
     p.add_argument("--batch_size", type=int, default=16)
@@ -41,8 +43,10 @@ def main() -> None:
     model = GPT2LMHeadModel(config).to(args.device).eval()
     tokenizer = load_tokenizer()
     rng = random.Random(0)
-    histories = [[" ".join(rng.choices(WORDS, k=rng.randint(3, 30))) for _ in range(rng.randint(1, 4))]
-                 for _ in range(args.contexts)]
+    histories = [
+        [" ".join(rng.choices(WORDS, k=rng.randint(3, 30))) for _ in range(rng.randint(1, 4))]
+        for _ in range(args.contexts)
+    ]
     options = dict(method="greedy", max_new_tokens=args.max_new_tokens)
 
     generate_replies(model, tokenizer, histories[:2], **options)  # warm-up
@@ -53,11 +57,15 @@ def main() -> None:
     batched = generate_replies(model, tokenizer, histories, batch_size=args.batch_size, **options)
     batched_s = time.perf_counter() - start
 
-    print(f"{args.contexts} contexts, {args.config}, {args.device}, greedy, "
-          f"{args.max_new_tokens} new tokens")
+    print(
+        f"{args.contexts} contexts, {args.config}, {args.device}, greedy, "
+        f"{args.max_new_tokens} new tokens"
+    )
     print(f"one at a time:      {args.contexts / single_s:7.1f} replies/s")
-    print(f"batch {args.batch_size:<3}:          {args.contexts / batched_s:7.1f} replies/s  "
-          f"({single_s / batched_s:.1f}x)")
+    print(
+        f"batch {args.batch_size:<3}:          {args.contexts / batched_s:7.1f} replies/s  "
+        f"({single_s / batched_s:.1f}x)"
+    )
     same = sum(a == b for a, b in zip(single, batched))
     print(f"identical replies:  {same}/{args.contexts}")
 

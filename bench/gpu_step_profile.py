@@ -47,4 +47,7 @@ def run(batch: int, seq: int, dtype: torch.dtype, steps: int = 30) -> float:
 if __name__ == "__main__":
     for batch, seq in ((64, 104), (256, 104), (32, 128)):
         for dtype in (torch.float16, torch.bfloat16):
-            print(f"batch {batch}x{seq} {dtype}: {run(batch, seq, dtype) / 1e3:.0f}k tokens/s", flush=True)
+            print(
+                f"batch {batch}x{seq} {dtype}: {run(batch, seq, dtype) / 1e3:.0f}k tokens/s",
+                flush=True,
+            )

@@ -49,28 +49,43 @@ def baseline_batches(db: FeatureDB, batch_size: int, max_len: int):
         for idx in bucket_batches(lens, batch_size, 100 * batch_size, np.random.default_rng(0)):
             group = [feats[i] for i in idx]
             yield tuple(
-                pad_sequence([torch.tensor(f[name], dtype=torch.long) for f in group],
-                             batch_first=True, padding_value=pad)
-                for name, pad in (("input_ids", 0), ("position_ids", 0),
-                                  ("token_type_ids", 0), ("lm_labels", -1)))
+                pad_sequence(
+                    [torch.tensor(f[name], dtype=torch.long) for f in group],
+                    batch_first=True,
+                    padding_value=pad,
+                )
+                for name, pad in (
+                    ("input_ids", 0),
+                    ("position_ids", 0),
+                    ("token_type_ids", 0),
+                    ("lm_labels", -1),
+                )
+            )
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--lines", type=int, default=60000)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--seconds", type=float, default=10.0)
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        corpus = write_corpus(Path(tmp) / "bench.tsv", args.lines, seed=1, max_turns=6, max_words=20)
-        folder, meta = run_prepro(str(corpus), chunk_size=20000, workers=2, progress=False,
-                                  log=lambda m: None)
+        corpus = write_corpus(
+            Path(tmp) / "bench.tsv", args.lines, seed=1, max_turns=6, max_words=20
+        )
+        folder, meta = run_prepro(
+            str(corpus), chunk_size=20000, workers=2, progress=False, log=lambda m: None
+        )
         loader = BucketingDataLoader(str(folder), args.batch, 128, seed=0)
         ours = tokens_per_second(
-            (b for e in range(100) for b in loader.iter_epoch(e)), args.seconds)
+            (b for e in range(100) for b in loader.iter_epoch(e)), args.seconds
+        )
         with FeatureDB(folder) as db:
             base = tokens_per_second(
-                (b for _ in range(100) for b in baseline_batches(db, args.batch, 128)), args.seconds)
+                (b for _ in range(100) for b in baseline_batches(db, args.batch, 128)), args.seconds
+            )
         loader.close()
     print(f"features: {meta['n_example']}, batch {args.batch}")
     print(f"baseline (per-feature lists + pad_sequence): {base / 1e3:,.0f}k tokens/s")

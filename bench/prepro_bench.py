@@ -48,18 +48,25 @@ def timed(fn) -> tuple[float, object]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--lines", type=int, default=40000)
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        corpus = write_corpus(Path(tmp) / "bench.tsv", args.lines, seed=2, max_turns=6, max_words=20)
+        corpus = write_corpus(
+            Path(tmp) / "bench.tsv", args.lines, seed=2, max_turns=6, max_words=20
+        )
         mb = corpus.stat().st_size / 1e6
         t_base, n_base = timed(lambda: baseline(corpus))
         runs = {}
         for workers in sorted({1, args.workers}):
-            t, (_, meta) = timed(lambda w=workers: run_prepro(
-                str(corpus), workers=w, overwrite=True, progress=False, log=lambda m: None))
+            t, (_, meta) = timed(
+                lambda w=workers: run_prepro(
+                    str(corpus), workers=w, overwrite=True, progress=False, log=lambda m: None
+                )
+            )
             assert meta["n_example"] == n_base
             runs[workers] = t
     print(f"{args.lines} lines, {mb:.1f} MB, {n_base} features")

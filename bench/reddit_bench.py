@@ -66,8 +66,10 @@ def main(argv: list[str] | None = None) -> int:
             args.submissions or max(10, args.comments // 25), args.comments, seed=args.seed
         )
         synth.write_month(inp, MONTH, subs, comments, args.format)
-        print(f"synthetic month: {len(subs)} submissions, {len(comments)} comments "
-              f"({time.perf_counter() - t:.1f} s to build)")
+        print(
+            f"synthetic month: {len(subs)} submissions, {len(comments)} comments "
+            f"({time.perf_counter() - t:.1f} s to build)"
+        )
         del subs, comments
 
         t = time.perf_counter()
@@ -80,10 +82,19 @@ def main(argv: list[str] | None = None) -> int:
         t_extract = time.perf_counter() - t
 
         opts = ConvOptions(
-            month=MONTH, output_dir=out, clean=True, min_score=1, min_depth=2, max_depth=5,
-            use_title=0, leaves_only=1, bl_words=PhraseMatcher(synth.BLOCKED_WORDS),
-            use_bl_words=True, bl_subreddits={synth.BLOCKED_SUBREDDIT},
-            parallel=args.workers != 1, workers=args.workers,
+            month=MONTH,
+            output_dir=out,
+            clean=True,
+            min_score=1,
+            min_depth=2,
+            max_depth=5,
+            use_title=0,
+            leaves_only=1,
+            bl_words=PhraseMatcher(synth.BLOCKED_WORDS),
+            use_bl_words=True,
+            bl_subreddits={synth.BLOCKED_SUBREDDIT},
+            parallel=args.workers != 1,
+            workers=args.workers,
         )
         t = time.perf_counter()
         selected, _ = conv_month(opts)

@@ -70,8 +70,9 @@ def _sweep_leftovers(root: Path) -> None:
             remove_folder(entry)
 
 
-def save_checkpoint(run_dir: str | os.PathLike[str], global_step: int, state: dict[str, Any],
-                    keep: int) -> Path:
+def save_checkpoint(
+    run_dir: str | os.PathLike[str], global_step: int, state: dict[str, Any], keep: int
+) -> Path:
     """Write ``RUN/checkpoints/step-N`` atomically, then drop all but the newest ``keep``.
 
     Only one process may write a run's checkpoints (rank 0), so anything half-written in
@@ -85,8 +86,12 @@ def save_checkpoint(run_dir: str | os.PathLike[str], global_step: int, state: di
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
-        meta = {"global_step": global_step, "saved_at": time.time(),
-                "size": (tmp / STATE_FILE).stat().st_size, "sha256": _sha256(tmp / STATE_FILE)}
+        meta = {
+            "global_step": global_step,
+            "saved_at": time.time(),
+            "size": (tmp / STATE_FILE).stat().st_size,
+            "sha256": _sha256(tmp / STATE_FILE),
+        }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     for old in list_checkpoints(run_dir)[:-keep]:
         remove_folder(old)
@@ -117,7 +122,9 @@ def load_checkpoint(folder: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"{folder}: {STATE_FILE} is missing")
     size = state_path.stat().st_size
     if size != meta.get("size"):
-        raise CheckpointError(f"{state_path}: {size} bytes, the checkpoint recorded {meta.get('size')}")
+        raise CheckpointError(
+            f"{state_path}: {size} bytes, the checkpoint recorded {meta.get('size')}"
+        )
     if _sha256(state_path) != meta.get("sha256"):
         raise CheckpointError(f"{state_path}: checksum mismatch, the file is damaged")
     try:
@@ -133,7 +140,9 @@ def _candidates(spec: str, output_dir: str | None) -> list[Path]:
     if spec == "latest":
         if not output_dir or not Path(output_dir).is_dir():
             return []
-        found = [c for run in Path(output_dir).iterdir() if run.is_dir() for c in list_checkpoints(run)]
+        found = [
+            c for run in Path(output_dir).iterdir() if run.is_dir() for c in list_checkpoints(run)
+        ]
 
         def saved_at(c: Path) -> tuple[float, int]:
             try:

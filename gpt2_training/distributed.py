@@ -37,8 +37,9 @@ class LaunchError(RuntimeError):
     """The job was started in a way that cannot work (missing launcher variables, no GPU)."""
 
 
-def init_distributed(local_rank_arg: int = -1, backend: str = "auto",
-                     timeout_minutes: float = 30.0) -> DistContext:
+def init_distributed(
+    local_rank_arg: int = -1, backend: str = "auto", timeout_minutes: float = 30.0
+) -> DistContext:
     """Join the process group if launched by torchrun / torch.distributed.launch."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1 and local_rank_arg < 0:
@@ -57,20 +58,30 @@ def init_distributed(local_rank_arg: int = -1, backend: str = "auto",
     if backend == "nccl" and not use_cuda:
         raise LaunchError("--dist_backend nccl needs CUDA GPUs and none is visible; use gloo")
     if use_cuda and not 0 <= local_rank < torch.cuda.device_count():
-        raise LaunchError(f"local rank {local_rank} has no GPU: this node shows "
-                          f"{torch.cuda.device_count()}; lower --nproc_per_node")
+        raise LaunchError(
+            f"local rank {local_rank} has no GPU: this node shows "
+            f"{torch.cuda.device_count()}; lower --nproc_per_node"
+        )
     if use_cuda:
         torch.cuda.set_device(local_rank)
         device = torch.device("cuda", local_rank)
     else:
         device = torch.device("cpu")
-    kwargs: dict[str, Any] = {"backend": backend, "init_method": "env://",
-                              "timeout": datetime.timedelta(minutes=timeout_minutes)}
+    kwargs: dict[str, Any] = {
+        "backend": backend,
+        "init_method": "env://",
+        "timeout": datetime.timedelta(minutes=timeout_minutes),
+    }
     if backend == "nccl":
         kwargs["device_id"] = device  # binds the communicator to this rank's GPU up front
     dist.init_process_group(**kwargs)
-    return DistContext(rank=rank, local_rank=local_rank, world_size=dist.get_world_size(),
-                       device=device, backend=backend)
+    return DistContext(
+        rank=rank,
+        local_rank=local_rank,
+        world_size=dist.get_world_size(),
+        device=device,
+        backend=backend,
+    )
 
 
 def allreduce_sum_hook(process_group, bucket):  # noqa: ANN001 - DDP rejects string annotations

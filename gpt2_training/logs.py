@@ -9,8 +9,16 @@ from pathlib import Path
 
 from lsp_data.atomic import write_text_atomic
 
-TRAIN_HEADER = ("epoch", "global_step", "step", "mean_loss", "mean_ppl", "n_token_real",
-                "n_token_total", "epoch_time")
+TRAIN_HEADER = (
+    "epoch",
+    "global_step",
+    "step",
+    "mean_loss",
+    "mean_ppl",
+    "n_token_real",
+    "n_token_total",
+    "epoch_time",
+)
 EVAL_HEADER = ("epoch", "global_step", "step", "eval_loss", "eval_ppl")
 
 
@@ -21,8 +29,12 @@ class CsvLog:
     about to be trained again) are dropped first, so the log reads as one unbroken run.
     """
 
-    def __init__(self, path: str | os.PathLike[str], header: tuple[str, ...],
-                 keep_upto_step: int | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        header: tuple[str, ...],
+        keep_upto_step: int | None = None,
+    ):
         self.path = Path(path)
         self.header = header
         if keep_upto_step is not None and self.path.is_file():

@@ -79,7 +79,9 @@ def setup_precision(fp16: bool, bf16: bool, loss_scale: float, device: torch.dev
         if device_type == "cuda" and not torch.cuda.is_bf16_supported():
             logger.warning("--bf16: this GPU has no bfloat16 support; training in float32")
             return Precision(None, device_type, disabled, "float32")
-        return Precision(torch.bfloat16, device_type, disabled, f"bfloat16 autocast ({device_type})")
+        return Precision(
+            torch.bfloat16, device_type, disabled, f"bfloat16 autocast ({device_type})"
+        )
     if fp16:
         if device_type != "cuda":
             logger.warning(
@@ -88,8 +90,16 @@ def setup_precision(fp16: bool, bf16: bool, loss_scale: float, device: torch.dev
             )
             return Precision(None, device_type, disabled, "float32")
         if loss_scale > 0:
-            return Precision(torch.float16, device_type, StaticLossScaler(loss_scale),
-                             f"float16 autocast, static loss scale {loss_scale:g}")
-        return Precision(torch.float16, device_type, torch.amp.GradScaler("cuda"),
-                         "float16 autocast, dynamic loss scale")
+            return Precision(
+                torch.float16,
+                device_type,
+                StaticLossScaler(loss_scale),
+                f"float16 autocast, static loss scale {loss_scale:g}",
+            )
+        return Precision(
+            torch.float16,
+            device_type,
+            torch.amp.GradScaler("cuda"),
+            "float16 autocast, dynamic loss scale",
+        )
     return Precision(None, device_type, disabled, "float32")

@@ -143,8 +143,10 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
             resumed = load_checkpoint(path)
         run_dir = Path(path).parent.parent
         if resumed["world_size"] != ctx.world_size:
-            raise CheckpointError(f"{path} was written by {resumed['world_size']} processes; "
-                                  f"resume it with the same number (this job has {ctx.world_size})")
+            raise CheckpointError(
+                f"{path} was written by {resumed['world_size']} processes; "
+                f"resume it with the same number (this job has {ctx.world_size})"
+            )
     else:
         n_gpu = ctx.world_size if ctx.enabled else torch.cuda.device_count()
         run_dir = Path(args.output_dir) / broadcast_object(run_folder_name(args, n_gpu), ctx)
@@ -164,7 +166,9 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
         if enable is not None:
             enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
     optimizer = build_optimizer(model, args.learning_rate)
     precision = setup_precision(args.fp16, args.bf16, args.loss_scale, device)
     if resumed is not None:
@@ -174,7 +178,8 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
     ddp_model = model
     if ctx.enabled:
         ddp_model = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
         ddp_model.register_comm_hook(None, allreduce_sum_hook)
     loss_divisor = accum * ctx.world_size  # gradients are summed over passes and ranks
     params = [p for p in model.parameters() if p.requires_grad]
@@ -182,16 +187,31 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
 
     # --- data
     train_loader = BucketingDataLoader(
-        args.train_input_file, micro_batch, args.max_seq_length, shuffle=args.shuffle_data, seed=seed,
-        prefetch=args.num_prefetch, pin_memory=device.type == "cuda",
-        with_weights=args.use_weights, rank=ctx.rank, world_size=ctx.world_size)
+        args.train_input_file,
+        micro_batch,
+        args.max_seq_length,
+        shuffle=args.shuffle_data,
+        seed=seed,
+        prefetch=args.num_prefetch,
+        pin_memory=device.type == "cuda",
+        with_weights=args.use_weights,
+        rank=ctx.rank,
+        world_size=ctx.world_size,
+    )
     eval_loader = None
     if ctx.is_main and not args.skip_eval:
-        eval_loader = DynamicBatchingLoader(args.eval_input_file, tokenizer, args.normalize_data,
-                                            args.eval_batch_size, args.max_seq_length)
+        eval_loader = DynamicBatchingLoader(
+            args.eval_input_file,
+            tokenizer,
+            args.normalize_data,
+            args.eval_batch_size,
+            args.max_seq_length,
+        )
         if len(eval_loader) == 0:  # found now, not at the first validation hours later
-            raise DataError(f"--eval_input_file {args.eval_input_file}: no CONTEXT<TAB>RESPONSE "
-                            f"pair in it ({eval_loader.n_skipped_lines} malformed lines skipped)")
+            raise DataError(
+                f"--eval_input_file {args.eval_input_file}: no CONTEXT<TAB>RESPONSE "
+                f"pair in it ({eval_loader.n_skipped_lines} malformed lines skipped)"
+            )
 
     # --- counters and data position
     global_step, step = args.continue_from, args.continue_from * accum
@@ -207,8 +227,13 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
         stats = RunningStats(mine["stats"])
         epoch_elapsed = mine["epoch_elapsed"]
         _set_rng_state(mine["rng"], device)
-        logger.info("resumed from %s at step %d (epoch %d, batch %d)",
-                    resumed["checkpoint"], global_step, epoch + 1, batches_in_epoch)
+        logger.info(
+            "resumed from %s at step %d (epoch %d, batch %d)",
+            resumed["checkpoint"],
+            global_step,
+            epoch + 1,
+            batches_in_epoch,
+        )
 
     train_log = eval_log = tb = pbar = None
     if ctx.is_main:  # folders only now: a run that cannot start leaves nothing behind
@@ -218,9 +243,15 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
         train_log = CsvLog(log_dir / "train_log.txt", TRAIN_HEADER, keep_upto_step=keep)
         if not args.skip_eval:
             eval_log = CsvLog(log_dir / "eval_log.txt", EVAL_HEADER, keep_upto_step=keep)
-        resolved = {**vars(args), "run_dir": str(run_dir), "world_size": ctx.world_size,
-                    "device": str(device), "precision": precision.name, "micro_batch_size": micro_batch,
-                    "effective_batch_size": args.train_batch_size * ctx.world_size}
+        resolved = {
+            **vars(args),
+            "run_dir": str(run_dir),
+            "world_size": ctx.world_size,
+            "device": str(device),
+            "precision": precision.name,
+            "micro_batch_size": micro_batch,
+            "effective_batch_size": args.train_batch_size * ctx.world_size,
+        }
         write_text_atomic(run_dir / "args.json", json.dumps(resolved, indent=2) + "\n")
         if args.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -229,39 +260,64 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
         if args.pbar:
             import tqdm
 
-            pbar = tqdm.tqdm(total=args.num_optim_steps, initial=global_step, desc="training",
-                             dynamic_ncols=True)
-        logger.info("run folder %s; %d process(es) on %s, %s; %d examples per optimizer step "
-                    "(%d per pass x %d accumulation x %d processes)", run_dir, ctx.world_size,
-                    device, precision.name, args.train_batch_size * ctx.world_size, micro_batch,
-                    accum, ctx.world_size)
+            pbar = tqdm.tqdm(
+                total=args.num_optim_steps, initial=global_step, desc="training", dynamic_ncols=True
+            )
+        logger.info(
+            "run folder %s; %d process(es) on %s, %s; %d examples per optimizer step "
+            "(%d per pass x %d accumulation x %d processes)",
+            run_dir,
+            ctx.world_size,
+            device,
+            precision.name,
+            args.train_batch_size * ctx.world_size,
+            micro_batch,
+            accum,
+            ctx.world_size,
+        )
 
     fail_at = os.environ.get(FAIL_AT_ENV)
 
     def save_and_validate() -> None:
         if not ctx.is_main:
             return
-        atomic_torch_save(checkpoint_state_dict(model), run_dir / f"GP2-pretrain-step-{global_step}.pkl")
+        atomic_torch_save(
+            checkpoint_state_dict(model), run_dir / f"GP2-pretrain-step-{global_step}.pkl"
+        )
         save_hf_folder(model, tokenizer, run_dir / HF_FOLDER)
         if eval_loader is not None:
-            eval_loss, eval_ppl = eval_model_loss(model, eval_loader, device, args.no_token_id,
-                                                  precision.autocast())
+            eval_loss, eval_ppl = eval_model_loss(
+                model, eval_loader, device, args.no_token_id, precision.autocast()
+            )
             model.train()
             eval_log.write(epoch + 1, global_step, step, eval_loss, eval_ppl)
-            logger.info("step %d: validation loss %.4f, perplexity %.2f", global_step, eval_loss, eval_ppl)
+            logger.info(
+                "step %d: validation loss %.4f, perplexity %.2f", global_step, eval_loss, eval_ppl
+            )
             if tb is not None:
                 tb.add_scalar("eval/loss", eval_loss, global_step)
                 tb.add_scalar("eval/ppl", eval_ppl, global_step)
 
     def checkpoint() -> None:
-        mine = {"epoch": epoch, "batches_in_epoch": batches_in_epoch, "stats": vars(stats).copy(),
-                "epoch_elapsed": time.time() - epoch_start, "rng": _rng_state(device)}
+        mine = {
+            "epoch": epoch,
+            "batches_in_epoch": batches_in_epoch,
+            "stats": vars(stats).copy(),
+            "epoch_elapsed": time.time() - epoch_start,
+            "rng": _rng_state(device),
+        }
         ranks = gather_objects(mine, ctx)
         if ctx.is_main:
-            state = {"model": checkpoint_state_dict(model), "optimizer": optimizer.state_dict(),
-                     "scaler": precision.scaler.state_dict() if precision.scaler.is_enabled() else None,
-                     "global_step": global_step, "step": step, "world_size": ctx.world_size,
-                     "n_skipped_steps": n_skipped_steps, "ranks": ranks}
+            state = {
+                "model": checkpoint_state_dict(model),
+                "optimizer": optimizer.state_dict(),
+                "scaler": precision.scaler.state_dict() if precision.scaler.is_enabled() else None,
+                "global_step": global_step,
+                "step": step,
+                "world_size": ctx.world_size,
+                "n_skipped_steps": n_skipped_steps,
+                "ranks": ranks,
+            }
             save_checkpoint(run_dir, global_step, state, args.keep_checkpoints)
 
     save_step = args.save_step or args.valid_step
@@ -279,27 +335,42 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
                 batches_in_epoch += 1
                 n_real = _real_tokens(batch[1])  # counted on the CPU copy: no device sync
                 input_ids, position_ids, token_ids, labels, *rest = (
-                    t.to(device, non_blocking=True) for t in batch)
+                    t.to(device, non_blocking=True) for t in batch
+                )
                 weights = rest[0] if args.use_weights else None
                 last = micro == accum - 1
                 sync = ddp_model.no_sync() if ctx.enabled and not last else contextlib.nullcontext()
                 with sync:
                     with precision.autocast():
-                        loss, ppl = ddp_model(input_ids, position_ids,
-                                              None if args.no_token_id else token_ids, labels, weights)
+                        loss, ppl = ddp_model(
+                            input_ids,
+                            position_ids,
+                            None if args.no_token_id else token_ids,
+                            labels,
+                            weights,
+                        )
                     precision.scaler.scale(loss / loss_divisor).backward()
                 pending.append((stats, loss.detach(), ppl, n_real, input_ids.numel()))
                 step += 1
-            values = torch.stack([torch.stack([p[1].float(), p[2].float()]) for p in pending]).tolist()
+            values = torch.stack(
+                [torch.stack([p[1].float(), p[2].float()]) for p in pending]
+            ).tolist()
             for (owner, _, _, n_real, n_total), (loss_value, ppl_value) in zip(pending, values):
                 owner.add(loss_value, ppl_value, n_real, n_total)
 
             if fail_at == f"{ctx.rank}:{global_step + 1}":
-                raise RuntimeError(f"{FAIL_AT_ENV}: injected failure on rank {ctx.rank} "
-                                   f"at step {global_step + 1}")
-            lr = lr_at_step(args.lr_schedule, global_step, args.learning_rate,
-                            warmup_steps=args.warmup_steps, warmup_proportion=args.warmup_proportion,
-                            num_optim_steps=args.num_optim_steps, n_embd=n_embd)
+                raise RuntimeError(
+                    f"{FAIL_AT_ENV}: injected failure on rank {ctx.rank} at step {global_step + 1}"
+                )
+            lr = lr_at_step(
+                args.lr_schedule,
+                global_step,
+                args.learning_rate,
+                warmup_steps=args.warmup_steps,
+                warmup_proportion=args.warmup_proportion,
+                num_optim_steps=args.num_optim_steps,
+                n_embd=n_embd,
+            )
             set_lr(optimizer, lr)
             precision.scaler.unscale_(optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
@@ -311,22 +382,36 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
                 optimizer.step()
             if not finite:
                 n_skipped_steps += 1
-                logger.warning("step %d: non-finite gradients, update skipped (%d so far)",
-                               global_step + 1, n_skipped_steps)
+                logger.warning(
+                    "step %d: non-finite gradients, update skipped (%d so far)",
+                    global_step + 1,
+                    n_skipped_steps,
+                )
             optimizer.zero_grad(set_to_none=True)
             global_step += 1
 
             mean_loss, mean_ppl, n_real, n_total = sum_over_ranks(
-                [stats.mean_loss, stats.mean_ppl, stats.n_token_real, stats.n_token_total], ctx)
+                [stats.mean_loss, stats.mean_ppl, stats.n_token_real, stats.n_token_total], ctx
+            )
             mean_loss /= ctx.world_size
             mean_ppl /= ctx.world_size
             if ctx.is_main:
                 epoch_time = time.time() - epoch_start
-                train_log.write(epoch + 1, global_step, step, mean_loss, mean_ppl,
-                                int(n_real), int(n_total), epoch_time)
+                train_log.write(
+                    epoch + 1,
+                    global_step,
+                    step,
+                    mean_loss,
+                    mean_ppl,
+                    int(n_real),
+                    int(n_total),
+                    epoch_time,
+                )
                 if pbar is not None:
-                    pbar.set_postfix_str(f"tok/s: {n_real / max(epoch_time, 1e-9) / 1000:.1f}k "
-                                         f"ppl: {mean_ppl:.2f} epoch: {epoch + 1}")
+                    pbar.set_postfix_str(
+                        f"tok/s: {n_real / max(epoch_time, 1e-9) / 1000:.1f}k "
+                        f"ppl: {mean_ppl:.2f} epoch: {epoch + 1}"
+                    )
                     pbar.update(1)
                 if tb is not None:
                     tb.add_scalar("train/loss", mean_loss, global_step)
@@ -347,10 +432,16 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
                 closable.close()
     if ctx.is_main:
         if stats.n_nonfinite or n_skipped_steps:
-            logger.warning("%d non-finite batch losses, %d optimizer steps skipped",
-                           stats.n_nonfinite, n_skipped_steps)
+            logger.warning(
+                "%d non-finite batch losses, %d optimizer steps skipped",
+                stats.n_nonfinite,
+                n_skipped_steps,
+            )
         if train_loader.n_dropped_long:
-            logger.info("%d features longer than --max_seq_length %d were left out",
-                        train_loader.n_dropped_long, args.max_seq_length)
+            logger.info(
+                "%d features longer than --max_seq_length %d were left out",
+                train_loader.n_dropped_long,
+                args.max_seq_length,
+            )
         logger.info("done: %d optimizer steps; run folder %s", global_step, run_dir)
     return run_dir

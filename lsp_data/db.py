@@ -29,7 +29,15 @@ DB_FILE = "db.sqlite"
 META_FILE = "meta.json"
 TABLE = "features"
 FORMAT_VERSION = 1
-FIELDS = ("conv_id", "input_ids", "position_ids", "token_type_ids", "lm_labels", "weights", "input_len")
+FIELDS = (
+    "conv_id",
+    "input_ids",
+    "position_ids",
+    "token_type_ids",
+    "lm_labels",
+    "weights",
+    "input_len",
+)
 
 
 class DatabaseError(RuntimeError):
@@ -54,13 +62,15 @@ def _check_sqlite(path: Path) -> None:
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
         try:
-            found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                                 (TABLE,)).fetchone()
+            found = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
+            ).fetchone()
         finally:
             conn.close()
     except sqlite3.Error as err:
-        raise DatabaseError(f"{path}: not a readable SQLite database ({err}); rebuild it with "
-                            "prepro.py") from None
+        raise DatabaseError(
+            f"{path}: not a readable SQLite database ({err}); rebuild it with prepro.py"
+        ) from None
     if found is None:
         raise DatabaseError(f"{path}: has no {TABLE!r} table, so it was not written by prepro.py")
 
@@ -279,8 +289,13 @@ class FeatureDBWriter:
         self._db.close()
         if tokenizer is not None:
             tokenizer.save_pretrained(str(self.tmp))
-        full_meta = {"format": FORMAT_VERSION, "n_example": self.n_example,
-                     "n_chunk": self.n_chunk, "chunk_size": self.chunk_size, **meta}
+        full_meta = {
+            "format": FORMAT_VERSION,
+            "n_example": self.n_example,
+            "n_chunk": self.n_chunk,
+            "chunk_size": self.chunk_size,
+            **meta,
+        }
         (self.tmp / META_FILE).write_text(json.dumps(full_meta, indent=2) + "\n", encoding="utf-8")
         return replace_folder(self.tmp, self.folder)
 

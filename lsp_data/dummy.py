@@ -90,8 +90,11 @@ class DummyDataStats:
             f"{self.conversations_kept} kept",
             f"{self.duplicates} exact duplicates dropped",
             f"{sum(self.skipped.values())} skipped"
-            + (" (" + ", ".join(f"{n} {why}" for why, n in sorted(self.skipped.items())) + ")"
-               if self.skipped else ""),
+            + (
+                " (" + ", ".join(f"{n} {why}" for why, n in sorted(self.skipped.items())) + ")"
+                if self.skipped
+                else ""
+            ),
         ]
         if self.converted_turns:
             parts.append(f"{self.converted_turns} numeric/date turns converted to text")

@@ -68,8 +68,9 @@ def _background(produce: Callable[[], Iterator[Any]], size: int) -> Iterator[Any
         thread.join(timeout=5)
 
 
-def bucket_batches(lens: np.ndarray, batch_size: int, bucket_size: int,
-                   rng: np.random.Generator | None) -> list[np.ndarray]:
+def bucket_batches(
+    lens: np.ndarray, batch_size: int, bucket_size: int, rng: np.random.Generator | None
+) -> list[np.ndarray]:
     """Indices of full batches: shuffle, sort each bucket by length (longest first), cut, shuffle.
 
     Incomplete batches are dropped. With ``rng`` None nothing is shuffled.
@@ -77,18 +78,19 @@ def bucket_batches(lens: np.ndarray, batch_size: int, bucket_size: int,
     ids = np.arange(len(lens)) if rng is None else rng.permutation(len(lens))
     batches: list[np.ndarray] = []
     for start in range(0, len(ids), bucket_size):
-        bucket = ids[start:start + bucket_size]
+        bucket = ids[start : start + bucket_size]
         bucket = bucket[np.argsort(-lens[bucket], kind="stable")]
         for b in range(0, len(bucket) - batch_size + 1, batch_size):
-            batches.append(bucket[b:b + batch_size])
+            batches.append(bucket[b : b + batch_size])
     if rng is not None and batches:
         order = rng.permutation(len(batches))
         batches = [batches[i] for i in order]
     return batches
 
 
-def pad_batch(chunk: FeatureChunk, starts: np.ndarray, lens: np.ndarray,
-              with_weights: bool = False) -> tuple[torch.Tensor, ...]:
+def pad_batch(
+    chunk: FeatureChunk, starts: np.ndarray, lens: np.ndarray, with_weights: bool = False
+) -> tuple[torch.Tensor, ...]:
     """(input_ids, position_ids, token_type_ids, labels[, weights]) padded with 0/0/0/-1[/0].
 
     Row i is the feature whose tokens are ``starts[i]:starts[i]+lens[i]`` in the chunk's
@@ -107,7 +109,9 @@ def pad_batch(chunk: FeatureChunk, starts: np.ndarray, lens: np.ndarray,
     ]
     tensors = [torch.from_numpy(a.astype(np.int64, copy=False)) for a in out]
     if with_weights:
-        tensors.append(torch.from_numpy(np.where(mask, chunk.weights[gather], 0.0).astype(np.float32)))
+        tensors.append(
+            torch.from_numpy(np.where(mask, chunk.weights[gather], 0.0).astype(np.float32))
+        )
     return tuple(tensors)
 
 
@@ -119,10 +123,21 @@ class BucketingDataLoader:
     plus float ``weights`` when ``with_weights``.
     """
 
-    def __init__(self, db_name: str, batch_size: int, max_seq_len: int, bucket: int = 100,
-                 shuffle: bool = True, *, seed: int | None = None, prefetch: int = 8,
-                 pin_memory: bool = False, with_weights: bool = False,
-                 rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        db_name: str,
+        batch_size: int,
+        max_seq_len: int,
+        bucket: int = 100,
+        shuffle: bool = True,
+        *,
+        seed: int | None = None,
+        prefetch: int = 8,
+        pin_memory: bool = False,
+        with_weights: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         if batch_size < 1:
             raise DataError(f"batch size must be positive, got {batch_size}")
         self.db = FeatureDB(db_name)
@@ -149,7 +164,7 @@ class BucketingDataLoader:
         """
         keys = self.db.keys
         if len(keys) >= self.world_size:
-            return [(k, 0, 1) for k in keys[self.rank::self.world_size]]
+            return [(k, 0, 1) for k in keys[self.rank :: self.world_size]]
         return [(k, self.rank, self.world_size) for k in keys]
 
     def _rng(self, *parts: int) -> np.random.Generator | None:
@@ -162,8 +177,9 @@ class BucketingDataLoader:
             plan = [plan[i] for i in rng.permutation(len(plan))]
         return plan
 
-    def _chunk_batches(self, epoch: int, index: int, key: str, first: int, stride: int,
-                       lens_only: bool) -> tuple[FeatureChunk | None, np.ndarray, list[np.ndarray]]:
+    def _chunk_batches(
+        self, epoch: int, index: int, key: str, first: int, stride: int, lens_only: bool
+    ) -> tuple[FeatureChunk | None, np.ndarray, list[np.ndarray]]:
         if lens_only:  # enough to count batches when skipping: decode just input_len
             chunk, lens = None, self.db.read_lengths(key)
         else:
@@ -173,8 +189,9 @@ class BucketingDataLoader:
         keep = candidates[lens[candidates] <= self.max_len]
         if not lens_only:
             self.n_dropped_long += len(candidates) - len(keep)
-        batches = bucket_batches(lens[keep], self.batch_size, self.bucket_size,
-                                 self._rng(epoch, self.rank, index))
+        batches = bucket_batches(
+            lens[keep], self.batch_size, self.bucket_size, self._rng(epoch, self.rank, index)
+        )
         return chunk, keep, batches
 
     def iter_epoch(self, epoch: int, skip_batches: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
@@ -202,8 +219,8 @@ class BucketingDataLoader:
             if n_batches == 0:
                 raise DataError(
                     f"{self.db.folder}: no full batch of {self.batch_size} features of at most "
-                    f"{self.max_len} tokens" + (f" on rank {self.rank} of {self.world_size}"
-                                               if self.world_size > 1 else "")
+                    f"{self.max_len} tokens"
+                    + (f" on rank {self.rank} of {self.world_size}" if self.world_size > 1 else "")
                     + "; use a smaller batch or a larger --max_seq_length"
                 )
 
@@ -236,8 +253,15 @@ class DynamicBatchingLoader:
     Batches: ``(input_ids, position_ids, token_type_ids, labels, context_len, response_len)``.
     """
 
-    def __init__(self, corpus_file: str, tokenizer: Any, normalize_data: bool,
-                 batch_size: int, max_seq_length: int, log: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        corpus_file: str,
+        tokenizer: Any,
+        normalize_data: bool,
+        batch_size: int,
+        max_seq_length: int,
+        log: Callable[[str], None] | None = None,
+    ):
         self.corpus = corpus_file
         self.normalize = normalize_data
         self.bs = batch_size
@@ -258,8 +282,11 @@ class DynamicBatchingLoader:
                 try:
                     # As prepro reads the corpus: a bad byte costs its line (counted), not a
                     # silent U+FFFD, and a lone \r ends a line as in text mode.
-                    pairs = [parse_pair_line(line, self.normalize)
-                             for line in split_physical_line(raw) if line.strip()]
+                    pairs = [
+                        parse_pair_line(line, self.normalize)
+                        for line in split_physical_line(raw)
+                        if line.strip()
+                    ]
                 except MalformedLine as err:
                     self.n_skipped_lines += 1
                     if report and self.n_skipped_lines <= 5:
@@ -273,9 +300,15 @@ class DynamicBatchingLoader:
             if self.n_skipped_lines:
                 self.log(f"{self.corpus}: {self.n_skipped_lines} malformed lines skipped")
 
-    def featurize(self, context: str, response: str) -> tuple[list[int], list[int], int, int] | None:
-        turns = [e.ids for e in self.backend.encode_batch_fast(
-            context.split(TURN_SEPARATOR) + [response], add_special_tokens=False)]
+    def featurize(
+        self, context: str, response: str
+    ) -> tuple[list[int], list[int], int, int] | None:
+        turns = [
+            e.ids
+            for e in self.backend.encode_batch_fast(
+                context.split(TURN_SEPARATOR) + [response], add_special_tokens=False
+            )
+        ]
         context_ids = [t for ids in turns[:-1] for t in [*ids, EOS_ID]][:-1]
         response_ids = turns[-1]
         total = len(context_ids) + len(response_ids) + 2
@@ -286,20 +319,22 @@ class DynamicBatchingLoader:
             elif self.max_seq_length - len(context_ids) - 2 < 0:
                 return None
             else:
-                response_ids = response_ids[:self.max_seq_length - len(context_ids) - 2]
+                response_ids = response_ids[: self.max_seq_length - len(context_ids) - 2]
         input_ids = context_ids + [EOS_ID] + response_ids + [EOS_ID]
         labels = [-1] * len(context_ids) + response_ids + [EOS_ID, -1]
         return input_ids, labels, len(context_ids), len(response_ids)
 
-    def _batch(self, feats: list[tuple[list[int], list[int], int, int]]) -> tuple[torch.Tensor, ...]:
+    def _batch(
+        self, feats: list[tuple[list[int], list[int], int, int]]
+    ) -> tuple[torch.Tensor, ...]:
         width = max(len(f[0]) for f in feats)
         input_ids = torch.zeros(len(feats), width, dtype=torch.long)
         position_ids = torch.zeros(len(feats), width, dtype=torch.long)
         labels = torch.full((len(feats), width), -1, dtype=torch.long)
         for i, (ids, labs, _, _) in enumerate(feats):
-            input_ids[i, :len(ids)] = torch.tensor(ids)
-            position_ids[i, :len(ids)] = torch.arange(len(ids))
-            labels[i, :len(labs)] = torch.tensor(labs)
+            input_ids[i, : len(ids)] = torch.tensor(ids)
+            position_ids[i, : len(ids)] = torch.arange(len(ids))
+            labels[i, : len(labs)] = torch.tensor(labs)
         token_type_ids = torch.zeros_like(input_ids)
         context_len = torch.tensor([f[2] for f in feats], dtype=torch.long)
         response_len = torch.tensor([f[3] for f in feats], dtype=torch.long)

@@ -51,7 +51,9 @@ class BatchResult:
     chunk: FeatureChunk  # conv_id still 0: ids are assigned in file order by the caller
     n_line: int = 0
     n_line_without_feature: int = 0
-    skipped: list[tuple[int, str, str, str]] = field(default_factory=list)  # line, reason, why, text
+    skipped: list[tuple[int, str, str, str]] = field(
+        default_factory=list
+    )  # line, reason, why, text
 
 
 _worker_tokenizer: Any = None
@@ -120,7 +122,7 @@ def _process_batch(
     features: list[Feature] = []
     for weights, start, count in parsed:
         turns, ws = conversation_turns(
-            encoded[start:start + count], weights, reverse=reverse, two_turn=two_turn
+            encoded[start : start + count], weights, reverse=reverse, two_turn=two_turn
         )
         made = make_features(turns, ws, max_seq_len) if len(ws) >= 2 else []
         if not made:
@@ -130,7 +132,9 @@ def _process_batch(
     return result
 
 
-def iter_line_batches(path: Path, batch_lines: int) -> Iterator[tuple[list[tuple[int, bytes]], int]]:
+def iter_line_batches(
+    path: Path, batch_lines: int
+) -> Iterator[tuple[list[tuple[int, bytes]], int]]:
     """Yield ([(line number, raw line)], bytes consumed) without decoding anything."""
     with open(path, "rb") as f:
         batch: list[tuple[int, bytes]] = []
@@ -200,8 +204,10 @@ def run_prepro(
     writer = FeatureDBWriter(out, chunk_size, overwrite=overwrite)
     for stale in writer.stale_temp_folders():
         # Not deleted here: another prepro of the same corpus may be writing it right now.
-        log(f"note: {stale} was left by an interrupted prepro run; "
-            "delete it unless another prepro of this corpus is running")
+        log(
+            f"note: {stale} was left by an interrupted prepro run; "
+            "delete it unless another prepro of this corpus is running"
+        )
 
     counts: Counter[str] = Counter()
     examples: dict[str, list[int]] = {reason: [] for reason in SKIP_REASONS}
@@ -210,8 +216,13 @@ def run_prepro(
     if progress:
         from tqdm import tqdm
 
-        pbar = tqdm(total=corpus_path.stat().st_size, unit="B", unit_scale=True,
-                    desc=f"prepro {corpus_path.name}", file=sys.stderr)
+        pbar = tqdm(
+            total=corpus_path.stat().st_size,
+            unit="B",
+            unit_scale=True,
+            desc=f"prepro {corpus_path.name}",
+            file=sys.stderr,
+        )
     executor = _executor(workers, tokenizer_dir)
     window: list[tuple[Future, int]] = []
     max_in_flight = max(2, 2 * workers)
@@ -238,7 +249,9 @@ def run_prepro(
 
     try:
         for batch, nbytes in iter_line_batches(corpus_path, LINES_PER_BATCH):
-            window.append((executor.submit(process_batch, batch, max_seq_len, reverse, two_turn), nbytes))
+            window.append(
+                (executor.submit(process_batch, batch, max_seq_len, reverse, two_turn), nbytes)
+            )
             while len(window) >= max_in_flight:
                 collect(*window.pop(0))
         while window:
@@ -264,7 +277,9 @@ def run_prepro(
             pbar.close()
     executor.shutdown()
     skipped = sum(counts.values())
-    log(f"{folder}: {writer.n_example} features in {writer.n_chunk} chunks from {n_line} lines; "
+    log(
+        f"{folder}: {writer.n_example} features in {writer.n_chunk} chunks from {n_line} lines; "
         f"{n_without} lines gave no feature; {skipped} malformed lines skipped"
-        + (f" ({', '.join(f'{r}: {c}' for r, c in counts.items())})" if skipped else ""))
+        + (f" ({', '.join(f'{r}: {c}' for r, c in counts.items())})" if skipped else "")
+    )
     return folder, {"n_example": writer.n_example, **meta}

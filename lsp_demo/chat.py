@@ -40,16 +40,23 @@ def sample_conversation(run_dir: Path, valid: Path, out_path: Path, n_turns: int
     except (ModelLoadError, TokenizerError) as err:
         raise DemoError(f"cannot load the trained model: {err}") from None
     history: list[str] = []
-    lines = [f"Sample conversation with {shown(hf)} (greedy decoding). The user turns come "
-             f"from held-out conversations ({shown(valid)}); the bot sees the whole chat.", ""]
+    lines = [
+        f"Sample conversation with {shown(hf)} (greedy decoding). The user turns come "
+        f"from held-out conversations ({shown(valid)}); the bot sees the whole chat.",
+        "",
+    ]
     for user, reference in sample_user_turns(valid, n_turns):
         history.append(user)
         reply = generate_reply(model, tokenizer, history, max_new_tokens=30, method="greedy")
         history.append(reply)
         # An undertrained model often ends its turn at once; say so rather than print nothing.
         shown_reply = reply or "(empty: the model ended its turn at once)"
-        lines += [f"USER: {user}", f"BOT:  {shown_reply}", f"      (answer in the held-out data: "
-                  f"{reference})", ""]
+        lines += [
+            f"USER: {user}",
+            f"BOT:  {shown_reply}",
+            f"      (answer in the held-out data: {reference})",
+            "",
+        ]
     text = "\n".join(lines)
     write_text_atomic(out_path, text)
     return text

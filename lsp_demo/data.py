@@ -57,13 +57,15 @@ def find_dump(dumps: Path, kind: str, month: str) -> Path | None:
 def missing_dumps(size: str, dumps: Path) -> tuple[list[str], list[str]]:
     """(months of the SIZE list, dump names missing from ``dumps``)."""
     months = read_months(REPO / "configs" / "reddit" / f"train.{size}.txt")
-    missing = [f"{kind}_{m}" for m in months for kind in ("RS", "RC")
-               if find_dump(dumps, kind, m) is None]
+    missing = [
+        f"{kind}_{m}" for m in months for kind in ("RS", "RC") if find_dump(dumps, kind, m) is None
+    ]
     return months, missing
 
 
-def split_reddit(extracted: Path, train: Path, valid: Path,
-                 max_valid: int = MAX_VALID_PAIRS) -> tuple[int, int]:
+def split_reddit(
+    extracted: Path, train: Path, valid: Path, max_valid: int = MAX_VALID_PAIRS
+) -> tuple[int, int]:
     """Hold out every k-th usable line of ``extracted`` (at most ``max_valid``) as a validation
     pair (weights removed); all other lines go to ``train`` unchanged. Returns the counts."""
     from lsp_data.atomic import write_lines_atomic
@@ -101,8 +103,9 @@ def split_reddit(extracted: Path, train: Path, valid: Path,
     return n_lines - len(pairs), len(pairs)
 
 
-def reddit_data(size: str, data_dir: Path, dumps: Path, jobs: int,
-                force: bool) -> tuple[Path, Path]:
+def reddit_data(
+    size: str, data_dir: Path, dumps: Path, jobs: int, force: bool
+) -> tuple[Path, Path]:
     train, valid = data_dir / "train.tsv", data_dir / "valid.tsv"
     if train.is_file() and valid.is_file() and not force:
         say(f"reusing {shown(train)} and {shown(valid)} (already extracted; --force to redo)")
@@ -116,10 +119,14 @@ def reddit_data(size: str, data_dir: Path, dumps: Path, jobs: int,
             f"missing (first: {', '.join(missing[:4])}). Fetch them with "
             f"`make -C reddit_extractor download SIZE={size}` (resumable) or copy them there "
             "(or point --reddit_dumps at their folder), then run the demo again. "
-            "`python demo.py` (--data dummy) needs no download.", status=2)
+            "`python demo.py` (--data dummy) needs no download.",
+            status=2,
+        )
     if shutil.which("make") is None:
-        raise DemoError("--data small|full runs the Reddit extractor with `make`, which is not "
-                        "installed", status=2)
+        raise DemoError(
+            "--data small|full runs the Reddit extractor with `make`, which is not installed",
+            status=2,
+        )
     extracted = data_dir / "extracted"
     extracted.mkdir(parents=True, exist_ok=True)
     # The extractor's per-month work folder goes under the demo's output too: make reuses a
@@ -127,20 +134,33 @@ def reddit_data(size: str, data_dir: Path, dumps: Path, jobs: int,
     # dumps could hand back their months. It is shared by --data small and full (same months,
     # same results), and kept, so a rerun only redoes what changed.
     work = data_dir.parent / "reddit_work"
-    cmd = ["make", "-C", shown(REPO / "reddit_extractor"), "-j", str(jobs), f"SIZE={size}",
-           f"S={dumps.resolve()}", f"T={work.resolve()}", f"DATA={extracted.resolve()}",
-           "train"]
+    cmd = [
+        "make",
+        "-C",
+        shown(REPO / "reddit_extractor"),
+        "-j",
+        str(jobs),
+        f"SIZE={size}",
+        f"S={dumps.resolve()}",
+        f"T={work.resolve()}",
+        f"DATA={extracted.resolve()}",
+        "train",
+    ]
     say(f"running the Reddit extractor ({len(months)} months):\n  {shlex.join(cmd)}")
     status = subprocess.call(cmd)
     if status != 0:
-        raise DemoError(f"the Reddit extractor failed (make exit status {status}); its logs are "
-                        f"in {shown(work / 'logs')}/")
+        raise DemoError(
+            f"the Reddit extractor failed (make exit status {status}); its logs are "
+            f"in {shown(work / 'logs')}/"
+        )
     n_train, n_valid = split_reddit(extracted / "train.tsv", train, valid)
     # The extractor keeps its per-month results, so a forced rerun rebuilds this in seconds;
     # a full-size copy of it would double the disk use.
     (extracted / "train.tsv").unlink()
-    say(f"wrote {shown(train)} ({n_train} lines) and {shown(valid)} ({n_valid} held-out "
-        "validation pairs)")
+    say(
+        f"wrote {shown(train)} ({n_train} lines) and {shown(valid)} ({n_valid} held-out "
+        "validation pairs)"
+    )
     return train, valid
 
 
@@ -158,10 +178,14 @@ def prepro(train: Path, max_seq_len: int, force: bool) -> Path:
     big = train.stat().st_size > 50 * 2**20
     try:
         folder, _ = run_prepro(
-            str(train), max_seq_len=max_seq_len, overwrite=True,
+            str(train),
+            max_seq_len=max_seq_len,
+            overwrite=True,
             # Worker processes only pay off on real corpora; forking costs ~1 s each.
             workers=min(os.cpu_count() or 1, 8) if big else 1,
-            progress=big and sys.stderr.isatty(), log=say)
+            progress=big and sys.stderr.isatty(),
+            log=say,
+        )
     except (PreproError, DatabaseError) as err:
         raise DemoError(f"prepro: {err}") from None
     return folder

@@ -30,8 +30,13 @@ class ModelChoice:
 def _has_weights(folder: Path) -> bool:
     return (folder / "config.json").is_file() and any(
         (folder / name).is_file()
-        for name in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                     "pytorch_model.bin.index.json"))
+        for name in (
+            "model.safetensors",
+            "model.safetensors.index.json",
+            "pytorch_model.bin",
+            "pytorch_model.bin.index.json",
+        )
+    )
 
 
 def _local_copy(kind: str, model_dir: Path) -> Path | None:
@@ -62,29 +67,42 @@ def choose_model(model: str, model_dir: Path) -> ModelChoice:
     if model == "auto":
         local = _local_copy("small", model_dir)
         if local is not None:
-            return ModelChoice("small", shown(local), f"--model auto found a local copy in "
-                               f"{shown(local)}", pretrained=True)
+            return ModelChoice(
+                "small",
+                shown(local),
+                f"--model auto found a local copy in {shown(local)}",
+                pretrained=True,
+            )
         name = HUB_NAMES["small"]
         if _cached_copy(name) is not None:
-            return ModelChoice("small", name, "--model auto found it in the Hugging Face cache",
-                               pretrained=True)
+            return ModelChoice(
+                "small", name, "--model auto found it in the Hugging Face cache", pretrained=True
+            )
         from lsp_model.loading import ModelLoadError, hub_reachable, resolve_model_source
 
         reachable, reason = hub_reachable(name, timeout=HUB_PROBE_TIMEOUT)
         if reachable:
-            say(f"--model auto: the Hugging Face Hub is reachable; downloading {name} once "
-                "(about 350 MB; --model tiny or HF_HUB_OFFLINE=1 skips it) ...")
+            say(
+                f"--model auto: the Hugging Face Hub is reachable; downloading {name} once "
+                "(about 350 MB; --model tiny or HF_HUB_OFFLINE=1 skips it) ..."
+            )
             try:
                 resolve_model_source(name)
-                return ModelChoice("small", name, "--model auto downloaded it from the Hugging "
-                                   "Face Hub", pretrained=True)
+                return ModelChoice(
+                    "small",
+                    name,
+                    "--model auto downloaded it from the Hugging Face Hub",
+                    pretrained=True,
+                )
             except ModelLoadError as err:
                 reason = str(err)
         # The default demo must also run without a network: fall back, and say why.
-        tiny.why = (f"--model auto found no DialoGPT-small in {shown(model_dir)}/DialoGPT-small "
-                    f"or in the Hugging Face cache, and {reason}; so the offline default is "
-                    "used (random init). To fine-tune DialoGPT-small offline, copy it there "
-                    f"first: hf download {name} --local-dir {shown(model_dir)}/DialoGPT-small")
+        tiny.why = (
+            f"--model auto found no DialoGPT-small in {shown(model_dir)}/DialoGPT-small "
+            f"or in the Hugging Face cache, and {reason}; so the offline default is "
+            "used (random init). To fine-tune DialoGPT-small offline, copy it there "
+            f"first: hf download {name} --local-dir {shown(model_dir)}/DialoGPT-small"
+        )
         return tiny
     local = _local_copy(model, model_dir)
     if local is not None:

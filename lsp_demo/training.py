@@ -28,14 +28,30 @@ from lsp_demo.model_choice import ModelChoice
 # tiny one on a CPU.
 # "validations": how many times the run validates and saves (a pretrained model's .pkl and
 # hf_model/ are 0.5-3 GB each time).
-TINY_SETTINGS = {"learning_rate": 1e-3, "num_optim_steps": 300, "train_batch_size": 16,
-                 "eval_batch_size": 32, "validations": 10}
-PRETRAINED_SETTINGS = {"learning_rate": 5e-5, "num_optim_steps": 60, "train_batch_size": 8,
-                       "eval_batch_size": 8, "validations": 3}
+TINY_SETTINGS = {
+    "learning_rate": 1e-3,
+    "num_optim_steps": 300,
+    "train_batch_size": 16,
+    "eval_batch_size": 32,
+    "validations": 10,
+}
+PRETRAINED_SETTINGS = {
+    "learning_rate": 5e-5,
+    "num_optim_steps": 60,
+    "train_batch_size": 8,
+    "eval_batch_size": 8,
+    "validations": 3,
+}
 
 
-def train_command(args: argparse.Namespace, model: ModelChoice, db: Path, valid: Path,
-                  runs: Path, extra: list[str]) -> list[str]:
+def train_command(
+    args: argparse.Namespace,
+    model: ModelChoice,
+    db: Path,
+    valid: Path,
+    runs: Path,
+    extra: list[str],
+) -> list[str]:
     import torch
 
     defaults = PRETRAINED_SETTINGS if model.pretrained else TINY_SETTINGS
@@ -44,29 +60,49 @@ def train_command(args: argparse.Namespace, model: ModelChoice, db: Path, valid:
     valid_step = args.valid_step or max(1, steps // defaults["validations"])
     python = "python" if shutil.which("python") == sys.executable else sys.executable
     cmd = [
-        python, shown(REPO / "LSP_train.py"),
-        "--model_name_or_path", model.name_or_path,
-        "--init_checkpoint", "None",
-        "--train_input_file", shown(db),
-        "--eval_input_file", shown(valid),
-        "--output_dir", shown(runs),
-        "--seed", str(args.seed),
-        "--max_seq_length", str(args.max_seq_length),
-        "--train_batch_size", str(args.train_batch_size or defaults["train_batch_size"]),
-        "--gradient_accumulation_steps", "1",
-        "--eval_batch_size", str(defaults["eval_batch_size"]),
-        "--learning_rate", str(args.learning_rate or defaults["learning_rate"]),
-        "--lr_schedule", args.lr_schedule,
-        "--warmup_proportion", "0.1",
-        "--num_optim_steps", str(steps),
-        "--valid_step", str(valid_step),
+        python,
+        shown(REPO / "LSP_train.py"),
+        "--model_name_or_path",
+        model.name_or_path,
+        "--init_checkpoint",
+        "None",
+        "--train_input_file",
+        shown(db),
+        "--eval_input_file",
+        shown(valid),
+        "--output_dir",
+        shown(runs),
+        "--seed",
+        str(args.seed),
+        "--max_seq_length",
+        str(args.max_seq_length),
+        "--train_batch_size",
+        str(args.train_batch_size or defaults["train_batch_size"]),
+        "--gradient_accumulation_steps",
+        "1",
+        "--eval_batch_size",
+        str(defaults["eval_batch_size"]),
+        "--learning_rate",
+        str(args.learning_rate or defaults["learning_rate"]),
+        "--lr_schedule",
+        args.lr_schedule,
+        "--warmup_proportion",
+        "0.1",
+        "--num_optim_steps",
+        str(steps),
+        "--valid_step",
+        str(valid_step),
         # One resumable checkpoint (model + optimizer state) at the end instead of one per
         # validation: on a laptop disk the copies cost more time than they are worth here.
-        "--save_step", str(steps),
-        "--keep_checkpoints", "1",
+        "--save_step",
+        str(steps),
+        "--keep_checkpoints",
+        "1",
         # Said explicitly so that a CPU run gives no fp16 fallback warning.
-        "--fp16", "true" if torch.cuda.is_available() else "false",
-        "--pbar", "true" if sys.stdout.isatty() else "false",
+        "--fp16",
+        "true" if torch.cuda.is_available() else "false",
+        "--pbar",
+        "true" if sys.stdout.isatty() else "false",
     ]
     return cmd + extra
 
@@ -76,7 +112,7 @@ def _comparable(cmd: list[str]) -> list[str]:
     out = list(cmd[1:])
     if "--pbar" in out:
         i = out.index("--pbar")
-        del out[i:i + 2]
+        del out[i : i + 2]
     return out
 
 
@@ -96,9 +132,11 @@ def finished_run(marker: Path, cmd: list[str]) -> Path | None:
         return None
     run_dir = Path(done.get("run_dir", ""))
     steps = flag_value(cmd, "--num_optim_steps")
-    if ((run_dir / f"GP2-pretrain-step-{steps}.pkl").is_file()
-            and (run_dir / "hf_model" / "config.json").is_file()
-            and ("--skip_eval" in cmd or (run_dir / "eval_log.txt").is_file())):
+    if (
+        (run_dir / f"GP2-pretrain-step-{steps}.pkl").is_file()
+        and (run_dir / "hf_model" / "config.json").is_file()
+        and ("--skip_eval" in cmd or (run_dir / "eval_log.txt").is_file())
+    ):
         return run_dir
     return None
 
@@ -152,22 +190,29 @@ def train(cmd: list[str], output_dir: Path, runs: Path, force: bool) -> Path:
     say("LSP_train.py command (copy and modify it to train your own way):\n")
     say(shlex.join(cmd) + "\n")
     if not force and (run_dir := finished_run(marker, cmd)) is not None:
-        say(f"reusing the finished run {shown(run_dir)} (same command; its output is in "
-            f"{shown(log_path)}; --force to train again)")
+        say(
+            f"reusing the finished run {shown(run_dir)} (same command; its output is in "
+            f"{shown(log_path)}; --force to train again)"
+        )
         return run_dir
     marker.unlink(missing_ok=True)
     runs.mkdir(parents=True, exist_ok=True)
     before = {p for p in runs.iterdir() if p.is_dir()}
     status = stream_to_log([sys.executable, *cmd[1:]], log_path, header=f"$ {shlex.join(cmd)}\n")
     if status != 0:
-        raise DemoError(f"training failed (LSP_train.py exit status {status}); its output is in "
-                        f"{shown(log_path)}")
+        raise DemoError(
+            f"training failed (LSP_train.py exit status {status}); its output is in "
+            f"{shown(log_path)}"
+        )
     new = [p for p in runs.iterdir() if p.is_dir() and p not in before]
     if not new:
         raise DemoError(f"LSP_train.py made no run folder under {shown(runs)}")
     run_dir = max(new, key=lambda p: p.stat().st_mtime)
-    write_text_atomic(marker, json.dumps({"command": _comparable(cmd),
-                                          "run_dir": str(run_dir.resolve())}, indent=2) + "\n")
+    write_text_atomic(
+        marker,
+        json.dumps({"command": _comparable(cmd), "run_dir": str(run_dir.resolve())}, indent=2)
+        + "\n",
+    )
     say(f"training output saved to {shown(log_path)}")
     return run_dir
 
@@ -181,13 +226,16 @@ def check_learning(run_dir: Path) -> tuple[tuple[int, float], tuple[int, float]]
     if not rows:
         raise DemoError(f"{shown(path)} has no validation row")
     first, last = rows[0], rows[-1]
-    say(f"validation perplexity: {first[1]:.1f} at step {first[0]} -> {last[1]:.1f} at step "
-        f"{last[0]} ({len(rows)} validations in {shown(path)})")
+    say(
+        f"validation perplexity: {first[1]:.1f} at step {first[0]} -> {last[1]:.1f} at step "
+        f"{last[0]} ({len(rows)} validations in {shown(path)})"
+    )
     if len(rows) == 1:
         say("(only one validation: use a --valid_step below --num_optim_steps to see a trend)")
     elif not (math.isfinite(last[1]) and last[1] < first[1]):
         raise DemoError(
             f"validation perplexity did not fall ({first[1]:.1f} at step {first[0]}, "
             f"{last[1]:.1f} at step {last[0]}): the model did not learn. Check the data and "
-            "try another --learning_rate or more --num_optim_steps")
+            "try another --learning_rate or more --num_optim_steps"
+        )
     return first, last

@@ -35,8 +35,15 @@ def encode_history(tokenizer, history: Sequence[str], max_context_tokens: int = 
     return ids[-max_context_tokens:]
 
 
-def check_options(*, method: str, max_new_tokens: int, top_k: int, top_p: float,
-                  temperature: float, num_beams: int) -> None:
+def check_options(
+    *,
+    method: str,
+    max_new_tokens: int,
+    top_k: int,
+    top_p: float,
+    temperature: float,
+    num_beams: int,
+) -> None:
     """Raise ValueError naming the first decoding option out of range for ``method``."""
     if method not in METHODS:
         raise ValueError(f"unknown decoding method {method!r}; choose one of {', '.join(METHODS)}")
@@ -73,9 +80,18 @@ def generate_reply(
     ``max_new_tokens``. The model is run in eval mode (its previous mode is restored), so
     dropout never perturbs a reply.
     """
-    return generate_replies(model, tokenizer, [history], max_new_tokens=max_new_tokens,
-                            method=method, top_k=top_k, top_p=top_p, temperature=temperature,
-                            num_beams=num_beams, max_context_tokens=max_context_tokens)[0]
+    return generate_replies(
+        model,
+        tokenizer,
+        [history],
+        max_new_tokens=max_new_tokens,
+        method=method,
+        top_k=top_k,
+        top_p=top_p,
+        temperature=temperature,
+        num_beams=num_beams,
+        max_context_tokens=max_context_tokens,
+    )[0]
 
 
 def generate_replies(
@@ -103,8 +119,14 @@ def generate_replies(
     tie after 17 tokens). Sampled replies depend on the batch layout as well as the seed. ``progress(n)`` is called after
     each batch with the number of replies it made.
     """
-    check_options(method=method, max_new_tokens=max_new_tokens, top_k=top_k, top_p=top_p,
-                  temperature=temperature, num_beams=num_beams)
+    check_options(
+        method=method,
+        max_new_tokens=max_new_tokens,
+        top_k=top_k,
+        top_p=top_p,
+        temperature=temperature,
+        num_beams=num_beams,
+    )
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     n_positions = getattr(model.config, "n_positions", None)
@@ -140,19 +162,20 @@ def generate_replies(
     model.eval()
     try:
         for start in range(0, len(contexts), batch_size):
-            batch = contexts[start:start + batch_size]
+            batch = contexts[start : start + batch_size]
             width = max(len(c) for c in batch)
             input_ids = torch.full((len(batch), width), EOS_ID, dtype=torch.long)
             attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
             for row, context in enumerate(batch):
-                input_ids[row, width - len(context):] = torch.tensor(context)
-                attention_mask[row, width - len(context):] = 1
+                input_ids[row, width - len(context) :] = torch.tensor(context)
+                attention_mask[row, width - len(context) :] = 1
             with torch.no_grad():
-                output = model.generate(input_ids.to(device),
-                                        attention_mask=attention_mask.to(device), **kwargs)
+                output = model.generate(
+                    input_ids.to(device), attention_mask=attention_mask.to(device), **kwargs
+                )
             for row in output[:, width:].tolist():
                 if EOS_ID in row:  # finished rows are padded with eos after their end
-                    row = row[:row.index(EOS_ID)]
+                    row = row[: row.index(EOS_ID)]
                 replies.append(tokenizer.decode(row, skip_special_tokens=True).strip())
             if progress is not None:
                 progress(len(batch))

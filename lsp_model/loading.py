@@ -176,8 +176,11 @@ def cached_snapshot(repo_id: str) -> Path:
 
     cache_dir = hub_cache_dir()
     patterns = _patterns_for(_repo_files_cached(repo_id, cache_dir))
-    return Path(snapshot_download(repo_id, allow_patterns=patterns, cache_dir=cache_dir,
-                                  local_files_only=True))
+    return Path(
+        snapshot_download(
+            repo_id, allow_patterns=patterns, cache_dir=cache_dir, local_files_only=True
+        )
+    )
 
 
 def hub_reachable(repo_id: str, timeout: float = HUB_TIMEOUT) -> tuple[bool, str]:

@@ -19,9 +19,14 @@ from lsp_model.tokenizer import EOS_ID
 POSITIONS_PER_PROJECTION = 1024
 
 
-def backward_scores(reverse_model: torch.nn.Module, tokenizer, history: Sequence[str],
-                    candidates: Sequence[str], max_tokens: int = 512,
-                    batch_size: int = 16) -> list[float]:
+def backward_scores(
+    reverse_model: torch.nn.Module,
+    tokenizer,
+    history: Sequence[str],
+    candidates: Sequence[str],
+    max_tokens: int = 512,
+    batch_size: int = 16,
+) -> list[float]:
     """Mean log-probability of the reversed history given each candidate (higher is better).
 
     Candidates are scored ``batch_size`` at a time, padded on the right: with causal
@@ -36,7 +41,7 @@ def backward_scores(reverse_model: torch.nn.Module, tokenizer, history: Sequence
         reply = tokenizer.encode(candidate.strip(), add_special_tokens=False)
         ids = (reply + [EOS_ID] + source)[:max_tokens]
         # label at p = the token after ids[:p+1]: the source tokens, then nothing
-        labels = ([-1] * len(reply) + ids[len(reply) + 1:] + [-1])[:len(ids)]
+        labels = ([-1] * len(reply) + ids[len(reply) + 1 :] + [-1])[: len(ids)]
         rows.append((ids, labels))
 
     device = next(reverse_model.parameters()).device
@@ -46,26 +51,30 @@ def backward_scores(reverse_model: torch.nn.Module, tokenizer, history: Sequence
     try:
         with torch.no_grad():
             for start in range(0, len(rows), batch_size):
-                scores += _score_batch(reverse_model, rows[start:start + batch_size], device)
+                scores += _score_batch(reverse_model, rows[start : start + batch_size], device)
     finally:
         reverse_model.train(was_training)
     return scores
 
 
-def _score_batch(model: torch.nn.Module, rows: list[tuple[list[int], list[int]]],
-                 device: torch.device) -> list[float]:
+def _score_batch(
+    model: torch.nn.Module, rows: list[tuple[list[int], list[int]]], device: torch.device
+) -> list[float]:
     width = max(len(ids) for ids, _ in rows)
     input_ids = torch.full((len(rows), width), EOS_ID, dtype=torch.long)
     labels = torch.full((len(rows), width), -1, dtype=torch.long)
     for r, (ids, labs) in enumerate(rows):
-        input_ids[r, :len(ids)] = torch.tensor(ids)
-        labels[r, :len(labs)] = torch.tensor(labs)
+        input_ids[r, : len(ids)] = torch.tensor(ids)
+        labels[r, : len(labs)] = torch.tensor(labs)
     input_ids, labels = input_ids.to(device), labels.to(device)
     hidden = model.transformer(input_ids, use_cache=False).last_hidden_state
     row_of, col_of = (labels != -1).nonzero(as_tuple=True)
     total = torch.zeros(len(rows), dtype=torch.float64, device=device)
     for lo in range(0, len(row_of), POSITIONS_PER_PROJECTION):
-        r, c = row_of[lo:lo + POSITIONS_PER_PROJECTION], col_of[lo:lo + POSITIONS_PER_PROJECTION]
+        r, c = (
+            row_of[lo : lo + POSITIONS_PER_PROJECTION],
+            col_of[lo : lo + POSITIONS_PER_PROJECTION],
+        )
         logp = torch.log_softmax(model.lm_head(hidden[r, c]).float(), dim=-1)
         total.index_add_(0, r, logp.gather(1, labels[r, c].unsqueeze(1)).squeeze(1).double())
     counts = (labels != -1).sum(dim=1)

@@ -110,5 +110,7 @@ def load_tokenizer(folder: str | Path | None = None) -> PreTrainedTokenizerBase:
     A folder without tokenizer files (e.g. a config-only folder such as ``configs/117M``)
     falls back to the packaged GPT-2 files, which are the same vocabulary.
     """
-    key = str(Path(folder).resolve()) if folder is not None and has_tokenizer_files(folder) else None
+    key = (
+        str(Path(folder).resolve()) if folder is not None and has_tokenizer_files(folder) else None
+    )
     return _load(key)

@@ -27,7 +27,9 @@ def atomic_path(path: str) -> Iterator[str]:
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+        fd, tmp = tempfile.mkstemp(
+            prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder
+        )
     except (FileExistsError, NotADirectoryError):
         raise UserError(f"cannot write {path}: a file is in the way of its folder") from None
     except OSError as exc:
@@ -70,7 +72,9 @@ def atomic_text(
     with atomic_path(path) as tmp:
         if compress:
             # newline="" keeps "\n" as written: the format is the same on every platform.
-            fh = gzip.open(tmp, "wt", encoding="utf-8", compresslevel=level, newline="", errors=errors)
+            fh = gzip.open(
+                tmp, "wt", encoding="utf-8", compresslevel=level, newline="", errors=errors
+            )
         else:
             fh = open(tmp, "w", encoding="utf-8", newline="", errors=errors)
         with fh:

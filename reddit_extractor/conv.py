@@ -100,7 +100,7 @@ class TurnCache:
             self.map = {t: self.map[t] for t in keep}
         if self.pool is not None and len(todo) >= MIN_PARALLEL_TEXTS:
             step = max(200, len(todo) // (self.workers * 8))
-            chunks = [todo[i:i + step] for i in range(0, len(todo), step)]
+            chunks = [todo[i : i + step] for i in range(0, len(todo), step)]
             done = [t for part in self.pool.map(_weighted_turns, chunks) for t in part]
         else:
             done = weighted_turns(todo, self.o)
@@ -139,7 +139,9 @@ def _weighted_turns(texts: list[str]) -> list[str | None]:
 class SplitJob:
     """One split in memory, and the rules to turn its targets into lines."""
 
-    def __init__(self, opts: ConvOptions, subs: dict[str, tuple[str, ...]], comms: dict[str, tuple[str, ...]]) -> None:
+    def __init__(
+        self, opts: ConvOptions, subs: dict[str, tuple[str, ...]], comms: dict[str, tuple[str, ...]]
+    ) -> None:
         self.o = opts
         self.subs = subs
         self.comms = comms
@@ -215,7 +217,9 @@ class SplitJob:
                     continue
                 if subreddit in o.bl_subreddits:
                     counts["bad_subreddit"] += 1
-                    plan.append(f"skip\tbad_subreddit\t{info}\tN/A\toffensive subreddit: {subreddit}")
+                    plan.append(
+                        f"skip\tbad_subreddit\t{info}\tN/A\toffensive subreddit: {subreddit}"
+                    )
                     continue
             c = self.comms[cid]
             body = c[BODY]
@@ -226,7 +230,9 @@ class SplitJob:
                     score = int(c[SCORE])
                 except ValueError:
                     counts["bad_score"] += 1
-                    plan.append(f"skip\tbad_score\t{info}\t{body}\tscore {c[SCORE]!r} is not an integer")
+                    plan.append(
+                        f"skip\tbad_score\t{info}\t{body}\tscore {c[SCORE]!r} is not an integer"
+                    )
                     continue
             if score < o.min_score:
                 counts["low_score"] += 1
@@ -245,7 +251,9 @@ class SplitJob:
             if len(keys) < o.min_depth:
                 counts["min_depth"] += 1
                 raw = "|".join(self.raw_text(k) for k in keys)
-                plan.append(f"skip\tmin_depth\t{info}\t{body}\tdepth {len(keys)} < {o.min_depth}: {raw}")
+                plan.append(
+                    f"skip\tmin_depth\t{info}\t{body}\tdepth {len(keys)} < {o.min_depth}: {raw}"
+                )
                 continue
             plan.append((f"{sid},{pid},{cid}", info, [self.raw_text(k) for k in keys]))
 
@@ -326,7 +334,11 @@ def load_split(folder: str, k: int, report: Report) -> tuple[dict, dict]:
             # Interned: a link id is shared by all the comments of a submission, a parent
             # id by its replies and its own key.
             comms[sys.intern("t1_" + cells[0])] = (
-                sys.intern(cells[2]), sys.intern(cells[3]), cells[4], cells[5], cells[6]
+                sys.intern(cells[2]),
+                sys.intern(cells[3]),
+                cells[4],
+                cells[5],
+                cells[6],
             )
     except (OSError, EOFError) as exc:
         raise UserError(f"cannot read {path}: {exc}; run --task extract again") from None
@@ -361,7 +373,7 @@ def conv_split(
     m = 0
     resp_len = 0
     for i in range(0, len(targets), BLOCK_TARGETS):
-        lines, counts, log_lines, rl = job.process(targets[i:i + BLOCK_TARGETS], turns)
+        lines, counts, log_lines, rl = job.process(targets[i : i + BLOCK_TARGETS], turns)
         if lines:
             out.write("\n".join(lines) + "\n")
         if log_lines:
@@ -421,8 +433,9 @@ def conv_month(opts: ConvOptions) -> tuple[int, int]:
         # wait for them forever at exit. It is delivered right after.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
-            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                                       initializer=_ignore_sigint)
+            pool = ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("fork"), initializer=_ignore_sigint
+            )
             pool.submit(int).result()  # the first task forks all the workers
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
@@ -445,6 +458,8 @@ def conv_month(opts: ConvOptions) -> tuple[int, int]:
     stat_lines.append(f"{opts.month}\tall\t{sum_m}\t{sum_n}\t\n")
     write_counts(base + ".skips.tsv", report.counts)
     write_text(base + ".stat.tsv", "".join(stat_lines))
-    print(f"[{opts.month}] conv: selected {sum_m} instances from {sum_n} comments in {k} split(s)",
-          file=sys.stderr)
+    print(
+        f"[{opts.month}] conv: selected {sum_m} instances from {sum_n} comments in {k} split(s)",
+        file=sys.stderr,
+    )
     return sum_m, sum_n

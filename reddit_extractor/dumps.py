@@ -42,9 +42,7 @@ def find_dump(folder: str, kind: str, month: str) -> str:
         if os.path.isfile(path):
             return path
         tried.append(os.path.basename(path))
-    raise UserError(
-        f"no {kind} dump for {month} in {folder!r}: looked for {', '.join(tried)}"
-    )
+    raise UserError(f"no {kind} dump for {month} in {folder!r}: looked for {', '.join(tried)}")
 
 
 class _Plain:

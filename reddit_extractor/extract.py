@@ -98,8 +98,14 @@ def _records(reader: DumpReader, report: Report, prefix: str) -> Iterator[tuple[
         report.bad(prefix + "truncated", problem)
 
 
-_JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number",
-               bool: "true/false", type(None): "null"}
+_JSON_KINDS = {
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "true/false",
+    type(None): "null",
+}
 
 
 def _field_problem(exc: Exception, rec: object) -> str:
@@ -210,7 +216,10 @@ def _extract_comments(
         # Same checks in the same order as the published tool, so that a malformed
         # record is dropped exactly when it would have been.
         try:
-            if keys is not None and "\t".join([rec["link_id"], "t1_" + rec["id"], "dep"]) not in keys:
+            if (
+                keys is not None
+                and "\t".join([rec["link_id"], "t1_" + rec["id"], "dep"]) not in keys
+            ):
                 report.skip("rc_not_in_keys")
                 continue
             body = rec["body"]
@@ -231,8 +240,15 @@ def _extract_comments(
                 report.skip("rc_too_short")
                 continue
             line = "\t".join(
-                [str(rec["id"]), str(rec["author"]), str(rec["parent_id"]), str(link_id),
-                 str(rec["score"]), str(n_char), body]
+                [
+                    str(rec["id"]),
+                    str(rec["author"]),
+                    str(rec["parent_id"]),
+                    str(link_id),
+                    str(rec["score"]),
+                    str(n_char),
+                    body,
+                ]
             )
         except Exception as exc:  # noqa: BLE001 - any malformed record is skipped, like the published tool
             report.bad("rc_bad_record", f"{name}:{n}: {_field_problem(exc, rec)}")
@@ -269,8 +285,13 @@ def extract_month(opts: ExtractOptions) -> ExtractSummary:
                 rc_out.close_all(ok=False)
                 raise
         write_counts(os.path.join(work, "skips.tsv"), report.counts)
-        stat = [opts.month, summary.kept_comments, summary.comments,
-                summary.kept_submissions, summary.submissions]
+        stat = [
+            opts.month,
+            summary.kept_comments,
+            summary.comments,
+            summary.kept_submissions,
+            summary.submissions,
+        ]
         with atomic_text(os.path.join(work, "stat.tsv")) as fh:
             fh.write("\t".join(map(str, stat)) + "\n")
         _swap_in(work, final)

@@ -44,8 +44,10 @@ def load_instances(path: str) -> dict[str, tuple[str, str]]:
                 if len(cells) != 3:
                     bad += 1
                     if bad <= 10:
-                        print(f"warning: {path}:{n}: {len(cells)} fields, expected 3 (skipped)",
-                              file=sys.stderr)
+                        print(
+                            f"warning: {path}:{n}: {len(cells)} fields, expected 3 (skipped)",
+                            file=sys.stderr,
+                        )
                     continue
                 data[cells[0]] = (cells[1], cells[2])
     except (OSError, EOFError) as exc:
@@ -64,7 +66,9 @@ def build(data_path: str, ids_path: str, out_path: str) -> tuple[int, int]:
     check_outputs([out_path])
     for path, what in ((data_path, "--data"), (ids_path, "--testids")):
         if os.path.exists(path) and os.path.exists(out_path) and os.path.samefile(path, out_path):
-            raise UserError(f"--out {out_path!r} is also the {what} input; writing it would destroy it")
+            raise UserError(
+                f"--out {out_path!r} is also the {what} input; writing it would destroy it"
+            )
     data = load_instances(data_path)
     try:
         fi = open(ids_path, encoding="utf-8")
@@ -74,7 +78,9 @@ def build(data_path: str, ids_path: str, out_path: str) -> tuple[int, int]:
         return _write(data, fi, ids_path, out_path)
     except UnicodeDecodeError as exc:
         where = utf8_error_where(lambda: open(ids_path, "rb"))
-        raise UserError(f"reference ids {ids_path!r} are not UTF-8: {exc.reason} at {where}") from None
+        raise UserError(
+            f"reference ids {ids_path!r} are not UTF-8: {exc.reason} at {where}"
+        ) from None
 
 
 def _write(data: dict[str, tuple[str, str]], fi, ids_path: str, out_path: str) -> tuple[int, int]:
@@ -83,14 +89,20 @@ def _write(data: dict[str, tuple[str, str]], fi, ids_path: str, out_path: str) -
         for n, line in enumerate(fi, 1):
             els = line.rstrip().split("\t")
             if els[0] != "multiref":
-                print(f"{ids_path}:{n}: ignoring line (does not start with 'multiref')", file=sys.stderr)
+                print(
+                    f"{ids_path}:{n}: ignoring line (does not start with 'multiref')",
+                    file=sys.stderr,
+                )
                 continue
             src = None
             refs = []
             for el in els[1:]:
                 score, sep, ids = el.partition(",")
                 if not sep:
-                    print(f"{ids_path}:{n}: malformed reference {el!r} (expected score,ids)", file=sys.stderr)
+                    print(
+                        f"{ids_path}:{n}: malformed reference {el!r} (expected score,ids)",
+                        file=sys.stderr,
+                    )
                     dropped += 1
                     continue
                 if ids not in data:

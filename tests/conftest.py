@@ -10,12 +10,15 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
-WORDS = ("hello there how are you doing today fine thanks what about the weather it is "
-         "sunny and warm i like tea coffee please tell me more about your day").split()
+WORDS = (
+    "hello there how are you doing today fine thanks what about the weather it is "
+    "sunny and warm i like tea coffee please tell me more about your day"
+).split()
 
 
-def write_corpus(path: Path, n_lines: int, seed: int = 0, max_turns: int = 5,
-                 max_words: int = 12) -> Path:
+def write_corpus(
+    path: Path, n_lines: int, seed: int = 0, max_turns: int = 5, max_words: int = 12
+) -> Path:
     """A weighted training tsv of random multi-turn conversations."""
     rng = random.Random(seed)
     lines = []
@@ -39,8 +42,9 @@ def corpus(tmp_path: Path) -> Path:
 def small_db(corpus: Path) -> Path:
     from lsp_data.prepro import run_prepro
 
-    folder, _ = run_prepro(str(corpus), max_seq_len=64, chunk_size=100, progress=False,
-                           log=lambda m: None)
+    folder, _ = run_prepro(
+        str(corpus), max_seq_len=64, chunk_size=100, progress=False, log=lambda m: None
+    )
     return folder
 
 

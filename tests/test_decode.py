@@ -19,7 +19,9 @@ def hf_model(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("decode")
     (root / "cfg").mkdir()
-    (root / "cfg" / "config.json").write_text(json.dumps({**TINY, "n_positions": 128, "n_ctx": 128}))
+    (root / "cfg" / "config.json").write_text(
+        json.dumps({**TINY, "n_positions": 128, "n_ctx": 128})
+    )
     torch.manual_seed(0)
     model = load_model(str(root / "cfg"))
     return save_hf_folder(model, load_tokenizer(), root / "hf")
@@ -29,18 +31,76 @@ def test_greedy_and_beam_write_one_line_per_context(hf_model, tmp_path):
     src = tmp_path / "test.tsv"
     src.write_text("0.0 hello there EOS 1.0 how are you ?\t1.0|fine\nwhat is up\nthird one\n")
     out = tmp_path / "hyp.txt"
-    assert decode.main(["--model_name_or_path", str(hf_model), "--input", str(src),
-                        "--output", str(out), "--max_new_tokens", "6"]) == 0
+    assert (
+        decode.main(
+            [
+                "--model_name_or_path",
+                str(hf_model),
+                "--input",
+                str(src),
+                "--output",
+                str(out),
+                "--max_new_tokens",
+                "6",
+            ]
+        )
+        == 0
+    )
     greedy = out.read_text().splitlines()
     assert len(greedy) == 3 and all("\t" not in h for h in greedy)
-    assert decode.main(["--model_name_or_path", str(hf_model), "--input", str(src),
-                        "--output", str(out), "--max_new_tokens", "6"]) == 0
+    assert (
+        decode.main(
+            [
+                "--model_name_or_path",
+                str(hf_model),
+                "--input",
+                str(src),
+                "--output",
+                str(out),
+                "--max_new_tokens",
+                "6",
+            ]
+        )
+        == 0
+    )
     assert out.read_text().splitlines() == greedy  # deterministic
-    assert decode.main(["--model_name_or_path", str(hf_model), "--input", str(src),
-                        "--output", str(out), "--max_new_tokens", "6", "--batch_size", "1"]) == 0
+    assert (
+        decode.main(
+            [
+                "--model_name_or_path",
+                str(hf_model),
+                "--input",
+                str(src),
+                "--output",
+                str(out),
+                "--max_new_tokens",
+                "6",
+                "--batch_size",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert out.read_text().splitlines() == greedy  # batching does not change greedy replies
-    assert decode.main(["--model_name_or_path", str(hf_model), "--input", str(src), "--output",
-                        str(out), "--method", "beam", "--num_beams", "3", "--max_new_tokens", "6"]) == 0
+    assert (
+        decode.main(
+            [
+                "--model_name_or_path",
+                str(hf_model),
+                "--input",
+                str(src),
+                "--output",
+                str(out),
+                "--method",
+                "beam",
+                "--num_beams",
+                "3",
+                "--max_new_tokens",
+                "6",
+            ]
+        )
+        == 0
+    )
     assert len(out.read_text().splitlines()) == 3
 
 
@@ -73,9 +133,27 @@ def test_mmi_prefers_replies_that_predict_the_context(hf_model, tmp_path):
     src = tmp_path / "t.tsv"
     src.write_text("hello there\n")
     out = tmp_path / "hyp.txt"
-    assert decode.main(["--model_name_or_path", str(hf_model), "--input", str(src), "--output",
-                        str(out), "--mmi_model", str(hf_model), "--mmi_candidates", "3",
-                        "--max_new_tokens", "4", "--top_k", "20"]) == 0
+    assert (
+        decode.main(
+            [
+                "--model_name_or_path",
+                str(hf_model),
+                "--input",
+                str(src),
+                "--output",
+                str(out),
+                "--mmi_model",
+                str(hf_model),
+                "--mmi_candidates",
+                "3",
+                "--max_new_tokens",
+                "4",
+                "--top_k",
+                "20",
+            ]
+        )
+        == 0
+    )
     assert len(out.read_text().splitlines()) == 1
 
 
@@ -91,16 +169,40 @@ def test_mmi_batched_scores_equal_one_at_a_time(hf_model, monkeypatch):
     assert batched == pytest.approx(one_by_one, abs=1e-5)
     long_reply = " ".join(["word"] * 40)
     # No context token fits after a reply this long: nothing to score.
-    assert backward_scores(model, tok, history, [long_reply, "hi"], max_tokens=20)[0] == float("-inf")
+    assert backward_scores(model, tok, history, [long_reply, "hi"], max_tokens=20)[0] == float(
+        "-inf"
+    )
 
 
 def test_bad_input_is_a_clear_error(hf_model, tmp_path, capsys):
-    assert decode.main(["--model_name_or_path", str(hf_model), "--input", str(tmp_path / "no.txt"),
-                        "--output", str(tmp_path / "o.txt")]) == 2
+    assert (
+        decode.main(
+            [
+                "--model_name_or_path",
+                str(hf_model),
+                "--input",
+                str(tmp_path / "no.txt"),
+                "--output",
+                str(tmp_path / "o.txt"),
+            ]
+        )
+        == 2
+    )
     assert "no.txt: no such file" in capsys.readouterr().err
     (tmp_path / "empty.txt").write_text("")
-    assert decode.main(["--model_name_or_path", str(hf_model), "--input", str(tmp_path / "empty.txt"),
-                        "--output", str(tmp_path / "o.txt")]) == 2
+    assert (
+        decode.main(
+            [
+                "--model_name_or_path",
+                str(hf_model),
+                "--input",
+                str(tmp_path / "empty.txt"),
+                "--output",
+                str(tmp_path / "o.txt"),
+            ]
+        )
+        == 2
+    )
     assert "no line to decode" in capsys.readouterr().err
 
 
@@ -111,23 +213,38 @@ def test_line_separators_inside_text_keep_lines_aligned(tmp_path):
     assert decode.read_contexts(str(src)) == [["a b", "c"], ["d e"], ["last"]]  # one line each
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--method", "beam", "--num_beams", "0"], "num_beams must be >= 1"),
-    (["--method", "sample", "--top_p", "1.5"], "top_p must be in (0, 1]"),
-    (["--mmi_model", "x", "--temperature", "0"], "temperature must be > 0"),
-    (["--mmi_model", "x", "--mmi_candidates", "0"], "--mmi_candidates must be >= 1"),
-    (["--max_new_tokens", "0"], "max_new_tokens must be >= 1"),
-    (["--batch_size", "0"], "--batch_size must be >= 1"),
-    (["--max_new_tokens", "500"], "leaves no room for context in the model's 128 positions"),
-    (["--device", "nonsense"], "--device nonsense"),
-    (["--device", "cpu", "--dtype", "float16"], "--dtype float16 needs a CUDA device"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--method", "beam", "--num_beams", "0"], "num_beams must be >= 1"),
+        (["--method", "sample", "--top_p", "1.5"], "top_p must be in (0, 1]"),
+        (["--mmi_model", "x", "--temperature", "0"], "temperature must be > 0"),
+        (["--mmi_model", "x", "--mmi_candidates", "0"], "--mmi_candidates must be >= 1"),
+        (["--max_new_tokens", "0"], "max_new_tokens must be >= 1"),
+        (["--batch_size", "0"], "--batch_size must be >= 1"),
+        (["--max_new_tokens", "500"], "leaves no room for context in the model's 128 positions"),
+        (["--device", "nonsense"], "--device nonsense"),
+        (["--device", "cpu", "--dtype", "float16"], "--dtype float16 needs a CUDA device"),
+    ],
+)
 def test_bad_options_are_one_line_errors(hf_model, tmp_path, capsys, extra, message):
     src = tmp_path / "t.tsv"
     src.write_text("hello there\n")
     out = tmp_path / "o.txt"
-    assert decode.main(["--model_name_or_path", str(hf_model), "--input", str(src),
-                        "--output", str(out), *extra]) == 2
+    assert (
+        decode.main(
+            [
+                "--model_name_or_path",
+                str(hf_model),
+                "--input",
+                str(src),
+                "--output",
+                str(out),
+                *extra,
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not out.exists()
@@ -136,9 +253,23 @@ def test_bad_options_are_one_line_errors(hf_model, tmp_path, capsys, extra, mess
 def test_unreadable_input_is_located(hf_model, tmp_path, capsys):
     (tmp_path / "folder").mkdir()
     (tmp_path / "bad.txt").write_bytes(b"fine\nbroken \xff here\n")
-    for name, message in (("folder", "folder: is a folder"), ("bad.txt", "bad.txt:2: not valid UTF-8")):
-        assert decode.main(["--model_name_or_path", str(hf_model), "--input", str(tmp_path / name),
-                            "--output", str(tmp_path / "o.txt")]) == 2
+    for name, message in (
+        ("folder", "folder: is a folder"),
+        ("bad.txt", "bad.txt:2: not valid UTF-8"),
+    ):
+        assert (
+            decode.main(
+                [
+                    "--model_name_or_path",
+                    str(hf_model),
+                    "--input",
+                    str(tmp_path / name),
+                    "--output",
+                    str(tmp_path / "o.txt"),
+                ]
+            )
+            == 2
+        )
         assert message in capsys.readouterr().err
 
 
@@ -155,8 +286,18 @@ def test_bfloat16_decoding_on_cpu(hf_model, tmp_path):
     src = tmp_path / "t.tsv"
     src.write_text("hello there\nhow are you ?\n")
     out = tmp_path / "o.txt"
-    base = ["--model_name_or_path", str(hf_model), "--input", str(src), "--output", str(out),
-            "--dtype", "bfloat16", "--max_new_tokens", "5"]
+    base = [
+        "--model_name_or_path",
+        str(hf_model),
+        "--input",
+        str(src),
+        "--output",
+        str(out),
+        "--dtype",
+        "bfloat16",
+        "--max_new_tokens",
+        "5",
+    ]
     for extra in (["--method", "beam"], ["--mmi_model", str(hf_model), "--mmi_candidates", "3"]):
         assert decode.main(base + extra) == 0
         assert len(out.read_text().splitlines()) == 2

@@ -21,22 +21,35 @@ def _read(path: Path) -> list[str]:
 
 
 def test_pretrained_model_unavailable_offline_exits_2(
-        tmp_path: Path, offline_hub: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    status = demo.main(["--model", "small", "--model_dir", str(tmp_path / "none"),
-                        "--output_dir", str(tmp_path / "out")])
+    tmp_path: Path, offline_hub: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = demo.main(
+        [
+            "--model",
+            "small",
+            "--model_dir",
+            str(tmp_path / "none"),
+            "--output_dir",
+            str(tmp_path / "out"),
+        ]
+    )
     err = capsys.readouterr().err
     assert status == 2
     assert "microsoft/DialoGPT-small" in err and "HF_HUB_OFFLINE" in err
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--num_optim_steps", "0"], "--num_optim_steps must be at least 1"),
-    (["--learning_rate", "0"], "--learning_rate must be positive"),
-    (["--output_dir", "{file}"], "exists and is not a folder"),
-])
-def test_bad_options_exit_2_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                            extra: list[str], message: str) -> None:
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--num_optim_steps", "0"], "--num_optim_steps must be at least 1"),
+        (["--learning_rate", "0"], "--learning_rate must be positive"),
+        (["--output_dir", "{file}"], "exists and is not a folder"),
+    ],
+)
+def test_bad_options_exit_2_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
     (tmp_path / "a_file").write_text("")
     extra = [e.format(file=tmp_path / "a_file") for e in extra]
     with pytest.raises(SystemExit) as exit_info:
@@ -52,11 +65,22 @@ def _printed_command(out: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_demo_end_to_end_and_rerun(tmp_path: Path, offline_hub: Path,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_end_to_end_and_rerun(
+    tmp_path: Path, offline_hub: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out_dir = tmp_path / "demo"
-    argv = ["--model", "auto", "--model_dir", str(tmp_path / "models"), "--output_dir",
-            str(out_dir), "--num_optim_steps", "16", "--valid_step", "4"]
+    argv = [
+        "--model",
+        "auto",
+        "--model_dir",
+        str(tmp_path / "models"),
+        "--output_dir",
+        str(out_dir),
+        "--num_optim_steps",
+        "16",
+        "--valid_step",
+        "4",
+    ]
     assert demo.main(argv) == 0
     out = capsys.readouterr().out
     assert "model: tiny" in out and "chatterbot-corpus" in out
@@ -79,8 +103,16 @@ def test_demo_end_to_end_and_rerun(tmp_path: Path, offline_hub: Path,
     run = runs[0]
     with open(run / "train_log.txt", newline="") as f:
         rows = list(csv.reader(f))
-    assert rows[0] == ["epoch", "global_step", "step", "mean_loss", "mean_ppl", "n_token_real",
-                       "n_token_total", "epoch_time"]
+    assert rows[0] == [
+        "epoch",
+        "global_step",
+        "step",
+        "mean_loss",
+        "mean_ppl",
+        "n_token_real",
+        "n_token_total",
+        "epoch_time",
+    ]
     assert [int(r[1]) for r in rows[1:]] == list(range(1, 17))
     with open(run / "eval_log.txt", newline="") as f:
         evals = list(csv.DictReader(f))
@@ -126,8 +158,9 @@ def test_demo_end_to_end_and_rerun(tmp_path: Path, offline_hub: Path,
 
 
 @pytest.mark.slow
-def test_demo_reddit_small_on_synthetic_dumps(tmp_path: Path, offline_hub: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_reddit_small_on_synthetic_dumps(
+    tmp_path: Path, offline_hub: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """--data small drives make over every month of the list, then holds out validation."""
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
@@ -141,8 +174,22 @@ def test_demo_reddit_small_on_synthetic_dumps(tmp_path: Path, offline_hub: Path,
     out_dir = tmp_path / "out"
     repo_work = REPO / "reddit_extractor" / "data"
     existed = repo_work.exists()
-    argv = ["--data", "small", "--model", "tiny", "--reddit_dumps", str(dumps), "--output_dir",
-            str(out_dir), "--num_optim_steps", "2", "--valid_step", "1", "--jobs", "2"]
+    argv = [
+        "--data",
+        "small",
+        "--model",
+        "tiny",
+        "--reddit_dumps",
+        str(dumps),
+        "--output_dir",
+        str(out_dir),
+        "--num_optim_steps",
+        "2",
+        "--valid_step",
+        "1",
+        "--jobs",
+        "2",
+    ]
     assert demo.main(argv) == 0
     out = capsys.readouterr().out
     assert "make -C" in out and "SIZE=small" in out
@@ -163,8 +210,9 @@ def test_demo_reddit_small_on_synthetic_dumps(tmp_path: Path, offline_hub: Path,
 
 
 @pytest.mark.slow
-def test_demo_fine_tunes_a_local_pretrained_copy(tmp_path: Path, offline_hub: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_fine_tunes_a_local_pretrained_copy(
+    tmp_path: Path, offline_hub: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """--model auto takes MODEL_DIR/DialoGPT-small (here: tiny weights in HF layout)."""
     from lsp_model.loading import load_model, save_hf_folder
     from lsp_model.tokenizer import load_tokenizer
@@ -172,8 +220,19 @@ def test_demo_fine_tunes_a_local_pretrained_copy(tmp_path: Path, offline_hub: Pa
     folder = tmp_path / "models" / "DialoGPT-small"
     save_hf_folder(load_model(TINY_CONFIG), load_tokenizer(None), folder)
     out_dir = tmp_path / "out"
-    argv = ["--model_dir", str(tmp_path / "models"), "--output_dir", str(out_dir),
-            "--num_optim_steps", "6", "--learning_rate", "1e-3", "--", "--eval_batch_size", "16"]
+    argv = [
+        "--model_dir",
+        str(tmp_path / "models"),
+        "--output_dir",
+        str(out_dir),
+        "--num_optim_steps",
+        "6",
+        "--learning_rate",
+        "1e-3",
+        "--",
+        "--eval_batch_size",
+        "16",
+    ]
     assert demo.main(argv) == 0
     out = capsys.readouterr().out
     assert "model: small" in out and "local copy" in out

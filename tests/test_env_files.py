@@ -85,14 +85,28 @@ def test_conda_env_matches_requirements(name: str) -> None:
 def test_conda_envs_agree() -> None:
     linux, generic = (yaml.safe_load((REPO / n).read_text(encoding="utf-8")) for n in ENV_FILES)
     assert linux["channels"] == generic["channels"]
-    pip = [[e for e in next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-            if not str(e).startswith("-")] for env in (linux, generic)]
+    pip = [
+        [
+            e
+            for e in next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+            if not str(e).startswith("-")
+        ]
+        for env in (linux, generic)
+    ]
     assert pip[0] == pip[1], "same packages in the same order"
     # Linux takes PyPI's CUDA build of torch; the generic file the CPU build.
-    assert not any(str(e).startswith("-") for d in linux["dependencies"] if isinstance(d, dict)
-                   for e in d["pip"])
-    assert any("whl/cpu" in str(e) for d in generic["dependencies"] if isinstance(d, dict)
-               for e in d["pip"])
+    assert not any(
+        str(e).startswith("-")
+        for d in linux["dependencies"]
+        if isinstance(d, dict)
+        for e in d["pip"]
+    )
+    assert any(
+        "whl/cpu" in str(e)
+        for d in generic["dependencies"]
+        if isinstance(d, dict)
+        for e in d["pip"]
+    )
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
@@ -169,8 +183,11 @@ def test_dockerfile_runs_the_demo() -> None:
 
 
 def test_dockerignore_keeps_data_out() -> None:
-    lines = {ln.strip() for ln in (REPO / ".dockerignore").read_text().splitlines()
-             if ln.strip() and not ln.startswith("#")}
+    lines = {
+        ln.strip()
+        for ln in (REPO / ".dockerignore").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    }
     assert {".git", "data", "models", "demo_output", "reddit_extractor/data"} <= lines
     # Nothing the image needs is ignored.
     for needed in ("requirements.txt", "demo.py", "LSP_train.py", "configs", "lsp_data"):

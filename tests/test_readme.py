@@ -28,8 +28,11 @@ def test_quick_start_has_exactly_two_commands():
 
 def test_ci_runs_the_readme_test_command():
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
-    commands = [line.strip() for line in ci.splitlines()
-                if line.strip() and not line.lstrip().startswith("#")]
+    commands = [
+        line.strip()
+        for line in ci.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     assert quick_start_commands()[1] in commands
 
 
@@ -66,12 +69,27 @@ def test_prepro_flags_in_readme_exist():
 
 
 def test_files_named_in_readme_exist():
-    for name in ("demo.py", "prepro.py", "LSP_train.py", "data_loader.py", "requirements.txt",
-                 "requirements-dev.txt", "LSP-linux.yml", "LSP-generic.yml", "Dockerfile",
-                 "reddit_extractor/README.md", "dstc/README.md", "bench/loader_bench.py",
-                 "bench/prepro_bench.py", "bench/dstc_bench.py", "bench/reddit_bench.py",
-                 "configs/117M/config.json", "configs/345M/config.json", "configs/762M/config.json",
-                 "configs/tiny/config.json"):
+    for name in (
+        "demo.py",
+        "prepro.py",
+        "LSP_train.py",
+        "data_loader.py",
+        "requirements.txt",
+        "requirements-dev.txt",
+        "LSP-linux.yml",
+        "LSP-generic.yml",
+        "Dockerfile",
+        "reddit_extractor/README.md",
+        "dstc/README.md",
+        "bench/loader_bench.py",
+        "bench/prepro_bench.py",
+        "bench/dstc_bench.py",
+        "bench/reddit_bench.py",
+        "configs/117M/config.json",
+        "configs/345M/config.json",
+        "configs/762M/config.json",
+        "configs/tiny/config.json",
+    ):
         assert (REPO / name).exists(), name
 
 

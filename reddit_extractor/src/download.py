@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Download a Pushshift dump with resume (HTTP Range) and size check.
 
-  download.py URL DEST        e.g. download.py $U/comments/RC_2011-01.zst data/reddit/RC_2011-01.zst
+download.py URL DEST        e.g. download.py $U/comments/RC_2011-01.zst data/reddit/RC_2011-01.zst
 """
 
 from __future__ import annotations
@@ -25,9 +25,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.timeout > 0:
         p.error(f"--timeout must be a positive number of seconds, got {args.timeout}")
     # As before this helper: a UserError exits with 1, and an OSError is not caught.
-    return run_cli(p.prog, lambda: download(args.url, args.dest, timeout=args.timeout),
-                   f"run again to resume {args.dest}.part",
-                   user_error_status=1, report_os_errors=False)
+    return run_cli(
+        p.prog,
+        lambda: download(args.url, args.dest, timeout=args.timeout),
+        f"run again to resume {args.dest}.part",
+        user_error_status=1,
+        report_os_errors=False,
+    )
 
 
 if __name__ == "__main__":

@@ -90,35 +90,65 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     flag = {"type": str2bool, "nargs": "?", "const": True, "metavar": "True|False"}
-    p.add_argument("dump_name", type=month_arg, help="month YYYY-MM: dumps RS_YYYY-MM.*, RC_YYYY-MM.*")
+    p.add_argument(
+        "dump_name", type=month_arg, help="month YYYY-MM: dumps RS_YYYY-MM.*, RC_YYYY-MM.*"
+    )
     p.add_argument("--task", choices=["extract", "conv"], default="conv", help="pass to run [conv]")
     p.add_argument("--reddit_input", default="reddit_in", help="folder of the dumps [reddit_in]")
-    p.add_argument("--reddit_output", default="reddit_out",
-                   help="output folder: extract/ and conv/ are made in it [reddit_out]")
+    p.add_argument(
+        "--reddit_output",
+        default="reddit_out",
+        help="output folder: extract/ and conv/ are made in it [reddit_out]",
+    )
     p.add_argument("--bl_words", help="word/phrase blocklist, one per line, '#' comments")
     p.add_argument("--bl_subreddits", help="subreddit blocklist, one per line, '#' comments")
     p.add_argument("--keep_keys", help="gzip keys of instances to keep (dep: extract, keep: conv)")
     p.add_argument("--discard_tgt_keys", help="gzip SHA-224 digests of turns to weight 0.0")
     p.add_argument("--ignore_keys", default=False, **flag, help="ignore the two key files [False]")
     p.add_argument("--max_len", type=positive, default=30, help="longest turn kept in a chain [30]")
-    p.add_argument("--max_len_type", choices=["w", "c"], default="w",
-                   help="max_len counts words (w) or raw characters (c) [w]")
-    p.add_argument("--min_depth", type=positive, default=2,
-                   help="fewest turns, response included [2]")
+    p.add_argument(
+        "--max_len_type",
+        choices=["w", "c"],
+        default="w",
+        help="max_len counts words (w) or raw characters (c) [w]",
+    )
+    p.add_argument(
+        "--min_depth", type=positive, default=2, help="fewest turns, response included [2]"
+    )
     p.add_argument("--max_depth", type=positive, default=10, help="most comment turns [10]")
     p.add_argument("--min_score", type=int, default=0, help="lowest score of a response [0]")
-    p.add_argument("--use_title", type=zero_one, default=1, help="1: the title is the first turn [1]")
-    p.add_argument("--leaves_only", type=zero_one, default=0,
-                   help="1: only comments without replies are responses; turns get weights [0]")
-    p.add_argument("--split_size", type=positive, default=500_000,
-                   help="submissions per split; conv holds one split in memory [500000]")
-    p.add_argument("--parallel", default=True, **flag,
-                   help="conv: share each split's targets among worker processes; the output "
-                        "is the same either way [True]")
-    p.add_argument("--workers", type=non_negative, default=0,
-                   help="worker processes with --parallel [0: all cores]")
+    p.add_argument(
+        "--use_title", type=zero_one, default=1, help="1: the title is the first turn [1]"
+    )
+    p.add_argument(
+        "--leaves_only",
+        type=zero_one,
+        default=0,
+        help="1: only comments without replies are responses; turns get weights [0]",
+    )
+    p.add_argument(
+        "--split_size",
+        type=positive,
+        default=500_000,
+        help="submissions per split; conv holds one split in memory [500000]",
+    )
+    p.add_argument(
+        "--parallel",
+        default=True,
+        **flag,
+        help="conv: share each split's targets among worker processes; the output "
+        "is the same either way [True]",
+    )
+    p.add_argument(
+        "--workers",
+        type=non_negative,
+        default=0,
+        help="worker processes with --parallel [0: all cores]",
+    )
     p.add_argument("--clean", default=False, **flag, help="apply the cleaning filters [False]")
-    p.add_argument("--strict", default=False, **flag, help="stop at the first bad input record [False]")
+    p.add_argument(
+        "--strict", default=False, **flag, help="stop at the first bad input record [False]"
+    )
     return p
 
 
@@ -133,26 +163,47 @@ def run_task(args: argparse.Namespace) -> None:
             if not keep:
                 what = "keep keys" if args.task == "conv" else "keys"
                 left_out = "target" if args.task == "conv" else "comment"
-                print(f"warning: --keep_keys {args.keep_keys!r} holds no {what}: every "
-                      f"{left_out} will be left out", file=sys.stderr)
+                print(
+                    f"warning: --keep_keys {args.keep_keys!r} holds no {what}: every "
+                    f"{left_out} will be left out",
+                    file=sys.stderr,
+                )
         if args.discard_tgt_keys:
             discard = load_keys(args.discard_tgt_keys, args.task)
     if args.task == "extract":
-        extract_month(ExtractOptions(
-            month=args.dump_name, input_dir=args.reddit_input, output_dir=args.reddit_output,
-            split_size=args.split_size, keep_keys=keep, strict=args.strict,
-        ))
+        extract_month(
+            ExtractOptions(
+                month=args.dump_name,
+                input_dir=args.reddit_input,
+                output_dir=args.reddit_output,
+                split_size=args.split_size,
+                keep_keys=keep,
+                strict=args.strict,
+            )
+        )
     else:
-        conv_month(ConvOptions(
-            month=args.dump_name, output_dir=args.reddit_output,
-            max_len=args.max_len, max_len_type=args.max_len_type,
-            min_depth=args.min_depth, max_depth=args.max_depth, min_score=args.min_score,
-            use_title=args.use_title, leaves_only=args.leaves_only, clean=args.clean,
-            bl_words=load_words(args.bl_words), use_bl_words=bool(args.bl_words),
-            bl_subreddits=load_subreddits(args.bl_subreddits) if args.bl_subreddits else None,
-            keep_keys=keep, discard_keys=discard,
-            parallel=args.parallel, workers=args.workers, strict=args.strict,
-        ))
+        conv_month(
+            ConvOptions(
+                month=args.dump_name,
+                output_dir=args.reddit_output,
+                max_len=args.max_len,
+                max_len_type=args.max_len_type,
+                min_depth=args.min_depth,
+                max_depth=args.max_depth,
+                min_score=args.min_score,
+                use_title=args.use_title,
+                leaves_only=args.leaves_only,
+                clean=args.clean,
+                bl_words=load_words(args.bl_words),
+                use_bl_words=bool(args.bl_words),
+                bl_subreddits=load_subreddits(args.bl_subreddits) if args.bl_subreddits else None,
+                keep_keys=keep,
+                discard_keys=discard,
+                parallel=args.parallel,
+                workers=args.workers,
+                strict=args.strict,
+            )
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

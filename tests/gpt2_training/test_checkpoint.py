@@ -55,10 +55,10 @@ def test_kill_while_pruning_leaves_no_partial_checkpoint(tmp_path, monkeypatch):
 def test_next_save_sweeps_leftovers_of_older_crashes(tmp_path):
     root = tmp_path / ckpt.CHECKPOINTS
     root.mkdir()
-    (root / ".step-3.tmp-dead").mkdir()                   # save interrupted before rename
-    (root / "step-1").mkdir()                             # partial: no meta.json
+    (root / ".step-3.tmp-dead").mkdir()  # save interrupted before rename
+    (root / "step-1").mkdir()  # partial: no meta.json
     (root / "step-1" / ckpt.STATE_FILE).write_bytes(b"x")
-    (root / ".trash-step-0-dead").mkdir()                 # deletion interrupted
+    (root / ".trash-step-0-dead").mkdir()  # deletion interrupted
     (root / "notes.txt").write_text("a user's file stays")
     ckpt.save_checkpoint(tmp_path, 4, _state(4), keep=3)
     assert _names(tmp_path) == ["notes.txt", "step-4"]
@@ -68,7 +68,9 @@ def test_overwriting_the_same_step_replaces_it(tmp_path):
     ckpt.save_checkpoint(tmp_path, 4, _state(4), keep=2)
     ckpt.save_checkpoint(tmp_path, 4, {"global_step": 4, "weights": torch.zeros(3)}, keep=2)
     assert _names(tmp_path) == ["step-4"]
-    assert torch.equal(ckpt.load_checkpoint(tmp_path / "checkpoints" / "step-4")["weights"], torch.zeros(3))
+    assert torch.equal(
+        ckpt.load_checkpoint(tmp_path / "checkpoints" / "step-4")["weights"], torch.zeros(3)
+    )
 
 
 def test_damaged_and_incomplete_checkpoints_are_refused(tmp_path):

@@ -35,18 +35,35 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def torchrun(nproc: int, argv: list[str], *, launcher: str = "torchrun", timeout: int = 240,
-             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def torchrun(
+    nproc: int,
+    argv: list[str],
+    *,
+    launcher: str = "torchrun",
+    timeout: int = 240,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
     """Start LSP_train.py on ``nproc`` CPU processes with torchrun or torch.distributed.launch."""
     if launcher == "torchrun":
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--rdzv_backend=c10d",
-               "--rdzv_endpoint=127.0.0.1:0"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--rdzv_backend=c10d",
+            "--rdzv_endpoint=127.0.0.1:0",
+        ]
     else:  # the legacy launcher passes --local-rank=K to the script
-        cmd = [sys.executable, "-m", "torch.distributed.launch", "--master_addr=127.0.0.1",
-               f"--master_port={_free_port()}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.launch",
+            "--master_addr=127.0.0.1",
+            f"--master_port={_free_port()}",
+        ]
     cmd += [f"--nproc_per_node={nproc}", SCRIPT, *argv]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                          env=env or _env(), cwd=REPO)
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, env=env or _env(), cwd=REPO
+    )
 
 
 def rank_aligned_db(root: Path, world: int, accum: int, micro: int) -> Path:
@@ -57,15 +74,30 @@ def rank_aligned_db(root: Path, world: int, accum: int, micro: int) -> Path:
     reads chunks 0..world-1 in order: both see the same batches at every step.
     """
     write_corpus(root / "c.tsv", world * accum * micro, seed=4, max_turns=3, max_words=8)
-    db, meta = run_prepro(str(root / "c.tsv"), max_seq_len=64, chunk_size=accum * micro,
-                          progress=False, log=lambda m: None)
+    db, meta = run_prepro(
+        str(root / "c.tsv"),
+        max_seq_len=64,
+        chunk_size=accum * micro,
+        progress=False,
+        log=lambda m: None,
+    )
     assert meta["n_example"] == world * accum * micro  # one feature per line
     return db
 
 
 def _argv(train_data, db: Path, out: Path, batch: int, accum: int, steps: int, *extra: str):
-    argv = train_argv(train_data, out, "--num_optim_steps", str(steps), "--valid_step", str(steps),
-                      "--shuffle_data", "false", "--skip_eval", *extra)
+    argv = train_argv(
+        train_data,
+        out,
+        "--num_optim_steps",
+        str(steps),
+        "--valid_step",
+        str(steps),
+        "--shuffle_data",
+        "false",
+        "--skip_eval",
+        *extra,
+    )
     argv[argv.index("--train_input_file") + 1] = str(db)
     argv[argv.index("--train_batch_size") + 1] = str(batch)
     argv[argv.index("--gradient_accumulation_steps") + 1] = str(accum)
@@ -77,11 +109,14 @@ def _final_weights(out: Path, steps: int) -> dict[str, torch.Tensor]:
     return load_state_dict_file(run / f"GP2-pretrain-step-{steps}.pkl")
 
 
-@pytest.mark.parametrize("world, accum, micro, extra", [
-    (2, 2, 4, ()),
-    (3, 1, 3, ()),
-    (2, 2, 2, ("--gradient_checkpointing", "true")),  # recomputation under DDP and no_sync
-])
+@pytest.mark.parametrize(
+    "world, accum, micro, extra",
+    [
+        (2, 2, 4, ()),
+        (3, 1, 3, ()),
+        (2, 2, 2, ("--gradient_checkpointing", "true")),  # recomputation under DDP and no_sync
+    ],
+)
 def test_processes_equal_one_process(train_data, tmp_path, world, accum, micro, extra):
     db = rank_aligned_db(tmp_path, world, accum, micro)
     ddp_out, single_out = tmp_path / "ddp", tmp_path / "single"
@@ -89,8 +124,14 @@ def test_processes_equal_one_process(train_data, tmp_path, world, accum, micro, 
     result = torchrun(world, _argv(train_data, db, ddp_out, accum * micro, accum, steps, *extra))
     assert result.returncode == 0, result.stderr[-3000:]
     single_argv = _argv(train_data, db, single_out, world * accum * micro, world * accum, steps)
-    single_run = subprocess.run([sys.executable, SCRIPT, *single_argv], env=_env(), cwd=REPO,
-                                capture_output=True, text=True, timeout=240)
+    single_run = subprocess.run(
+        [sys.executable, SCRIPT, *single_argv],
+        env=_env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert single_run.returncode == 0, single_run.stderr[-3000:]
     ddp, single = _final_weights(ddp_out, steps), _final_weights(single_out, steps)
     torch.manual_seed(42)
@@ -143,16 +184,27 @@ def _children_with_rank(pid: int) -> dict[int, int]:
 
 def test_killed_worker_ends_the_job(train_data, uniform_db, tmp_path):
     argv = _argv(train_data, uniform_db, tmp_path, 4, 1, 100000)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--rdzv_backend=c10d",
-           "--rdzv_endpoint=127.0.0.1:0", "--nproc_per_node=2", SCRIPT, *argv]
-    proc = subprocess.Popen(cmd, env=_env(), cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--rdzv_backend=c10d",
+        "--rdzv_endpoint=127.0.0.1:0",
+        "--nproc_per_node=2",
+        SCRIPT,
+        *argv,
+    ]
+    proc = subprocess.Popen(
+        cmd, env=_env(), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.time() + 120
         while time.time() < deadline and not list(tmp_path.glob("*/train_log.txt")):
             time.sleep(0.1)
-        while time.time() < deadline and len(list(tmp_path.glob("*/train_log.txt"))[0]
-                                             .read_text().splitlines()) < 3:
+        while (
+            time.time() < deadline
+            and len(list(tmp_path.glob("*/train_log.txt"))[0].read_text().splitlines()) < 3
+        ):
             time.sleep(0.1)
         workers = _children_with_rank(proc.pid)
         assert set(workers) == {0, 1}
@@ -171,8 +223,14 @@ def _losses(run: Path) -> list[str]:
 
 
 def _train_subprocess(argv: list[str]) -> None:
-    result = subprocess.run([sys.executable, SCRIPT, *argv], env=_env(), cwd=REPO,
-                            capture_output=True, text=True, timeout=240)
+    result = subprocess.run(
+        [sys.executable, SCRIPT, *argv],
+        env=_env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
 
@@ -180,16 +238,29 @@ def test_sigkill_then_resume_matches_uninterrupted_run(train_data, tmp_path):
     # All three runs in subprocesses with the same thread count, so float32 results are
     # bit-for-bit comparable.
     steps = 12
-    common = ("--num_optim_steps", str(steps), "--valid_step", "4", "--save_step", "2",
-              "--keep_checkpoints", "2")
+    common = (
+        "--num_optim_steps",
+        str(steps),
+        "--valid_step",
+        "4",
+        "--save_step",
+        "2",
+        "--keep_checkpoints",
+        "2",
+    )
     full_out, killed_out = tmp_path / "full", tmp_path / "killed"
     _train_subprocess(train_argv(train_data, full_out, *common))
     (full_run,) = list(full_out.iterdir())
     reference = _losses(full_run)
     assert len(reference) == steps
 
-    proc = subprocess.Popen([sys.executable, SCRIPT, *train_argv(train_data, killed_out, *common)],
-                            env=_env(), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, SCRIPT, *train_argv(train_data, killed_out, *common)],
+        env=_env(),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 180
     while time.time() < deadline and not list(killed_out.glob("*/checkpoints/step-6/meta.json")):
         if proc.poll() is not None:
@@ -220,7 +291,9 @@ def test_damaged_checkpoint_falls_back_to_previous(train_data, tmp_path, capsys)
     data[len(data) // 2] ^= 0xFF
     newest.write_bytes(bytes(data))
     (run / "checkpoints" / ".step-6.tmp-dead").mkdir()  # an interrupted save
-    argv = train_argv(train_data, tmp_path, *common, "--resume", str(run / "checkpoints" / "step-4"))
+    argv = train_argv(
+        train_data, tmp_path, *common, "--resume", str(run / "checkpoints" / "step-4")
+    )
     argv[argv.index("--num_optim_steps") + 1] = "5"
     assert LSP_train.main(argv) == run
     err = capsys.readouterr().err

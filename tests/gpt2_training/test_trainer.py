@@ -18,8 +18,9 @@ from tests.gpt2_training.conftest import read_csv, train_argv
 @pytest.fixture(scope="module")
 def trained(train_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    run_dir = LSP_train.main(train_argv(train_data, out, "--num_optim_steps", "40",
-                                        "--valid_step", "20"))
+    run_dir = LSP_train.main(
+        train_argv(train_data, out, "--num_optim_steps", "40", "--valid_step", "20")
+    )
     return run_dir
 
 
@@ -58,30 +59,48 @@ def test_checkpoints_reload_to_identical_logits(trained, train_data):
 
 def test_config_file_and_flag_precedence(train_data, tmp_path):
     cfg = tmp_path / "c.json"
-    cfg.write_text(json.dumps({"learning_rate": 0.5, "fp16": "false", "valid_step": 7,
-                               "train_batch_size": 6}))
+    cfg.write_text(
+        json.dumps({"learning_rate": 0.5, "fp16": "false", "valid_step": 7, "train_batch_size": 6})
+    )
     args = parse_args(train_argv(train_data, tmp_path, "--config", str(cfg), "--valid_step", "3"))
     assert args.valid_step == 3  # flag wins
     assert args.fp16 is False
     # train_argv passes --learning_rate and --train_batch_size, so they win over the file
     assert args.learning_rate == 3e-3 and args.train_batch_size == 8
-    args = parse_args(["--config", str(cfg), "--train_input_file", str(train_data["db"]),
-                       "--model_name_or_path", str(train_data["model"]),
-                       "--output_dir", str(tmp_path), "--skip_eval",
-                       "--gradient_accumulation_steps", "3"])
+    args = parse_args(
+        [
+            "--config",
+            str(cfg),
+            "--train_input_file",
+            str(train_data["db"]),
+            "--model_name_or_path",
+            str(train_data["model"]),
+            "--output_dir",
+            str(tmp_path),
+            "--skip_eval",
+            "--gradient_accumulation_steps",
+            "3",
+        ]
+    )
     assert args.learning_rate == 0.5 and args.train_batch_size == 6
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--train_batch_size", "5"], "not divisible by --gradient_accumulation_steps"),
-    (["--init_checkpoint", "/nonexistent.pkl"], "no such file"),
-    (["--learning_rate", "-1"], "--learning_rate must be >= 0"),
-    (["--learning_rate", "nan"], "--learning_rate must be >= 0"),
-    (["--lr_schedule", "BERT", "--warmup_proportion", "0"], "--warmup_proportion must be in (0, 1]"),
-    (["--lr_schedule", "noam", "--warmup_steps", "0"], "--warmup_steps must be at least 1"),
-    (["--loss_scale", "-2"], "--loss_scale must be >= 0"),
-    (["--fp16", "maybe"], None),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--train_batch_size", "5"], "not divisible by --gradient_accumulation_steps"),
+        (["--init_checkpoint", "/nonexistent.pkl"], "no such file"),
+        (["--learning_rate", "-1"], "--learning_rate must be >= 0"),
+        (["--learning_rate", "nan"], "--learning_rate must be >= 0"),
+        (
+            ["--lr_schedule", "BERT", "--warmup_proportion", "0"],
+            "--warmup_proportion must be in (0, 1]",
+        ),
+        (["--lr_schedule", "noam", "--warmup_steps", "0"], "--warmup_steps must be at least 1"),
+        (["--loss_scale", "-2"], "--loss_scale must be >= 0"),
+        (["--fp16", "maybe"], None),
+    ],
+)
 def test_bad_arguments_are_clear(train_data, tmp_path, capsys, extra, message):
     argv = train_argv(train_data, tmp_path, *extra)
     if message is None:
@@ -126,8 +145,9 @@ def test_missing_database_and_eval_file(train_data, tmp_path, capsys):
 
 
 def test_fp16_without_cuda_warns_and_trains(train_data, tmp_path, capsys):
-    argv = train_argv(train_data, tmp_path, "--num_optim_steps", "2", "--valid_step", "2",
-                      "--skip_eval")
+    argv = train_argv(
+        train_data, tmp_path, "--num_optim_steps", "2", "--valid_step", "2", "--skip_eval"
+    )
     argv[argv.index("--fp16") + 1] = "true"
     run_dir = LSP_train.main(argv)
     assert capsys.readouterr().err.count("needs a CUDA GPU") == 1
@@ -135,9 +155,22 @@ def test_fp16_without_cuda_warns_and_trains(train_data, tmp_path, capsys):
 
 
 def test_bf16_on_cpu_weighted_loss_and_tensorboard(train_data, tmp_path):
-    run_dir = LSP_train.main(train_argv(train_data, tmp_path, "--num_optim_steps", "2",
-                                        "--valid_step", "2", "--bf16", "true",
-                                        "--use_weights", "true", "--tensorboard", "true"))
+    run_dir = LSP_train.main(
+        train_argv(
+            train_data,
+            tmp_path,
+            "--num_optim_steps",
+            "2",
+            "--valid_step",
+            "2",
+            "--bf16",
+            "true",
+            "--use_weights",
+            "true",
+            "--tensorboard",
+            "true",
+        )
+    )
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     assert json.loads((run_dir / "args.json").read_text())["precision"].startswith("bfloat16")
     _, rows = read_csv(run_dir / "train_log.txt")
@@ -146,9 +179,21 @@ def test_bf16_on_cpu_weighted_loss_and_tensorboard(train_data, tmp_path):
 
 def test_continue_from_starts_the_step_counters(train_data, trained, tmp_path):
     pkl = trained / "GP2-pretrain-step-40.pkl"
-    run_dir = LSP_train.main(train_argv(train_data, tmp_path, "--init_checkpoint", str(pkl),
-                                        "--continue_from", "40", "--num_optim_steps", "42",
-                                        "--valid_step", "2", "--skip_eval"))
+    run_dir = LSP_train.main(
+        train_argv(
+            train_data,
+            tmp_path,
+            "--init_checkpoint",
+            str(pkl),
+            "--continue_from",
+            "40",
+            "--num_optim_steps",
+            "42",
+            "--valid_step",
+            "2",
+            "--skip_eval",
+        )
+    )
     _, rows = read_csv(run_dir / "train_log.txt")
     assert [int(r[1]) for r in rows] == [41, 42]
     assert [int(r[2]) for r in rows] == [82, 84]
@@ -165,8 +210,16 @@ def test_gradient_checkpointing_gives_the_same_run(train_data, tmp_path, monkeyp
     config = json.loads((train_data["model"] / "config.json").read_text())
     config.update(resid_pdrop=0.1, embd_pdrop=0.1, attn_pdrop=0.1)
     (with_dropout / "config.json").write_text(json.dumps(config))
-    common = ("--num_optim_steps", "3", "--valid_step", "3", "--learning_rate", "1e-3",
-              "--lr_schedule", "None")
+    common = (
+        "--num_optim_steps",
+        "3",
+        "--valid_step",
+        "3",
+        "--learning_rate",
+        "1e-3",
+        "--lr_schedule",
+        "None",
+    )
 
     def run(out, *extra):
         argv = train_argv(train_data, out, *common, *extra)

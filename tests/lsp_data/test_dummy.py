@@ -19,7 +19,10 @@ def _write_yml(folder: Path, name: str, text: str) -> None:
 def tiny_corpus(tmp_path: Path) -> Path:
     """A chatterbot-style corpus with every awkward case the loader handles."""
     folder = tmp_path / "english"
-    _write_yml(folder, "a.yml", """\
+    _write_yml(
+        folder,
+        "a.yml",
+        """\
 categories: [a]
 conversations:
 - - Hello
@@ -40,13 +43,19 @@ conversations:
   - Two
   - Three
   - Four
-""")
-    _write_yml(folder, "b.yml", """\
+""",
+    )
+    _write_yml(
+        folder,
+        "b.yml",
+        """\
 categories: [b]
 conversations:
 - - Hello
   - Hi there
-""" + "".join(f"- - question {i}\n  - answer {i}\n" for i in range(20)))
+"""
+        + "".join(f"- - question {i}\n  - answer {i}\n" for i in range(20)),
+    )
     return folder
 
 
@@ -56,8 +65,11 @@ def test_load_conversations_counts_and_cleans(tiny_corpus: Path) -> None:
     assert stats.files == 2
     assert stats.conversations_read == 9 + 21
     assert stats.duplicates == 2  # "Hello / Hi there" thrice
-    assert stats.skipped == {"with a bool turn": 1, "with fewer than 2 turns": 1,
-                             "not a list of turns": 1}
+    assert stats.skipped == {
+        "with a bool turn": 1,
+        "with fewer than 2 turns": 1,
+        "not a list of turns": 1,
+    }
     assert stats.converted_turns == 1
     assert stats.conversations_kept == len(convs) == 30 - 2 - 3
     assert ["What year did it end?", "1945"] in convs

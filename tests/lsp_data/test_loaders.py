@@ -94,7 +94,9 @@ def test_no_shuffle_is_in_order(small_db):
 def test_distributed_shards_cover_every_chunk_once(small_db, world):
     with FeatureDB(small_db) as d:
         keys = d.keys
-    shards = [DistributedBucketingDataLoader(r, world, str(small_db), 2, 64).shard() for r in range(world)]
+    shards = [
+        DistributedBucketingDataLoader(r, world, str(small_db), 2, 64).shard() for r in range(world)
+    ]
     assert sorted(k for s in shards for k, _, _ in s) == sorted(keys)
     assert all(stride == 1 for s in shards for _, _, stride in s)
 
@@ -141,8 +143,8 @@ def test_dynamic_batching_loader(tmp_path, capsys):
     input_ids, position_ids, token_type_ids, labels, ctx_len, resp_len = batches[0]
     ctx = tok.encode("hi") + [E] + tok.encode("there")
     resp = tok.encode("hello")
-    assert input_ids[0, :len(ctx) + len(resp) + 2].tolist() == ctx + [E] + resp + [E]
-    assert labels[0, :len(ctx) + len(resp) + 2].tolist() == [-1] * len(ctx) + resp + [E, -1]
+    assert input_ids[0, : len(ctx) + len(resp) + 2].tolist() == ctx + [E] + resp + [E]
+    assert labels[0, : len(ctx) + len(resp) + 2].tolist() == [-1] * len(ctx) + resp + [E, -1]
     assert ctx_len.tolist() == [len(ctx)] * 2 and resp_len[1] == len(tok.encode("yo man"))
     assert not token_type_ids.any()
     assert len(list(loader)) == 2
@@ -166,7 +168,9 @@ def test_dynamic_batching_truncation(tmp_path):
     path.write_text(f"{long_ctx}\tshort reply\nhi\t{long_ctx}\n", encoding="utf-8")
     loader = DynamicBatchingLoader(str(path), tok, True, 1, 10)
     (b1, b2) = list(loader)
-    assert b1[0].shape[1] == 10 and b1[5].item() == 2 and b1[4].item() == 6  # context cut from start
+    assert (
+        b1[0].shape[1] == 10 and b1[5].item() == 2 and b1[4].item() == 6
+    )  # context cut from start
     assert b2[0].shape[1] == 10 and b2[4].item() == 1 and b2[5].item() == 7  # response cut at end
 
 

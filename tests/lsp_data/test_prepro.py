@@ -52,14 +52,18 @@ def test_tokenizer_matches_gpt2_ids():
 
 def test_output_folder_naming():
     assert str(db_folder_for("data/train.tsv", 128, False, False)) == "data/train.128len.db"
-    assert str(db_folder_for("data/train.tsv", 64, True, True)) == "data/train.64len.reverse.2turn.db"
+    assert (
+        str(db_folder_for("data/train.tsv", 64, True, True)) == "data/train.64len.reverse.2turn.db"
+    )
 
 
 def test_round_trip_hand_worked(tmp_path, capsys):
-    text = ("0.0 hello there EOS 1.0 how are you ?\t1.0 fine , thanks\n"
-            "0.0 a EOS 0.5 b\t0.0 c\n"
-            "1.0 only one turn\t0.0 ignored\n"
-            "0.0 x EOS 0.0 y\t1.0 z\n")
+    text = (
+        "0.0 hello there EOS 1.0 how are you ?\t1.0 fine , thanks\n"
+        "0.0 a EOS 0.5 b\t0.0 c\n"
+        "1.0 only one turn\t0.0 ignored\n"
+        "0.0 x EOS 0.0 y\t1.0 z\n"
+    )
     assert run(tmp_path, text) == 0
     folder = tmp_path / "c.128len.db"
     meta = json.loads((folder / "meta.json").read_text())
@@ -87,7 +91,7 @@ def test_round_trip_hand_worked(tmp_path, capsys):
     # first two turns zero-weight: only the response is a target
     f2 = feats[2]
     x, y, z = ids("x"), ids("y"), ids("z")
-    assert f2["lm_labels"][:len(x) + len(y) + len(z) + 2] == [-1] * (len(x) + 1 + len(y)) + z + [E]
+    assert f2["lm_labels"][: len(x) + len(y) + len(z) + 2] == [-1] * (len(x) + 1 + len(y)) + z + [E]
     assert inspect(folder, capsys, "--limit", "1") == feats[:1]
 
 
@@ -96,7 +100,7 @@ def test_non_ascii_text_tokenizes(tmp_path, capsys):
     assert run(tmp_path, text) == 0
     feat = inspect(tmp_path / "c.128len.db", capsys)[0]
     expected = ids("café 😀 naïve") + [E] + ids("“curly” quotes — ok") + [E] + ids("日本語 ok ✓")
-    assert feat["input_ids"][:len(expected)] == expected
+    assert feat["input_ids"][: len(expected)] == expected
 
 
 def test_literal_endoftext_is_plain_text(tmp_path, capsys):
@@ -110,11 +114,11 @@ def test_reverse_and_two_turn_folders(tmp_path, capsys):
     assert run(tmp_path, text, "--reverse") == 0
     feat = inspect(tmp_path / "c.128len.reverse.db", capsys)[0]
     expected = ids("three") + [E] + ids("two") + [E] + ids("one")
-    assert feat["input_ids"][:len(expected)] == expected
+    assert feat["input_ids"][: len(expected)] == expected
     assert run(tmp_path, text, "--two_turn", "--max_seq_len", "64") == 0
     feat = inspect(tmp_path / "c.64len.2turn.db", capsys)[0]
     expected = ids("one") + [E] + ids("two")
-    assert feat["input_ids"][:len(expected) + 1] == expected + [0]
+    assert feat["input_ids"][: len(expected) + 1] == expected + [0]
 
 
 def test_long_conversation_split_at_max_len(tmp_path, capsys):
@@ -131,19 +135,28 @@ def test_long_conversation_split_at_max_len(tmp_path, capsys):
 
 
 def test_malformed_lines_counted_and_reported(tmp_path, capsys):
-    raw = (b"1.0 a\t1.0 b\n"  # ok
-           b"\n"  # empty
-           b"no tab here\n"
-           b"1.0 a\t1.0 b\t1.0 c\n"  # two tabs
-           b"1.0 a EOS  EOS 1.0 b\t1.0 c\n"  # empty turn
-           ) + b"1.0 caf\xe9\t1.0 x\n" + b"1.0 d\t1.0 e\n"
+    raw = (
+        (
+            b"1.0 a\t1.0 b\n"  # ok
+            b"\n"  # empty
+            b"no tab here\n"
+            b"1.0 a\t1.0 b\t1.0 c\n"  # two tabs
+            b"1.0 a EOS  EOS 1.0 b\t1.0 c\n"  # empty turn
+        )
+        + b"1.0 caf\xe9\t1.0 x\n"
+        + b"1.0 d\t1.0 e\n"
+    )
     assert run(tmp_path, raw) == 0
     err = capsys.readouterr().err
     assert "c.tsv:3: skipped" in err and "not_exactly_one_tab" in err
     assert "c.tsv:6: skipped, invalid UTF-8" in err
     meta = json.loads((tmp_path / "c.128len.db" / "meta.json").read_text())
-    assert meta["skipped"] == {"empty_line": 1, "not_exactly_one_tab": 2, "empty_turn": 1,
-                               "invalid_utf8": 1}
+    assert meta["skipped"] == {
+        "empty_line": 1,
+        "not_exactly_one_tab": 2,
+        "empty_turn": 1,
+        "invalid_utf8": 1,
+    }
     assert meta["skipped_first_lines"]["not_exactly_one_tab"] == [3, 4]
     assert meta["n_example"] == 2 and meta["n_line"] == 7
 
@@ -222,8 +235,12 @@ def test_chunks_and_workers_agree(tmp_path, capsys):
 
     write_corpus(tmp_path / "a.tsv", 2500, seed=3)
     write_corpus(tmp_path / "b.tsv", 2500, seed=3)
-    run_prepro(str(tmp_path / "a.tsv"), chunk_size=700, workers=1, progress=False, log=lambda m: None)
-    run_prepro(str(tmp_path / "b.tsv"), chunk_size=300, workers=2, progress=False, log=lambda m: None)
+    run_prepro(
+        str(tmp_path / "a.tsv"), chunk_size=700, workers=1, progress=False, log=lambda m: None
+    )
+    run_prepro(
+        str(tmp_path / "b.tsv"), chunk_size=300, workers=2, progress=False, log=lambda m: None
+    )
     with FeatureDB(tmp_path / "a.128len.db") as a, FeatureDB(tmp_path / "b.128len.db") as b:
         assert a.meta["n_chunk"] == -(-len(a) // 700)
         assert list(a.iter_features()) == list(b.iter_features())

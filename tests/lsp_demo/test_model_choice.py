@@ -44,9 +44,14 @@ def test_auto_model_downloads_dialogpt_small_when_the_hub_answers(tmp_path: Path
     cache = tmp_path / "cache"
 
     def choose(endpoint: str, **env: str) -> dict:
-        proc = subprocess.run([sys.executable, "-c", CHOOSE, str(tmp_path / "models")],
-                              env={**hub_env(endpoint, cache), "PYTHONPATH": str(REPO), **env},
-                              cwd=REPO, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-c", CHOOSE, str(tmp_path / "models")],
+            env={**hub_env(endpoint, cache), "PYTHONPATH": str(REPO), **env},
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 0, proc.stderr
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -59,8 +64,9 @@ def test_auto_model_downloads_dialogpt_small_when_the_hub_answers(tmp_path: Path
     assert again["kind"] == "small" and "Hugging Face cache" in again["why"], again
 
 
-def test_auto_model_falls_back_when_the_download_fails(tmp_path: Path, offline_hub: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_model_falls_back_when_the_download_fails(
+    tmp_path: Path, offline_hub: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import lsp_model.loading as loading
 
     def broken_download(name):

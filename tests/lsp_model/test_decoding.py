@@ -118,8 +118,13 @@ def test_mode_restored_and_bad_arguments(tokenizer):
         generate_reply(m, tokenizer, ["Hi"], max_new_tokens=2000)
 
 
-HISTORIES = [["hello there"], ["how are you doing today ?", "fine thanks"], ["a"],
-             ["tell me more about the weather where you live , it is sunny here"], ["yes", "no"]]
+HISTORIES = [
+    ["hello there"],
+    ["how are you doing today ?", "fine thanks"],
+    ["a"],
+    ["tell me more about the weather where you live , it is sunny here"],
+    ["yes", "no"],
+]
 
 
 @pytest.fixture(scope="module")
@@ -138,8 +143,9 @@ def test_batched_replies_equal_one_at_a_time(peaked_model, tokenizer, method):
     single = [generate_reply(peaked_model, tokenizer, h, **options) for h in HISTORIES]
     assert len(set(single)) > 1  # the contexts lead to different replies
     done = []
-    batched = generate_replies(peaked_model, tokenizer, HISTORIES, batch_size=3,
-                               progress=done.append, **options)
+    batched = generate_replies(
+        peaked_model, tokenizer, HISTORIES, batch_size=3, progress=done.append, **options
+    )
     assert batched == single
     assert done == [3, 2]
 

@@ -169,9 +169,14 @@ def test_hub_reachable_probe(hub, tmp_path):
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
     answers = []
     for endpoint in (hub.endpoint, dead):
-        proc = subprocess.run([sys.executable, "-c", PROBE, REPO_ID, "someorg/NoSuchModel"],
-                              env={**hub_env(endpoint, tmp_path / "cache"), "PYTHONPATH": str(REPO)},
-                              cwd=REPO, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-c", PROBE, REPO_ID, "someorg/NoSuchModel"],
+            env={**hub_env(endpoint, tmp_path / "cache"), "PYTHONPATH": str(REPO)},
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 0, proc.stderr
         answers += json.loads(proc.stdout.strip().splitlines()[-1])
     (up, why_up), (missing, why_missing), (down, why_down), _ = answers

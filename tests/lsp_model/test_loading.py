@@ -213,7 +213,9 @@ def test_hub_unreachable(tmp_path, monkeypatch):
         raise LocalEntryNotFoundError("connection refused")
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
-    monkeypatch.setattr(lsp_model.loading, "_repo_files_online", lambda repo_id: None)  # no real request
+    monkeypatch.setattr(
+        lsp_model.loading, "_repo_files_online", lambda repo_id: None
+    )  # no real request
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)

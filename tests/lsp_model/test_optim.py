@@ -16,8 +16,15 @@ SCHED = dict(warmup_steps=16000, warmup_proportion=0.1, num_optim_steps=1000, n_
 
 
 def tiny_config() -> GPT2Config:
-    return GPT2Config(vocab_size=50, n_positions=16, n_embd=16, n_layer=2, n_head=2,
-                      bos_token_id=0, eos_token_id=0)
+    return GPT2Config(
+        vocab_size=50,
+        n_positions=16,
+        n_embd=16,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,20 @@ ROOT = Path(__file__).resolve().parents[2]
 REDDIT_PY = ROOT / "reddit_extractor" / "src" / "reddit.py"
 MAKE = shutil.which("make")
 
-PUBLISHED = ["--clean", "True", "--min_score", "1", "--min_depth", "2", "--max_depth", "5",
-             "--use_title", "0", "--leaves_only", "1"]
+PUBLISHED = [
+    "--clean",
+    "True",
+    "--min_score",
+    "1",
+    "--min_depth",
+    "2",
+    "--max_depth",
+    "5",
+    "--use_title",
+    "0",
+    "--leaves_only",
+    "1",
+]
 
 _spec = importlib.util.spec_from_file_location("reddit_cli", REDDIT_PY)
 reddit_cli = importlib.util.module_from_spec(_spec)
@@ -34,9 +46,18 @@ def write_lists(folder: Path) -> tuple[Path, Path]:
     return words, subs
 
 
-def extract_and_conv(inp: Path, out: Path, month: str = "2011-01", conv_args=(), extract_args=()) -> str:
-    assert run(month, "--task", "extract", "--reddit_input", inp, "--reddit_output", out, *extract_args) == 0
-    assert run(month, "--task", "conv", "--reddit_input", inp, "--reddit_output", out, *conv_args) == 0
+def extract_and_conv(
+    inp: Path, out: Path, month: str = "2011-01", conv_args=(), extract_args=()
+) -> str:
+    assert (
+        run(
+            month, "--task", "extract", "--reddit_input", inp, "--reddit_output", out, *extract_args
+        )
+        == 0
+    )
+    assert (
+        run(month, "--task", "conv", "--reddit_input", inp, "--reddit_output", out, *conv_args) == 0
+    )
     return (out / "conv" / f"{month}.tsv").read_text(encoding="utf-8")
 
 
@@ -62,9 +83,19 @@ def write_dumps(tmp_path: Path, month: str, subs, comments, ext: str = "") -> Pa
 
 def make(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     """Run the Makefile with S, T and DATA under tmp_path (in, out, data) and one worker."""
-    cmd = [MAKE, "-C", str(ROOT / "reddit_extractor"), f"S={tmp_path / 'in'}",
-           f"T={tmp_path / 'out'}", f"DATA={tmp_path / 'data'}", "WORKERS=1", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    cmd = [
+        MAKE,
+        "-C",
+        str(ROOT / "reddit_extractor"),
+        f"S={tmp_path / 'in'}",
+        f"T={tmp_path / 'out'}",
+        f"DATA={tmp_path / 'data'}",
+        "WORKERS=1",
+        *args,
+    ]
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+    )
 
 
 def write_keys(path: Path, keys) -> None:

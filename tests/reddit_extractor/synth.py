@@ -90,18 +90,20 @@ def random_month(
         title = _sentence(rng)
         if rng.random() < 0.1:
             title = rng.choice(ODD_BODIES)
-        subs.append({
-            "id": sid,
-            "author": f"user{rng.randint(0, 50)}",
-            "created_utc": 1293840000 + i * 60,
-            "domain": rng.choice(["self." + sub, "i.imgur.com", "YouTube.com"]),
-            "num_comments": rng.choice([0, 1, 2, 5, 10, 30, 100]),
-            "permalink": f"/r/{sub}/comments/{sid}/some_title/",
-            "score": rng.choice([None, 0, 1, 5, 100]),
-            "subreddit": sub,
-            "title": title,
-            "url": f"https://www.reddit.com/r/{sub}/comments/{sid}/",
-        })
+        subs.append(
+            {
+                "id": sid,
+                "author": f"user{rng.randint(0, 50)}",
+                "created_utc": 1293840000 + i * 60,
+                "domain": rng.choice(["self." + sub, "i.imgur.com", "YouTube.com"]),
+                "num_comments": rng.choice([0, 1, 2, 5, 10, 30, 100]),
+                "permalink": f"/r/{sub}/comments/{sid}/some_title/",
+                "score": rng.choice([None, 0, 1, 5, 100]),
+                "subreddit": sub,
+                "title": title,
+                "url": f"https://www.reddit.com/r/{sub}/comments/{sid}/",
+            }
+        )
     comments: list = []
     by_link: dict[str, list[str]] = {}
     for j in range(n_comments):
@@ -127,28 +129,50 @@ def random_month(
             body = " ".join(rng.choices(WORDS, k=rng.randint(31, 40)))
         else:
             body = _sentence(rng)
-        comments.append({
-            "author": f"user{rng.randint(0, 50)}",
-            "body": body,
-            "created_utc": 1293840000 + j,
-            "id": cid,
-            "link_id": link,
-            "parent_id": parent,
-            "score": rng.choice([None, -3, 0, 1, 1, 2, 7, 40]),
-            "subreddit": s["subreddit"],
-            "permalink": f"/r/{s['subreddit']}/comments/{s['id']}/x/{cid}/",
-        })
+        comments.append(
+            {
+                "author": f"user{rng.randint(0, 50)}",
+                "body": body,
+                "created_utc": 1293840000 + j,
+                "id": cid,
+                "link_id": link,
+                "parent_id": parent,
+                "score": rng.choice([None, -3, 0, 1, 1, 2, 7, 40]),
+                "subreddit": s["subreddit"],
+                "permalink": f"/r/{s['subreddit']}/comments/{s['id']}/x/{cid}/",
+            }
+        )
         siblings.append("t1_" + cid)
     if bad_records:
         comments.insert(5, "{not json")
-        comments.insert(9, {"id": "zz1", "link_id": comments[12]["link_id"], "body": "no author field here"})
-        comments.insert(11, {"id": "zz2", "author": "x", "parent_id": "t3_x", "link_id": "t3_x",
-                             "score": 1, "body": 12345})
+        comments.insert(
+            9, {"id": "zz1", "link_id": comments[12]["link_id"], "body": "no author field here"}
+        )
+        comments.insert(
+            11,
+            {
+                "id": "zz2",
+                "author": "x",
+                "parent_id": "t3_x",
+                "link_id": "t3_x",
+                "score": 1,
+                "body": 12345,
+            },
+        )
         comments.append("")
         subs.insert(3, "[1, 2")
         subs.insert(4, {"id": "nocount", "title": "missing num_comments"})
-        subs.insert(6, {"id": "nulltitle", "num_comments": 5, "title": None, "score": 1,
-                        "domain": "d", "permalink": "/r/x/comments/nulltitle/"})
+        subs.insert(
+            6,
+            {
+                "id": "nulltitle",
+                "num_comments": 5,
+                "title": None,
+                "score": 1,
+                "domain": "d",
+                "permalink": "/r/x/comments/nulltitle/",
+            },
+        )
     return subs, comments
 
 

@@ -31,10 +31,22 @@ from .helpers import (
 )
 
 MONTH = "2011-02"
-SUB = {"id": "s1", "score": 1, "num_comments": 5, "domain": "d",
-       "permalink": "/r/pics/comments/s1/x/", "title": "a title"}
-COMMENT = {"id": "c1", "author": "a", "parent_id": "t3_s1", "link_id": "t3_s1", "score": 2,
-           "body": "hello there friend"}
+SUB = {
+    "id": "s1",
+    "score": 1,
+    "num_comments": 5,
+    "domain": "d",
+    "permalink": "/r/pics/comments/s1/x/",
+    "title": "a title",
+}
+COMMENT = {
+    "id": "c1",
+    "author": "a",
+    "parent_id": "t3_s1",
+    "link_id": "t3_s1",
+    "score": 2,
+    "body": "hello there friend",
+}
 REPLY = dict(COMMENT, id="c2", parent_id="t1_c1", body="fine thanks a lot")
 
 
@@ -48,17 +60,20 @@ def extracted(tmp_path):
 # --- options -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["2011-13"], "(month 01 to 12), got '2011-13'"),
-    (["2011-00"], "(month 01 to 12), got '2011-00'"),
-    ([MONTH, "--min_depth", "0"], "--min_depth: must be at least 1, got 0"),
-    ([MONTH, "--min_depth", "-1"], "--min_depth: must be at least 1, got -1"),
-    ([MONTH, "--max_len", "-1"], "--max_len: must be at least 1, got -1"),
-    ([MONTH, "--workers", "-3"], "--workers: must be 0 or more, got -3"),
-    ([MONTH, "--use_title", "7"], "--use_title: expected 0 or 1, got 7"),
-    ([MONTH, "--leaves_only", "2"], "--leaves_only: expected 0 or 1, got 2"),
-    ([MONTH, "--max_len", "abc"], "--max_len: expected a whole number, got 'abc'"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["2011-13"], "(month 01 to 12), got '2011-13'"),
+        (["2011-00"], "(month 01 to 12), got '2011-00'"),
+        ([MONTH, "--min_depth", "0"], "--min_depth: must be at least 1, got 0"),
+        ([MONTH, "--min_depth", "-1"], "--min_depth: must be at least 1, got -1"),
+        ([MONTH, "--max_len", "-1"], "--max_len: must be at least 1, got -1"),
+        ([MONTH, "--workers", "-3"], "--workers: must be 0 or more, got -3"),
+        ([MONTH, "--use_title", "7"], "--use_title: expected 0 or 1, got 7"),
+        ([MONTH, "--leaves_only", "2"], "--leaves_only: expected 0 or 1, got 2"),
+        ([MONTH, "--max_len", "abc"], "--max_len: expected a whole number, got 'abc'"),
+    ],
+)
 def test_out_of_range_options_are_refused(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
         run(*argv, "--task", "conv")
@@ -71,11 +86,27 @@ def test_min_depth_1_and_negative_min_score_still_work(tmp_path):
     # --min_depth 0 used to crash (IndexError); 1 is the smallest meaningful value, and
     # Reddit scores can be negative, so a negative --min_score stays allowed.
     out = extracted(tmp_path)
-    assert run(MONTH, "--task", "conv", "--reddit_output", out, "--use_title", "0",
-               "--min_depth", "1", "--min_score", "-5") == 0
+    assert (
+        run(
+            MONTH,
+            "--task",
+            "conv",
+            "--reddit_output",
+            out,
+            "--use_title",
+            "0",
+            "--min_depth",
+            "1",
+            "--min_score",
+            "-5",
+        )
+        == 0
+    )
     lines = (out / "conv" / f"{MONTH}.tsv").read_text().splitlines()
-    assert lines == ["t3_s1,t1_c1,t1_c2\thello there friend\tfine thanks a lot",
-                     "t3_s1,t3_s1,t1_c1\t\thello there friend"]
+    assert lines == [
+        "t3_s1,t1_c1,t1_c2\thello there friend\tfine thanks a lot",
+        "t3_s1,t3_s1,t1_c1\t\thello there friend",
+    ]
 
 
 # --- paths ---------------------------------------------------------------------------
@@ -84,12 +115,28 @@ def test_min_depth_1_and_negative_min_score_still_work(tmp_path):
 def test_input_and_output_folders_that_are_files(tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("x")
-    assert run(MONTH, "--task", "extract", "--reddit_input", afile, "--reddit_output", tmp_path / "o") == 2
+    assert (
+        run(MONTH, "--task", "extract", "--reddit_input", afile, "--reddit_output", tmp_path / "o")
+        == 2
+    )
     err = capsys.readouterr().err
     assert f"input folder '{afile}' is not a folder" in err
-    assert run(MONTH, "--task", "extract", "--reddit_input", tmp_path / "none", "--reddit_output", tmp_path / "o") == 2
+    assert (
+        run(
+            MONTH,
+            "--task",
+            "extract",
+            "--reddit_input",
+            tmp_path / "none",
+            "--reddit_output",
+            tmp_path / "o",
+        )
+        == 2
+    )
     assert "does not exist" in capsys.readouterr().err
-    assert run(MONTH, "--task", "extract", "--reddit_input", tmp_path, "--reddit_output", afile) == 2
+    assert (
+        run(MONTH, "--task", "extract", "--reddit_input", tmp_path, "--reddit_output", afile) == 2
+    )
     err = capsys.readouterr().err
     assert f"--reddit_output '{afile}' is a file" in err and "Errno" not in err
 
@@ -124,9 +171,18 @@ def test_failed_rename_names_the_output_not_the_temporary_file(tmp_path):
 
 def test_json_that_is_not_an_object_is_named_as_such(tmp_path, capsys):
     inp = write_dumps(tmp_path, MONTH, [SUB, "[1, 2]", '"text"', "null", "42", "true"], [COMMENT])
-    assert run(MONTH, "--task", "extract", "--reddit_input", inp, "--reddit_output", tmp_path / "o") == 0
+    assert (
+        run(MONTH, "--task", "extract", "--reddit_input", inp, "--reddit_output", tmp_path / "o")
+        == 0
+    )
     err = capsys.readouterr().err
-    for n, kind in [(2, "an array"), (3, "a string"), (4, "null"), (5, "a number"), (6, "true/false")]:
+    for n, kind in [
+        (2, "an array"),
+        (3, "a string"),
+        (4, "null"),
+        (5, "a number"),
+        (6, "true/false"),
+    ]:
         assert f"RS_{MONTH}:{n}: not a JSON object but {kind} (skipped)" in err
     assert "Error" not in err  # no Python exception names in the messages
 
@@ -141,8 +197,19 @@ def test_empty_dump_file_is_reported(tmp_path, capsys, ext):
     assert run(MONTH, "--task", "extract", "--reddit_input", inp, "--reddit_output", out) == 0
     assert f"RC_{MONTH}{ext}: file is empty (0 bytes)" in capsys.readouterr().err
     assert "rc_truncated\t1" in (out / "extract" / MONTH / "skips.tsv").read_text()
-    assert run(MONTH, "--task", "extract", "--reddit_input", inp, "--reddit_output", tmp_path / "s",
-               "--strict") == 1
+    assert (
+        run(
+            MONTH,
+            "--task",
+            "extract",
+            "--reddit_input",
+            inp,
+            "--reddit_output",
+            tmp_path / "s",
+            "--strict",
+        )
+        == 1
+    )
 
 
 # --- lists and key files ---------------------------------------------------------------
@@ -153,12 +220,18 @@ def test_invalid_utf8_in_lists_and_keys_names_the_line(tmp_path, capsys):
     words = tmp_path / "words.txt"
     words.write_bytes(b"# comment\r\nfine\r\nd\xe9j\xe0\r\n")
     assert run(MONTH, "--task", "conv", "--reddit_output", out, "--bl_words", words) == 2
-    assert "is not UTF-8 text: invalid continuation byte at line 3, column 2 (byte 0xe9)" in capsys.readouterr().err
+    assert (
+        "is not UTF-8 text: invalid continuation byte at line 3, column 2 (byte 0xe9)"
+        in capsys.readouterr().err
+    )
     keys = tmp_path / "keys.gz"
     with gzip.open(keys, "wb") as fh:
         fh.write(b"t3_s1\tt1_c2\tkeep\n\xff\n")
     assert run(MONTH, "--task", "conv", "--reddit_output", out, "--keep_keys", keys) == 2
-    assert f"key file '{keys}' is not UTF-8 text: invalid start byte at line 2, column 1" in capsys.readouterr().err
+    assert (
+        f"key file '{keys}' is not UTF-8 text: invalid start byte at line 2, column 1"
+        in capsys.readouterr().err
+    )
 
 
 def test_keep_keys_without_keys_is_a_warning(tmp_path, capsys):
@@ -209,9 +282,26 @@ def test_ctrl_c_during_parallel_conv(tmp_path, mode):
     harness.write_text(HARNESS)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     p = subprocess.Popen(
-        [sys.executable, str(harness), mode, str(REDDIT_PY), MONTH, "--task", "conv",
-         "--reddit_output", str(out), "--use_title", "0", "--workers", "2"],
-        stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+        [
+            sys.executable,
+            str(harness),
+            mode,
+            str(REDDIT_PY),
+            MONTH,
+            "--task",
+            "conv",
+            "--reddit_output",
+            str(out),
+            "--use_title",
+            "0",
+            "--workers",
+            "2",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
     err = ""
     deadline = time.monotonic() + 30
     while "READY" not in err and time.monotonic() < deadline:
@@ -269,8 +359,12 @@ def multiref_inputs(tmp_path):
 
 
 def create_multiref(*args):
-    return subprocess.run([sys.executable, str(CREATE_MULTIREF), *map(str, args)],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, str(CREATE_MULTIREF), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_create_multiref_bad_inputs_and_outputs(tmp_path):
@@ -288,7 +382,9 @@ def test_create_multiref_bad_inputs_and_outputs(tmp_path):
     for out in (tmp_path, tmp_path / "f" / "r.txt"):
         (tmp_path / "f").write_text("")
         r = create_multiref("--data", data, "--testids", ids, "--out", out)
-        assert r.returncode == 2 and "Traceback" not in r.stderr and f"cannot write {out}" in r.stderr
+        assert (
+            r.returncode == 2 and "Traceback" not in r.stderr and f"cannot write {out}" in r.stderr
+        )
     before = ids.read_text()
     r = create_multiref("--data", data, "--testids", ids, "--out", ids)
     assert r.returncode == 2 and "is also the --testids input" in r.stderr
@@ -310,8 +406,12 @@ DOWNLOAD = ROOT / "reddit_extractor" / "src" / "download.py"
 
 @pytest.mark.parametrize("url", ["notaurl", "http://[::1/x", "http://localhost:abc/x"])
 def test_download_bad_url_is_one_line(tmp_path, url):
-    r = subprocess.run([sys.executable, str(DOWNLOAD), url, str(tmp_path / "RS_2011-01.zst")],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, str(DOWNLOAD), url, str(tmp_path / "RS_2011-01.zst")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert f"not a valid URL '{url}'" in r.stderr
 
@@ -328,7 +428,18 @@ def test_download_bad_destination_and_timeout(tmp_path):
     (folder / "y.zst.part").mkdir()
     with pytest.raises(UserError, match=r"y.zst.part': it is a folder"):
         download("http://127.0.0.1:9/x.zst", str(folder / "y.zst"), quiet=True)
-    r = subprocess.run([sys.executable, str(DOWNLOAD), "http://127.0.0.1:9/x", str(folder / "z.zst"),
-                        "--timeout", "-1"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(DOWNLOAD),
+            "http://127.0.0.1:9/x",
+            str(folder / "z.zst"),
+            "--timeout",
+            "-1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "--timeout must be a positive number" in r.stderr
     assert "Traceback" not in r.stderr

@@ -83,34 +83,54 @@ def month(tmp_path):
 
 def test_keep_keys_select_at_both_stages(month, tmp_path):
     keys = tmp_path / "keys.gz"
-    write_keys(keys, [
-        # extract: 'dep' keys select the comments kept (c1 is needed as context)
-        "t3_s1\tt1_c1\tdep", "t3_s1\tt1_c2\tdep", "t3_s1\tt1_c11\tdep", "t3_s1\tt1_c15\tdep",
-        # conv: 'keep' keys select the targets
-        "t3_s1\tt1_c2\tkeep", "t3_s1\tt1_c15\tkeep",
-    ])
+    write_keys(
+        keys,
+        [
+            # extract: 'dep' keys select the comments kept (c1 is needed as context)
+            "t3_s1\tt1_c1\tdep",
+            "t3_s1\tt1_c2\tdep",
+            "t3_s1\tt1_c11\tdep",
+            "t3_s1\tt1_c15\tdep",
+            # conv: 'keep' keys select the targets
+            "t3_s1\tt1_c2\tkeep",
+            "t3_s1\tt1_c15\tkeep",
+        ],
+    )
     out = tmp_path / "out"
-    text = extract_and_conv(month, out, extract_args=["--keep_keys", keys],
-                            conv_args=[*PUBLISHED, "--keep_keys", keys])
-    assert [line.split("\t")[0] for line in text.splitlines()] == ["t3_s1,t1_c1,t1_c15", "t3_s1,t1_c1,t1_c2"]
+    text = extract_and_conv(
+        month, out, extract_args=["--keep_keys", keys], conv_args=[*PUBLISHED, "--keep_keys", keys]
+    )
+    assert [line.split("\t")[0] for line in text.splitlines()] == [
+        "t3_s1,t1_c1,t1_c15",
+        "t3_s1,t1_c1,t1_c2",
+    ]
     assert (out / "extract" / MONTH / "stat.tsv").read_text().split("\t")[1] == "4"
     assert counts(out / "conv" / f"{MONTH}.skips.tsv")["not_in_keys"] == 2  # c1, c11
 
 
 def test_discard_keys_weight_turns_zero(month, tmp_path):
     discard = tmp_path / "discard.gz"
-    write_keys(discard, [turn_digest("I am fine , thanks !"), turn_digest("How are you doing today ?")])
+    write_keys(
+        discard, [turn_digest("I am fine , thanks !"), turn_digest("How are you doing today ?")]
+    )
     out = tmp_path / "out"
     text = extract_and_conv(month, out, conv_args=[*PUBLISHED, "--discard_tgt_keys", discard])
-    assert "t3_s1,t1_c1,t1_c2\t0.0 How are you doing today ?\t0.0 I am fine , thanks !" in text.splitlines()
+    assert (
+        "t3_s1,t1_c1,t1_c2\t0.0 How are you doing today ?\t0.0 I am fine , thanks !"
+        in text.splitlines()
+    )
 
 
 def test_ignore_keys(month, tmp_path):
     keys = tmp_path / "keys.gz"
     write_keys(keys, ["t3_s1\tt1_c2\tkeep"])
     out = tmp_path / "out"
-    text = extract_and_conv(month, out, extract_args=["--keep_keys", keys, "--ignore_keys", "True"],
-                            conv_args=[*PUBLISHED, "--keep_keys", keys, "--ignore_keys", "True"])
+    text = extract_and_conv(
+        month,
+        out,
+        extract_args=["--keep_keys", keys, "--ignore_keys", "True"],
+        conv_args=[*PUBLISHED, "--keep_keys", keys, "--ignore_keys", "True"],
+    )
     assert len(text.splitlines()) == 9  # no subreddit blocklist here: b2 is in
 
 
@@ -119,6 +139,18 @@ def test_unreadable_key_file(month, tmp_path, capsys):
 
     bad = tmp_path / "keys.gz"
     bad.write_text("not gzip")
-    assert run(MONTH, "--task", "extract", "--reddit_input", month, "--reddit_output",
-               tmp_path / "o", "--keep_keys", bad) == 2
+    assert (
+        run(
+            MONTH,
+            "--task",
+            "extract",
+            "--reddit_input",
+            month,
+            "--reddit_output",
+            tmp_path / "o",
+            "--keep_keys",
+            bad,
+        )
+        == 2
+    )
     assert "cannot read key file" in capsys.readouterr().err

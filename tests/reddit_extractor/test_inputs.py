@@ -64,7 +64,9 @@ def test_universal_newlines_like_textiowrapper(tmp_path):
 
 @pytest.mark.parametrize("ext", [".zst", ".gz", ".bz2", ".xz"])
 def test_truncated_stream_keeps_records_before_it(tmp_path, capsys, ext):
-    subs, comments = synth.random_month(n_submissions=30, n_comments=3000, seed=3, bad_records=False)
+    subs, comments = synth.random_month(
+        n_submissions=30, n_comments=3000, seed=3, bad_records=False
+    )
     inp = tmp_path / "in"
     inp.mkdir()
     synth.write_dump(inp, "RS", MONTH, subs, ext)
@@ -91,19 +93,67 @@ def test_bad_records_are_counted_and_named(tmp_path, capsys):
     inp = tmp_path / "in"
     inp.mkdir()
     subs = [
-        {"id": "s1", "num_comments": 5, "score": 1, "domain": "d", "permalink": "/r/a/comments/s1/", "title": "t"},
+        {
+            "id": "s1",
+            "num_comments": 5,
+            "score": 1,
+            "domain": "d",
+            "permalink": "/r/a/comments/s1/",
+            "title": "t",
+        },
         "{broken",
         {"id": "s2", "num_comments": None, "title": "x"},
-        {"id": "s3", "num_comments": 4, "score": 1, "domain": "d", "permalink": "/r/a/", "title": 7},
+        {
+            "id": "s3",
+            "num_comments": 4,
+            "score": 1,
+            "domain": "d",
+            "permalink": "/r/a/",
+            "title": 7,
+        },
         [1, 2],
     ]
     comments = [
-        {"id": "c1", "author": "a", "parent_id": "t3_s1", "link_id": "t3_s1", "score": 1, "body": "one two"},
+        {
+            "id": "c1",
+            "author": "a",
+            "parent_id": "t3_s1",
+            "link_id": "t3_s1",
+            "score": 1,
+            "body": "one two",
+        },
         "not json at all",
-        {"id": "c2", "parent_id": "t3_s1", "link_id": "t3_s1", "score": 1, "body": "no author here"},
-        {"id": "c3", "author": "a", "parent_id": "t3_s1", "link_id": "t3_s1", "score": 1, "body": None},
-        {"id": "c4", "author": "a", "parent_id": "t1_c1", "link_id": "t3_s1", "score": None, "body": "null score"},
-        {"id": "c5", "author": "a", "parent_id": "t1_c1", "link_id": "t3_s1", "score": 2, "body": ["a", "b"]},
+        {
+            "id": "c2",
+            "parent_id": "t3_s1",
+            "link_id": "t3_s1",
+            "score": 1,
+            "body": "no author here",
+        },
+        {
+            "id": "c3",
+            "author": "a",
+            "parent_id": "t3_s1",
+            "link_id": "t3_s1",
+            "score": 1,
+            "body": None,
+        },
+        {
+            "id": "c4",
+            "author": "a",
+            "parent_id": "t1_c1",
+            "link_id": "t3_s1",
+            "score": None,
+            "body": "null score",
+        },
+        {
+            "id": "c5",
+            "author": "a",
+            "parent_id": "t1_c1",
+            "link_id": "t3_s1",
+            "score": 2,
+            "body": ["a", "b"],
+        },
     ]
     synth.write_month(inp, MONTH, subs, comments, ".gz")
     out = tmp_path / "out"
@@ -116,7 +166,10 @@ def test_bad_records_are_counted_and_named(tmp_path, capsys):
     assert c["rs_invalid_json"] == 1 and c["rs_bad_record"] == 3
     assert c["rc_invalid_json"] == 1 and c["rc_bad_record"] == 3
     assert (out / "extract" / MONTH / "stat.tsv").read_text() == f"{MONTH}\t2\t6\t1\t5\n"
-    assert run(MONTH, "--task", "conv", "--reddit_output", out, "--use_title", "0", "--min_score", "0") == 0
+    assert (
+        run(MONTH, "--task", "conv", "--reddit_output", out, "--use_title", "0", "--min_score", "0")
+        == 0
+    )
     text = (out / "conv" / f"{MONTH}.tsv").read_text()
     assert text == "t3_s1,t1_c1,t1_c4\tone two\tnull score\n"
 
@@ -126,13 +179,27 @@ def test_strict_stops_at_first_bad_record(tmp_path, capsys):
     inp.mkdir()
     synth.write_month(inp, MONTH, *synth.random_month(10, 50, seed=1), "")
     out = tmp_path / "out"
-    assert run(MONTH, "--task", "extract", "--reddit_input", inp, "--reddit_output", out, "--strict") == 1
+    assert (
+        run(MONTH, "--task", "extract", "--reddit_input", inp, "--reddit_output", out, "--strict")
+        == 1
+    )
     assert "RS_2011-02:4: invalid JSON" in capsys.readouterr().err
     assert not (out / "extract" / MONTH).exists()
 
 
 def test_missing_dump_is_a_clear_error(tmp_path, capsys):
-    assert run(MONTH, "--task", "extract", "--reddit_input", tmp_path, "--reddit_output", tmp_path / "o") == 2
+    assert (
+        run(
+            MONTH,
+            "--task",
+            "extract",
+            "--reddit_input",
+            tmp_path,
+            "--reddit_output",
+            tmp_path / "o",
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "no RS dump for 2011-02" in err and "RS_2011-02.zst" in err and "Traceback" not in err
     assert run(MONTH, "--task", "conv", "--reddit_output", tmp_path / "o") == 2
@@ -161,10 +228,18 @@ def test_parallel_workers_give_the_serial_output(tmp_path, random_records, monke
     words, bl_subs = write_lists(tmp_path)
     args = [*PUBLISHED, "--bl_words", words, "--bl_subreddits", bl_subs]
     out = tmp_path / "out"
-    serial = extract_and_conv(inp, out, MONTH, conv_args=[*args, "--parallel", "False"],
-                              extract_args=["--split_size", "20"])
+    serial = extract_and_conv(
+        inp,
+        out,
+        MONTH,
+        conv_args=[*args, "--parallel", "False"],
+        extract_args=["--split_size", "20"],
+    )
     assert (out / "extract" / MONTH / "rs_sub2.tsv.gz").exists()  # 3 splits
-    assert run(MONTH, "--task", "conv", "--reddit_output", out, *args, "--parallel", "--workers", "2") == 0
+    assert (
+        run(MONTH, "--task", "conv", "--reddit_output", out, *args, "--parallel", "--workers", "2")
+        == 0
+    )
     assert (out / "conv" / f"{MONTH}.tsv").read_text() == serial
     assert serial.count("\n") > 20
 
@@ -178,13 +253,32 @@ def test_script_runs_from_any_directory(tmp_path):
     inp = tmp_path / "in"
     inp.mkdir()
     synth.write_month(inp, MONTH, *synth.random_month(10, 60, seed=2, bad_records=False), ".xz")
-    r = subprocess.run([sys.executable, str(REDDIT_PY), "--help"], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, str(REDDIT_PY), "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0 and "--leaves_only" in r.stdout and "published settings" in r.stdout
     for task in ("extract", "conv"):
-        r = subprocess.run([sys.executable, str(REDDIT_PY), MONTH, "--task", task,
-                            "--reddit_input", "in", "--reddit_output", "out"],
-                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [
+                sys.executable,
+                str(REDDIT_PY),
+                MONTH,
+                "--task",
+                task,
+                "--reddit_input",
+                "in",
+                "--reddit_output",
+                "out",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert r.returncode == 0, r.stderr
     assert (tmp_path / "out" / "conv" / f"{MONTH}.tsv").stat().st_size > 0
 
@@ -226,7 +320,10 @@ def test_dead_worker_is_an_error_not_a_hang(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(conv, "weighted_turns", dying)
     monkeypatch.setattr(conv, "MIN_PARALLEL_TEXTS", 1)
     monkeypatch.setattr(conv, "MIN_PARALLEL_BYTES", 0)
-    assert run(MONTH, "--task", "conv", "--reddit_output", out, "--use_title", "0", "--workers", "2") == 2
+    assert (
+        run(MONTH, "--task", "conv", "--reddit_output", out, "--use_title", "0", "--workers", "2")
+        == 2
+    )
     assert "worker process died" in capsys.readouterr().err
     assert not (out / "conv" / f"{MONTH}.tsv").exists()
 
@@ -245,11 +342,27 @@ def test_damaged_extract_file_is_a_clear_error(tmp_path, capsys):
     assert not (out / "conv" / f"{MONTH}.tsv").exists()
 
 
-@pytest.mark.parametrize("text", [
-    '{"a": 1}', ' {"a": 1}', '{"a": 1} ', '{"a": 1}\t', '{"a": 1} x', '{"a": 1}{"b": 2}',
-    '\ufeff{"a": 1}', '{"a": NaN, "a": 2}', '{"a": [1, {"b": null}]}', '{"a": 1', '{', '',
-    '[1, 2]', '"str"', '{"a": "\\ud800"}', '{"a": "tab\there"}',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": 1}',
+        ' {"a": 1}',
+        '{"a": 1} ',
+        '{"a": 1}\t',
+        '{"a": 1} x',
+        '{"a": 1}{"b": 2}',
+        '\ufeff{"a": 1}',
+        '{"a": NaN, "a": 2}',
+        '{"a": [1, {"b": null}]}',
+        '{"a": 1',
+        "{",
+        "",
+        "[1, 2]",
+        '"str"',
+        '{"a": "\\ud800"}',
+        '{"a": "tab\there"}',
+    ],
+)
 def test_parse_json_is_json_loads(text):
     import json
 

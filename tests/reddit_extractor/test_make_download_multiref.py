@@ -33,7 +33,9 @@ def test_makefile_two_months_small_and_full(tmp_path):
     train = (tmp_path / "data" / "train.tsv").read_text(encoding="utf-8")
     expected = ""
     for month in ("2011-01", "2011-02"):
-        with gzip.open(tmp_path / "out" / "train" / "conv" / f"{month}.tsv.gz", "rt", encoding="utf-8") as fh:
+        with gzip.open(
+            tmp_path / "out" / "train" / "conv" / f"{month}.tsv.gz", "rt", encoding="utf-8"
+        ) as fh:
             expected += "".join("\t".join(line.split("\t")[1:]) for line in fh)
     assert train == expected and train.count("\n") > 20
     assert all(line.startswith(("1.0 ", "0.0 ")) for line in train.splitlines())
@@ -45,11 +47,21 @@ def test_makefile_two_months_small_and_full(tmp_path):
     os.remove(tmp_path / "out" / "train" / "conv" / "2011-02.tsv.gz")
     os.remove(tmp_path / "data" / "train.tsv")
     r = make(tmp_path, months)
-    assert r.returncode == 0 and "2011-02 --task extract" in r.stdout and "2011-01 --task" not in r.stdout
+    assert (
+        r.returncode == 0
+        and "2011-02 --task extract" in r.stdout
+        and "2011-01 --task" not in r.stdout
+    )
     assert (tmp_path / "data" / "train.tsv").read_text(encoding="utf-8") == train
 
     # SIZE=full: the test months go through conv without leaves-only, then create-multiref.
-    full = ["SIZE=full", months, "TEST_MONTHS=2011-02", "TEST_KEYS=", f"MULTIREF_IDS={tmp_path / 'ids.txt'}"]
+    full = [
+        "SIZE=full",
+        months,
+        "TEST_MONTHS=2011-02",
+        "TEST_KEYS=",
+        f"MULTIREF_IDS={tmp_path / 'ids.txt'}",
+    ]
     r = make(tmp_path, *full, "test")
     assert r.returncode == 0, r.stderr
     with gzip.open(tmp_path / "out" / "test.tsv.gz", "rt", encoding="utf-8") as fh:
@@ -58,13 +70,13 @@ def test_makefile_two_months_small_and_full(tmp_path):
     for row in rows:
         by_src.setdefault(row[1], []).append(row)
     multi = next(v for v in by_src.values() if len(v) >= 2)
-    (tmp_path / "ids.txt").write_text(
-        f"multiref\t0.9,{multi[0][0]}\t0.7,{multi[1][0]}\tmultiref\n"
-    )
+    (tmp_path / "ids.txt").write_text(f"multiref\t0.9,{multi[0][0]}\t0.7,{multi[1][0]}\tmultiref\n")
     r = make(tmp_path, "-j", "2", *full)
     assert r.returncode == 0, r.stderr
     refs = (tmp_path / "data" / "test.refs.txt").read_text(encoding="utf-8")
-    assert refs == f"{multi[0][1]}\t0.9|{multi[0][2]}\t0.7|{multi[1][2]}\n".replace("“", '"').replace("”", '"')
+    assert refs == f"{multi[0][1]}\t0.9|{multi[0][2]}\t0.7|{multi[1][2]}\n".replace(
+        "“", '"'
+    ).replace("”", '"')
 
 
 @pytest.mark.skipif(MAKE is None, reason="GNU make not installed")
@@ -162,14 +174,24 @@ def test_download_errors_are_clear(server, tmp_path):
         download(f"{base}/missing.zst", str(tmp_path / "x.zst"), quiet=True)
     # nothing listens on this port: what an offline machine sees
     with pytest.raises(UserError, match="offline"):
-        download("http://127.0.0.1:9/RC_2011-01.zst", str(tmp_path / "y.zst"), timeout=5, quiet=True)
+        download(
+            "http://127.0.0.1:9/RC_2011-01.zst", str(tmp_path / "y.zst"), timeout=5, quiet=True
+        )
     assert not (tmp_path / "x.zst").exists() and not (tmp_path / "y.zst").exists()
 
 
 def test_download_cli_offline_message(tmp_path):
     r = subprocess.run(
-        ["python3", str(ROOT / "reddit_extractor" / "src" / "download.py"),
-         "http://127.0.0.1:9/RS_2011-01.zst", str(tmp_path / "RS_2011-01.zst"), "--timeout", "5"],
-        capture_output=True, text=True, timeout=60,
+        [
+            "python3",
+            str(ROOT / "reddit_extractor" / "src" / "download.py"),
+            "http://127.0.0.1:9/RS_2011-01.zst",
+            str(tmp_path / "RS_2011-01.zst"),
+            "--timeout",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert r.returncode == 1 and "cannot download" in r.stderr and "Traceback" not in r.stderr
