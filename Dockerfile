@@ -37,15 +37,17 @@ RUN apt-get update \
 
 RUN python3.11 -m venv /opt/venv && pip install --upgrade pip
 
-# The CUDA build of the torch release requirements.txt pins, first: the next step then finds
+# The CUDA build of the torch release pyproject.toml pins, first: the next step then finds
 # torch==2.13.0 satisfied and keeps it (from PyPI it could get another build).
 RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/${TORCH_CUDA}
 
 WORKDIR /workspace
-# requirements.txt alone first, so that code changes do not redo the installs.
-COPY requirements.txt ./
-RUN pip install -r requirements.txt
+# The locked versions alone first, so that code changes do not redo the installs; then the
+# toolkit itself, with nothing more to fetch (setuptools is in the lock).
+COPY requirements.lock ./
+RUN pip install -r requirements.lock
 
 COPY . .
+RUN pip install --no-deps --no-build-isolation -e .
 
 CMD ["python", "demo.py"]

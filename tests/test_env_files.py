@@ -1,19 +1,21 @@
-"""LSP-linux.yml, LSP-generic.yml and the Dockerfile install what requirements.txt says."""
+"""One source of versions: pyproject.toml's ranges, requirements.lock's exact pins, and the
+conda files and Dockerfile that install from them."""
 
 from __future__ import annotations
 
 import re
 import shlex
+import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parents[1]
 ENV_FILES = ("LSP-linux.yml", "LSP-generic.yml")
 # The only pip options an environment file may carry: where torch comes from.
 ALLOWED_PIP_OPTIONS = re.compile(r"--extra-index-url https://download\.pytorch\.org/whl/\w+")
-REQ = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(.*)$")
 
 
 def canonical(name: str) -> str:
@@ -21,65 +23,93 @@ def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def parse_requirement(line: str) -> tuple[str, str]:
-    """``'transformers>=5.0,<6'`` -> ``('transformers', '<6,>=5.0')`` (specifiers sorted)."""
-    match = REQ.match(line.strip())
-    assert match, f"not a plain requirement: {line!r}"
-    name, spec = match.groups()
-    parts = sorted(p.strip() for p in spec.split(",") if p.strip())
-    return canonical(name), ",".join(parts)
+def project() -> dict:
+    return tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 
 
-def requirements() -> dict[str, str]:
-    out = {}
-    for line in (REPO / "requirements.txt").read_text(encoding="utf-8").splitlines():
+def runtime_requirements() -> list[Requirement]:
+    return [Requirement(dep) for dep in project()["dependencies"]]
+
+
+def all_requirements() -> list[Requirement]:
+    extras = project()["optional-dependencies"]
+    return runtime_requirements() + [Requirement(d) for deps in extras.values() for d in deps]
+
+
+def lock() -> dict[str, str]:
+    pins: dict[str, str] = {}
+    for line in (REPO / "requirements.lock").read_text(encoding="utf-8").splitlines():
         line = line.split("#", 1)[0].strip()
-        if line:
-            assert not line.startswith("-"), f"requirements.txt option not handled here: {line}"
-            name, spec = parse_requirement(line)
-            out[name] = spec
-    return out
+        if not line:
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([\w.!]+)", line)
+        assert match, f"requirements.lock: not an exact pin: {line!r}"
+        name = canonical(match.group(1))
+        assert name not in pins, f"requirements.lock: {name} twice"
+        pins[name] = match.group(2)
+    return pins
 
 
 def python_version() -> str:
     """The minor version pyproject.toml requires (``>=3.11`` -> ``3.11``)."""
-    text = (REPO / "pyproject.toml").read_text(encoding="utf-8")
-    match = re.search(r'requires-python\s*=\s*">=\s*(\d+\.\d+)"', text)
+    match = re.fullmatch(r">=\s*(\d+\.\d+)", project()["requires-python"])
     assert match, "pyproject.toml has no requires-python >= X.Y"
     return match.group(1)
 
 
-def test_requirements_parse() -> None:
-    reqs = requirements()
-    assert reqs["torch"].startswith("==")
-    assert {"chatterbot-corpus", "pyyaml", "transformers"} <= set(reqs)
+def test_lock_pins_every_requirement_within_its_range() -> None:
+    pins = lock()
+    for req in all_requirements():
+        name = canonical(req.name)
+        assert name in pins, f"{name} is in pyproject.toml but not in requirements.lock"
+        assert req.specifier.contains(pins[name], prereleases=True), (
+            f"requirements.lock has {name}=={pins[name]}, outside pyproject's {req.specifier}"
+        )
+    assert not re.search(r"\+", " ".join(pins.values())), "no local labels (+cpu) in the lock"
+    assert "dialogpt-toolkit" not in pins
+
+
+def test_torch_is_pinned_exactly() -> None:
+    torch = next(r for r in runtime_requirements() if r.name == "torch")
+    assert str(torch.specifier).startswith("==")
+
+
+@pytest.mark.parametrize(
+    ("name", "target"), [("requirements.txt", "."), ("requirements-dev.txt", ".[dev]")]
+)
+def test_requirement_files_install_the_project_at_the_locked_versions(
+    name: str, target: str
+) -> None:
+    lines = [
+        line.split("#", 1)[0].strip()
+        for line in (REPO / name).read_text(encoding="utf-8").splitlines()
+    ]
+    assert [line for line in lines if line] == ["-c requirements.lock", f"-e {target}"]
 
 
 @pytest.mark.parametrize("name", ENV_FILES)
-def test_conda_env_matches_requirements(name: str) -> None:
+def test_conda_env_pins_the_locked_versions(name: str) -> None:
     env = yaml.safe_load((REPO / name).read_text(encoding="utf-8"))
     assert env["name"] == "LSP"
     deps = env["dependencies"]
     conda = [d for d in deps if isinstance(d, str)]
     pip_sections = [d["pip"] for d in deps if isinstance(d, dict) and "pip" in d]
     assert len(pip_sections) == 1, "one pip: section"
-    assert f"python={python_version()}" in conda
-    assert "pip" in conda
     # Conda packages other than python and pip would install beside the pip ones and could
     # shadow them (a conda torch or numpy): everything Python comes from the pip section.
     assert set(conda) == {f"python={python_version()}", "pip"}, conda
     assert not [d for d in deps if not isinstance(d, str | dict)]
 
-    pip: dict[str, str] = {}
+    packages = []
     for entry in pip_sections[0]:
         entry = str(entry).strip()
         if entry.startswith("-"):
             assert ALLOWED_PIP_OPTIONS.fullmatch(entry), f"{name}: unexpected pip option {entry}"
-            continue
-        pkg, spec = parse_requirement(entry)
-        assert pkg not in pip, f"{name}: {pkg} listed twice"
-        pip[pkg] = spec
-    assert pip == requirements()
+        else:
+            packages.append(entry)
+    pins = lock()
+    wanted = [f"{r.name}=={pins[canonical(r.name)]}" for r in runtime_requirements()]
+    assert packages == wanted, f"{name} is stale: run python tools/update_lock.py"
 
 
 def test_conda_envs_agree() -> None:
@@ -154,12 +184,14 @@ def test_dockerfile_base_and_python() -> None:
     assert any(c[:3] == [f"python{version}", "-m", "venv"] for c in run_commands())
 
 
-def test_dockerfile_installs_requirements_with_a_cuda_torch_first() -> None:
+def test_dockerfile_installs_the_lock_with_a_cuda_torch_first() -> None:
     installs = pip_installs()
-    torch_pin = "torch" + requirements()["torch"]
+    torch_pin = f"torch=={lock()['torch']}"
     first_torch = next(i for i, args in enumerate(installs) if torch_pin in args)
-    reqs = next(i for i, args in enumerate(installs) if args[-2:] == ["-r", "requirements.txt"])
-    assert first_torch < reqs, "the CUDA torch wheel goes in before requirements.txt"
+    locked = next(i for i, args in enumerate(installs) if args[-2:] == ["-r", "requirements.lock"])
+    project_install = next(i for i, args in enumerate(installs) if args[-2:] == ["-e", "."])
+    assert first_torch < locked < project_install, "CUDA torch, then the lock, then the toolkit"
+    assert "--no-deps" in installs[project_install], "the toolkit adds nothing beyond the lock"
     torch_args = installs[first_torch]
     index = torch_args[torch_args.index("--index-url") + 1]
     assert re.fullmatch(r"https://download\.pytorch\.org/whl/(cu\d+|\$\{TORCH_CUDA\})", index)
@@ -170,9 +202,9 @@ def test_dockerfile_installs_requirements_with_a_cuda_torch_first() -> None:
         base = next(rest for kw, rest in dockerfile_instructions() if kw == "FROM")
         major, minor = re.match(r"nvidia/cuda:(\d+)\.(\d+)", base).groups()
         assert args["TORCH_CUDA"] == f"cu{major}{minor}"
-    # requirements.txt is copied in before it is installed.
+    # The lock is copied in before it is installed.
     copies = [rest.split() for kw, rest in dockerfile_instructions() if kw == "COPY"]
-    assert any(c[0] == "requirements.txt" for c in copies)
+    assert any(c[0] == "requirements.lock" for c in copies)
 
 
 def test_dockerfile_runs_the_demo() -> None:
@@ -190,5 +222,12 @@ def test_dockerignore_keeps_data_out() -> None:
     }
     assert {".git", "data", "models", "demo_output", "reddit_extractor/data"} <= lines
     # Nothing the image needs is ignored.
-    for needed in ("requirements.txt", "demo.py", "LSP_train.py", "configs", "lsp_data"):
+    for needed in (
+        "requirements.lock",
+        "pyproject.toml",
+        "demo.py",
+        "LSP_train.py",
+        "configs",
+        "lsp_data",
+    ):
         assert needed not in lines
