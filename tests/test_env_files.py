@@ -3,6 +3,7 @@ conda files and Dockerfile that install from them."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shlex
 import tomllib
@@ -231,3 +232,25 @@ def test_dockerignore_keeps_data_out() -> None:
         "lsp_data",
     ):
         assert needed not in lines
+
+
+def _update_lock_module():
+    spec = importlib.util.spec_from_file_location("update_lock", REPO / "tools" / "update_lock.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", ENV_FILES)
+def test_update_lock_writes_the_conda_files_as_committed(name: str) -> None:
+    update_lock = _update_lock_module()
+    pins = update_lock.read_lock()
+    assert pins == lock()
+    assert update_lock.conda_text(REPO / name, pins) == (REPO / name).read_text(encoding="utf-8")
+
+
+def test_update_lock_lock_text_round_trips(tmp_path: Path) -> None:
+    update_lock = _update_lock_module()
+    path = tmp_path / "requirements.lock"
+    path.write_text(update_lock.lock_text({"torch": "2.13.0", "pyyaml": "6.0.4"}), encoding="utf-8")
+    assert update_lock.read_lock(path) == {"torch": "2.13.0", "pyyaml": "6.0.4"}
