@@ -28,7 +28,7 @@ def measure(
     import torch
 
     sys.path.insert(0, str(ROOT))
-    from lsp_model import GPT2Config, GPT2LMHeadModel
+    from lsp_model.modeling import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config.from_json_file(str(Path(config) / "config.json")))

@@ -21,8 +21,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lsp_model import GPT2Config, GPT2LMHeadModel, load_tokenizer  # noqa: E402
+from lsp_data.tokenizer import load_tokenizer  # noqa: E402
 from lsp_model.decoding import generate_replies, generate_reply  # noqa: E402
+from lsp_model.modeling import GPT2Config, GPT2LMHeadModel  # noqa: E402
 from tests.conftest import WORDS  # noqa: E402
 
 

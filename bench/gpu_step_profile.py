@@ -16,7 +16,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lsp_model import GPT2Config, GPT2LMHeadModel  # noqa: E402
+from lsp_model.modeling import GPT2Config, GPT2LMHeadModel  # noqa: E402
 from lsp_model.optim import build_optimizer  # noqa: E402
 
 

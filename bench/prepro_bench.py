@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lsp_data.features import conversation_turns, make_features  # noqa: E402
 from lsp_data.parsing import MalformedLine, parse_training_line  # noqa: E402
 from lsp_data.prepro import run_prepro  # noqa: E402
-from lsp_model.tokenizer import load_tokenizer  # noqa: E402
+from lsp_data.tokenizer import load_tokenizer  # noqa: E402
 from tests.conftest import write_corpus  # noqa: E402
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from lsp_data.atomic import atomic_file, atomic_folder, is_leftover, remove_folder
+from lsp_common.atomic import atomic_file, atomic_folder, is_leftover, remove_folder
 
 logger = logging.getLogger(__name__)
 

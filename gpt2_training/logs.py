@@ -7,7 +7,7 @@ import io
 import os
 from pathlib import Path
 
-from lsp_data.atomic import write_text_atomic
+from lsp_common.atomic import write_text_atomic
 
 TRAIN_HEADER = (
     "epoch",

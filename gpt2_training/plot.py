@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lsp_data.atomic import atomic_file
+from lsp_common.atomic import atomic_file
 
 __all__ = ["EVAL_COLUMNS", "TRAIN_COLUMNS", "LogError", "main", "plot_run", "read_log"]
 

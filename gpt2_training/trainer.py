@@ -42,8 +42,9 @@ from gpt2_training.distributed import (
 from gpt2_training.evaluation import eval_model_loss
 from gpt2_training.logs import EVAL_HEADER, TRAIN_HEADER, CsvLog
 from gpt2_training.precision import setup_precision
-from lsp_data.atomic import write_text_atomic
+from lsp_common.atomic import write_text_atomic
 from lsp_data.loaders import BucketingDataLoader, DataError, DynamicBatchingLoader
+from lsp_data.tokenizer import load_tokenizer
 from lsp_model.loading import (
     checkpoint_state_dict,
     load_model,
@@ -51,7 +52,6 @@ from lsp_model.loading import (
     save_hf_folder,
 )
 from lsp_model.optim import MAX_GRAD_NORM, build_optimizer, lr_at_step, set_lr
-from lsp_model.tokenizer import load_tokenizer
 
 logger = logging.getLogger("LSP_train")
 transformers.utils.logging.disable_progress_bar()  # no "Writing model shards" bars mid-run

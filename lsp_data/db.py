@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from sqlitedict import SqliteDict
 
-from lsp_data.atomic import replace_folder, temp_sibling
+from lsp_common.atomic import replace_folder, temp_sibling
 from lsp_data.features import Feature
 
 DB_FILE = "db.sqlite"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lsp_model.tokenizer import EOS_ID
+from lsp_data.tokenizer import EOS_ID
 
 PAD_MULTIPLE = 8  # features are padded to a multiple of 8 tokens (tensor-core friendly)
 

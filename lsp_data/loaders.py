@@ -15,14 +15,16 @@ import random
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from lsp_data.db import FeatureChunk, FeatureDB
 from lsp_data.parsing import TURN_SEPARATOR, MalformedLine, parse_pair_line, split_physical_line
-from lsp_model.tokenizer import EOS_ID, text_backend
+from lsp_data.tokenizer import EOS_ID, text_backend
+
+if TYPE_CHECKING:  # torch is imported where batches are made, so the data layer imports light
+    import torch
 
 
 class DataError(RuntimeError):
@@ -96,6 +98,8 @@ def pad_batch(
     Row i is the feature whose tokens are ``starts[i]:starts[i]+lens[i]`` in the chunk's
     flat arrays.
     """
+    import torch
+
     lens = lens.astype(np.int64)
     width = int(lens.max())
     pos = np.arange(width, dtype=np.int64)
@@ -327,6 +331,8 @@ class DynamicBatchingLoader:
     def _batch(
         self, feats: list[tuple[list[int], list[int], int, int]]
     ) -> tuple[torch.Tensor, ...]:
+        import torch
+
         width = max(len(f[0]) for f in feats)
         input_ids = torch.zeros(len(feats), width, dtype=torch.long)
         position_ids = torch.zeros(len(feats), width, dtype=torch.long)

@@ -25,7 +25,7 @@ import numpy as np
 from lsp_data.db import FeatureChunk, FeatureDBWriter
 from lsp_data.features import Feature, conversation_turns, make_features
 from lsp_data.parsing import SKIP_REASONS, MalformedLine, parse_training_line, split_physical_line
-from lsp_model.tokenizer import load_tokenizer, text_backend
+from lsp_data.tokenizer import load_tokenizer, text_backend
 
 LINES_PER_BATCH = 2000
 SHOWN_PER_REASON = 5  # skipped lines printed per reason; all are counted

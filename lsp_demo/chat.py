@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lsp_data.atomic import write_text_atomic
+from lsp_common.atomic import write_text_atomic
 from lsp_demo.console import DemoError, shown
 
 
@@ -29,9 +29,9 @@ def sample_user_turns(valid: Path, n: int) -> list[tuple[str, str]]:
 
 
 def sample_conversation(run_dir: Path, valid: Path, out_path: Path, n_turns: int = 3) -> str:
+    from lsp_data.tokenizer import TokenizerError, load_tokenizer
     from lsp_model.decoding import generate_reply
     from lsp_model.loading import ModelLoadError, load_model
-    from lsp_model.tokenizer import TokenizerError, load_tokenizer
 
     hf = run_dir / "hf_model"
     try:

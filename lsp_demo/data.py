@@ -21,7 +21,7 @@ MAX_VALID_PAIRS = 1000  # Reddit validation lines held out; more only slows vali
 
 
 def dummy_data(data_dir: Path, force: bool) -> tuple[Path, Path]:
-    from lsp_data.dummy import CITATION, DummyDataError, write_dummy_data
+    from lsp_demo.dummy_data import CITATION, DummyDataError, write_dummy_data
 
     train, valid = data_dir / "train.tsv", data_dir / "valid.tsv"
     say(f"dialogue set: {CITATION}")
@@ -68,7 +68,7 @@ def split_reddit(
 ) -> tuple[int, int]:
     """Hold out every k-th usable line of ``extracted`` (at most ``max_valid``) as a validation
     pair (weights removed); all other lines go to ``train`` unchanged. Returns the counts."""
-    from lsp_data.atomic import write_lines_atomic
+    from lsp_common.atomic import write_lines_atomic
     from lsp_data.parsing import TURN_SEPARATOR, MalformedLine, parse_training_line
 
     with open(extracted, "rb") as f:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lsp_data.atomic import write_text_atomic
+from lsp_common.atomic import write_text_atomic
 from lsp_demo import REPO
 from lsp_demo.console import DemoError, say, shown
 from lsp_demo.model_choice import ModelChoice

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from lsp_model.tokenizer import EOS_ID
+from lsp_data.tokenizer import EOS_ID
 
 __all__ = ["METHODS", "check_options", "encode_history", "generate_replies", "generate_reply"]
 

@@ -26,7 +26,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file as _load_safetensors
 
-from lsp_data.atomic import atomic_folder
+from lsp_common.atomic import atomic_folder
 from lsp_model.modeling import GPT2Config, GPT2LMHeadModel
 
 __all__ = [

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
-from lsp_model.tokenizer import EOS_ID
+from lsp_data.tokenizer import EOS_ID
 
 # Log-probabilities are computed for this many labelled positions at a time: each needs a
 # 50257-wide row of logits (~200 MB of float32 per 1024 positions).

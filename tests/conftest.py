@@ -29,6 +29,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         report.longrepr = f"skipped under CI=true, where a skip hides a feature: {reason}"
     return report
 
+
 WORDS = (
     "hello there how are you doing today fine thanks what about the weather it is "
     "sunny and warm i like tea coffee please tell me more about your day"

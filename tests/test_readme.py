@@ -61,11 +61,11 @@ def test_lsp_train_flags_in_readme_exist():
 
 
 def test_prepro_flags_in_readme_exist():
-    import prepro
+    from lsp_data import prepro_cli
 
     shown = _shown_flags("prepro.py")
     assert {"--corpus", "--inspect"} <= shown
-    assert shown <= _parser_flags(prepro.build_parser())
+    assert shown <= _parser_flags(prepro_cli.build_parser())
 
 
 def test_files_named_in_readme_exist():
@@ -94,16 +94,16 @@ def test_files_named_in_readme_exist():
 
 
 def test_decode_flags_in_readme_exist():
-    import decode
+    from lsp_decode import cli
 
     shown = _shown_flags("decode.py")
     assert {"--mmi_model", "--method"} <= shown
-    assert shown <= _parser_flags(decode.build_parser())
+    assert shown <= _parser_flags(cli.build_parser())
 
 
 def test_demo_flags_in_readme_exist():
-    import demo
+    from lsp_demo import cli
 
     shown = _shown_flags("demo.py")
     assert {"--model", "--data"} <= shown
-    assert shown <= _parser_flags(demo.build_parser())
+    assert shown <= _parser_flags(cli.build_parser())

@@ -17,7 +17,7 @@ from data_loader import (
 from lsp_data.db import FeatureDB
 from lsp_data.loaders import bucket_batches
 from lsp_data.prepro import run_prepro
-from lsp_model.tokenizer import load_tokenizer
+from lsp_data.tokenizer import load_tokenizer
 from tests.conftest import write_corpus
 
 E = 50256

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-import prepro
+from lsp_data import prepro_cli as prepro
 from lsp_data.db import FIELDS, FeatureDB
 from lsp_data.parsing import parse_training_line, parse_weighted_turn
 from lsp_data.prepro import db_folder_for, run_prepro
-from lsp_model.tokenizer import load_tokenizer
+from lsp_data.tokenizer import load_tokenizer
 
 E = 50256
 

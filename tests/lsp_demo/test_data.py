@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-import demo
 from lsp_demo import REPO, data
+from lsp_demo import cli as demo
 
 
 def _read(path: Path) -> list[str]:

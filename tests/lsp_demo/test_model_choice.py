@@ -34,8 +34,9 @@ def test_auto_model_downloads_dialogpt_small_when_the_hub_answers(tmp_path: Path
     """The real download path, against tests/fakehub.py serving a tiny model as DialoGPT-small."""
     import torch
 
-    from lsp_model import GPT2Config, GPT2LMHeadModel, load_tokenizer
+    from lsp_data.tokenizer import load_tokenizer
     from lsp_model.loading import save_hf_folder
+    from lsp_model.modeling import GPT2Config, GPT2LMHeadModel
     from tests.fakehub import hub_env, serve_repo
 
     torch.manual_seed(0)

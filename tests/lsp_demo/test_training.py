@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import demo
+from lsp_demo import cli as demo
 from lsp_demo import training
 from lsp_demo.model_choice import ModelChoice
 

@@ -3,8 +3,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from lsp_model import EOS_ID, GPT2Config, GPT2LMHeadModel, load_tokenizer
+from lsp_data.tokenizer import EOS_ID, load_tokenizer
 from lsp_model.decoding import encode_history, generate_replies, generate_reply
+from lsp_model.modeling import GPT2Config, GPT2LMHeadModel
 
 TINY_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny" / "config.json"
 

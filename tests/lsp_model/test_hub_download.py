@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from lsp_model import GPT2Config, GPT2LMHeadModel, load_tokenizer
+from lsp_data.tokenizer import load_tokenizer
 from lsp_model.loading import load_model, save_hf_folder
+from lsp_model.modeling import GPT2Config, GPT2LMHeadModel
 from tests.conftest import REPO
 from tests.fakehub import SHA, FakeHub, hub_env, serve_repo
 

@@ -6,7 +6,7 @@ import torch
 import transformers
 
 import lsp_model.loading
-from lsp_model import GPT2Config, GPT2LMHeadModel, load_tokenizer
+from lsp_data.tokenizer import load_tokenizer
 from lsp_model.loading import (
     ModelLoadError,
     checkpoint_state_dict,
@@ -16,6 +16,7 @@ from lsp_model.loading import (
     resolve_model_source,
     save_hf_folder,
 )
+from lsp_model.modeling import GPT2Config, GPT2LMHeadModel
 
 TINY_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny" / "config.json"
 INPUT = torch.tensor([[3, 14, 15, 92, 65, 35, 89, 79], [2, 71, 82, 81, 82, 84, 59, 0]])

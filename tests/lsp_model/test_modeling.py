@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 import transformers
 
-import lsp_model
-from lsp_model import GPT2Config, GPT2LMHeadModel
+import lsp_model.modeling
+from lsp_model.modeling import GPT2Config, GPT2LMHeadModel
 
 TINY_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny" / "config.json"
 
@@ -60,8 +60,8 @@ def reference_loss_ppl(logits: torch.Tensor, labels: torch.Tensor):
 
 
 def test_exports_and_architecture(model):
-    assert lsp_model.GPT2Config is transformers.GPT2Config
-    assert lsp_model.GPT2Tokenizer is transformers.GPT2Tokenizer
+    assert lsp_model.modeling.GPT2Config is transformers.GPT2Config
+    assert lsp_model.modeling.GPT2Tokenizer is transformers.GPT2Tokenizer
     assert issubclass(GPT2LMHeadModel, transformers.GPT2LMHeadModel)
     assert model.config._attn_implementation == "sdpa"
     assert model.lm_head.weight is model.transformer.wte.weight

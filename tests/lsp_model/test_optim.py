@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from lsp_model import GPT2Config, GPT2LMHeadModel
+from lsp_model.modeling import GPT2Config, GPT2LMHeadModel
 from lsp_model.optim import (
     MAX_GRAD_NORM,
     build_optimizer,

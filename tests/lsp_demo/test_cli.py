@@ -1,4 +1,4 @@
-"""demo.py end to end (offline, CPU only) and its command line."""
+"""demo.py (lsp_demo.cli) end to end (offline, CPU only) and its command line."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import demo
 from lsp_demo import REPO
+from lsp_demo import cli as demo
 from lsp_demo.data import read_months
 from lsp_demo.model_choice import TINY_CONFIG
 from lsp_demo.training import PRETRAINED_SETTINGS, finished_run, flag_value
@@ -214,8 +214,8 @@ def test_demo_fine_tunes_a_local_pretrained_copy(
     tmp_path: Path, offline_hub: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """--model auto takes MODEL_DIR/DialoGPT-small (here: tiny weights in HF layout)."""
+    from lsp_data.tokenizer import load_tokenizer
     from lsp_model.loading import load_model, save_hf_folder
-    from lsp_model.tokenizer import load_tokenizer
 
     folder = tmp_path / "models" / "DialoGPT-small"
     save_hf_folder(load_model(TINY_CONFIG), load_tokenizer(None), folder)

@@ -1,13 +1,13 @@
-"""decode.py: hypotheses for a test file, greedy / beam / MMI reranking, bad input."""
+"""decode.py (lsp_decode.cli): hypotheses for a test file, greedy / beam / MMI reranking, bad input."""
 
 from __future__ import annotations
 
 import pytest
 
-import decode
+from lsp_data.tokenizer import load_tokenizer
+from lsp_decode import cli as decode
 from lsp_model.loading import load_model, save_hf_folder
 from lsp_model.mmi import backward_scores
-from lsp_model.tokenizer import load_tokenizer
 from tests.gpt2_training.conftest import TINY
 
 

@@ -16,8 +16,10 @@ import hashlib
 import importlib.util
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from transformers import GPT2Tokenizer, PreTrainedTokenizerBase
+if TYPE_CHECKING:  # transformers takes a second to import: only when a tokenizer is loaded
+    from transformers import PreTrainedTokenizerBase
 
 EOS_TOKEN = "<|endoftext|>"
 EOS_ID = 50256  # separates turns and ends a response
@@ -72,6 +74,8 @@ def _check(tokenizer: PreTrainedTokenizerBase, source: str) -> PreTrainedTokeniz
 
 @lru_cache(maxsize=8)
 def _load(folder: str | None) -> PreTrainedTokenizerBase:
+    from transformers import GPT2Tokenizer
+
     if folder is not None:
         path = Path(folder)
         if (path / "tokenizer.json").is_file():

@@ -1,10 +1,10 @@
-"""lsp_data.atomic: a failed or interrupted write never shows under the final name."""
+"""lsp_common.atomic: a failed or interrupted write never shows under the final name."""
 
 from __future__ import annotations
 
 import pytest
 
-from lsp_data.atomic import (
+from lsp_common.atomic import (
     atomic_file,
     atomic_folder,
     is_leftover,

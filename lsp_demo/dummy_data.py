@@ -41,7 +41,7 @@ from pathlib import Path
 
 import yaml
 
-from lsp_data.atomic import write_lines_atomic
+from lsp_common.atomic import write_lines_atomic
 from lsp_data.parsing import TURN_SEPARATOR
 
 __all__ = [

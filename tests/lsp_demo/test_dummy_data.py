@@ -1,4 +1,4 @@
-"""lsp_data.dummy: the bundled dialogue set (chatterbot-corpus) as training and validation tsv."""
+"""lsp_demo.dummy_data: the bundled dialogue set (chatterbot-corpus) as training and validation tsv."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lsp_data import dummy
 from lsp_data.parsing import parse_training_line
+from lsp_demo import dummy_data as dummy
 
 
 def _write_yml(folder: Path, name: str, text: str) -> None:
