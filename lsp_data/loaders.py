@@ -212,6 +212,7 @@ class BucketingDataLoader:
                         n_batches += len(counted)
                         continue
                 chunk, keep, batches = self._chunk_batches(epoch, index, key, first, stride, False)
+                assert chunk is not None  # read in full when lens_only is false
                 starts, lens = chunk.offsets[keep], chunk.input_len[keep]
                 for b in batches[to_skip:]:
                     tensors = pad_batch(chunk, starts[b], lens[b], self.with_weights)

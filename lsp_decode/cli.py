@@ -24,6 +24,7 @@ from lsp_data.tokenizer import load_tokenizer
 from lsp_model.decoding import METHODS, check_options, generate_replies
 from lsp_model.loading import ModelLoadError, load_model, resolve_model_source
 from lsp_model.mmi import backward_scores
+from lsp_model.modeling import GPT2LMHeadModel
 
 WEIGHT_TOKENS = ("0.0", "1.0")  # how this toolkit's data writes turn weights
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -158,10 +159,13 @@ def check_device(device: str) -> None:
 
 def _load(
     name: str, checkpoint: str | None, device: str, dtype: torch.dtype
-) -> tuple[torch.nn.Module, object]:
+) -> tuple[GPT2LMHeadModel, object]:
     source = resolve_model_source(name)
     tokenizer = load_tokenizer(source)  # falls back to the packaged GPT-2 files
-    return load_model(name, checkpoint).to(device=device, dtype=dtype).eval(), tokenizer
+    model = load_model(name, checkpoint)
+    # transformers' decorator on .to() hides `self` from the type checker
+    model.to(device=device, dtype=dtype)  # type: ignore[call-arg]
+    return model.eval(), tokenizer
 
 
 def main(argv: list[str] | None = None) -> int:

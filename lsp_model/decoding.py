@@ -8,10 +8,14 @@ with ``<|endoftext|>`` again.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
 from lsp_data.tokenizer import EOS_ID
+
+if TYPE_CHECKING:
+    from lsp_model.modeling import GPT2LMHeadModel
 
 __all__ = ["METHODS", "check_options", "encode_history", "generate_replies", "generate_reply"]
 
@@ -61,7 +65,7 @@ def check_options(
 
 
 def generate_reply(
-    model: torch.nn.Module,
+    model: GPT2LMHeadModel,
     tokenizer,
     history: Sequence[str],
     *,
@@ -95,7 +99,7 @@ def generate_reply(
 
 
 def generate_replies(
-    model: torch.nn.Module,
+    model: GPT2LMHeadModel,
     tokenizer,
     histories: Sequence[Sequence[str]],
     *,

@@ -21,6 +21,7 @@ import os
 import pickle
 from collections.abc import Collection, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -460,7 +461,7 @@ def load_model(
 # ----------------------------------------------------------------------------- saving
 
 
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+def _unwrap(model: torch.nn.Module) -> Any:
     # DistributedDataParallel keeps the model in .module, torch.compile in ._orig_mod.
     while True:
         inner = getattr(model, "module", None)

@@ -9,10 +9,14 @@ replies that fit any context score low (Zhang et al., 2019, section 3.4).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
 from lsp_data.tokenizer import EOS_ID
+
+if TYPE_CHECKING:
+    from lsp_model.modeling import GPT2LMHeadModel
 
 # Log-probabilities are computed for this many labelled positions at a time: each needs a
 # 50257-wide row of logits (~200 MB of float32 per 1024 positions).
@@ -20,7 +24,7 @@ POSITIONS_PER_PROJECTION = 1024
 
 
 def backward_scores(
-    reverse_model: torch.nn.Module,
+    reverse_model: GPT2LMHeadModel,
     tokenizer,
     history: Sequence[str],
     candidates: Sequence[str],
@@ -58,7 +62,7 @@ def backward_scores(
 
 
 def _score_batch(
-    model: torch.nn.Module, rows: list[tuple[list[int], list[int]]], device: torch.device
+    model: GPT2LMHeadModel, rows: list[tuple[list[int], list[int]]], device: torch.device
 ) -> list[float]:
     width = max(len(ids) for ids, _ in rows)
     input_ids = torch.full((len(rows), width), EOS_ID, dtype=torch.long)
@@ -71,11 +75,10 @@ def _score_batch(
     row_of, col_of = (labels != -1).nonzero(as_tuple=True)
     total = torch.zeros(len(rows), dtype=torch.float64, device=device)
     for lo in range(0, len(row_of), POSITIONS_PER_PROJECTION):
-        r, c = (
-            row_of[lo : lo + POSITIONS_PER_PROJECTION],
-            col_of[lo : lo + POSITIONS_PER_PROJECTION],
-        )
-        logp = torch.log_softmax(model.lm_head(hidden[r, c]).float(), dim=-1)
-        total.index_add_(0, r, logp.gather(1, labels[r, c].unsqueeze(1)).squeeze(1).double())
+        rows_at = row_of[lo : lo + POSITIONS_PER_PROJECTION]
+        cols_at = col_of[lo : lo + POSITIONS_PER_PROJECTION]
+        logp = torch.log_softmax(model.lm_head(hidden[rows_at, cols_at]).float(), dim=-1)
+        picked = logp.gather(1, labels[rows_at, cols_at].unsqueeze(1)).squeeze(1)
+        total.index_add_(0, rows_at, picked.double())
     counts = (labels != -1).sum(dim=1)
     return [float(t / n) if n else float("-inf") for t, n in zip(total.tolist(), counts.tolist())]

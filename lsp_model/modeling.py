@@ -94,7 +94,7 @@ class GPT2LMHeadModel(_HFGPT2LMHeadModel):
 
     def _hidden(
         self,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None,
         position_ids: torch.Tensor | None,
         token_type_ids: torch.Tensor | None,
     ) -> torch.Tensor:
