@@ -186,3 +186,83 @@ def test_weighted_turns(tmp_path):
     assert conv.weighted_turns(texts, o) == ["0.0 Darn it", "0.0 it's fine", "0.0 heck no !"]
     o.discard_keys = None
     assert conv.weighted_turns(texts, o) == ["0.0 Darn it", "1.0 it's fine", "0.0 heck no !"]
+
+
+def clean_job(**kw) -> conv.SplitJob:
+    return conv.SplitJob(conv.ConvOptions(month=MONTH, output_dir=".", clean=True, **kw), {}, {})
+
+
+@pytest.mark.parametrize(
+    "src, tgt, reason",
+    [
+        # SPEC §8 / the published filter_instance, at the edges of each rule
+        ("a", "1.0", "emptytarget"),  # only the weight left
+        ("a", "1.0 x", ""),
+        ("a", "1.0 " + "w" * 30, ""),  # 30 characters is not too long
+        ("a", "1.0 " + "w" * 31, "longword"),
+        (" ".join(["a"] * 198), "1.0 b", ""),  # 200 tokens in all
+        (" ".join(["a"] * 199), "1.0 b", "toolong"),
+        ("ok ABCD", "EFG ok", ""),  # capitals of src and tgt do not join across the space
+        ("ok ABCD", "EFGH ok", ""),
+        ("ok ABCDE", "fine then", "allcaps"),
+        ("ok", "say (this)", "tags"),
+        ("a __url__", "fine then", "url"),
+        ("a", "x a a a", "repetitions"),
+        ("a", "a a a x", "repetitions"),
+        ("a", "a x a a", ""),  # three equal tokens, not consecutive
+        ("a", "x b b", ""),
+        ("a", "b a b", ""),
+    ],
+)
+def test_clean_filters_at_their_limits(src, tgt, reason):
+    assert clean_job()._filter(src, tgt)[0] == reason
+
+
+def test_subreddit_of_short_permalinks_and_repeated_skips():
+    """The subreddit is the third '/' field of the permalink; a shorter permalink gives no
+    subreddit ('missing' with a subreddit blocklist). Each skip is counted, one by one."""
+    o = conv.ConvOptions(
+        month=MONTH, output_dir=".", bl_subreddits={"pics"}, min_score=1, use_title=0
+    )
+    subs = {
+        "t3_a": ("d", "/r/Pics", "t"),
+        "t3_b": ("d", "/r", "t"),
+        "t3_c": ("d", "nolink", "t"),
+        "t3_d": ("D.com", "/r/Ok/comments/d/", "t"),
+    }
+    comms = {
+        "t1_a1": ("t3_a", "t3_a", "5", "5", "one two"),
+        "t1_a2": ("t3_a", "t3_a", "5", "5", "one two"),
+        "t1_b1": ("t3_b", "t3_b", "5", "5", "one two"),
+        "t1_c1": ("t3_c", "t3_c", "5", "5", "one two"),
+        "t1_d1": ("t3_d", "t3_d", "x", "5", "one two"),
+        "t1_d2": ("t3_d", "t3_d", "y", "5", "one two"),
+        "t1_d3": ("t3_d", "t3_d", "0", "5", "one two"),
+        "t1_d4": ("t3_d", "t3_d", "None", "5", "one two"),
+        "t1_d5": ("t1_d9", "t3_d", "2", "5", "three four"),
+        "t1_d9": ("t3_d", "t3_d", "2", "5", "one two"),
+    }
+    job = conv.SplitJob(o, subs, comms)
+    targets = [(c[1], c[0], cid) for cid, c in comms.items()]
+    lines, counts_, log, resp_len = job.process(targets, conv.TurnCache(o))
+    assert counts_ == {
+        "bad_subreddit": 2,
+        "missing": 2,
+        "bad_score": 2,
+        "low_score": 2,
+        "min_depth": 1,
+    }
+    assert [line.split("\t")[1] for line in log] == [
+        "bad_subreddit",
+        "bad_subreddit",
+        "missing",
+        "missing",
+        "bad_score",
+        "bad_score",
+        "low_score",
+        "low_score",
+        "min_depth",
+    ]
+    assert log[2] == "skip\tmissing\t\td\tN/A\tmissing submission: t3_b"
+    assert lines == ["t3_d,t1_d9,t1_d5\tone two\tthree four"]
+    assert resp_len == 2
