@@ -1,10 +1,13 @@
-"""Write-then-rename helpers, so an interrupted run never leaves a finished-looking file."""
+"""Write-then-rename helpers, so an interrupted run never leaves a finished-looking file
+(or, with ``replace_set``, a finished-looking set of files)."""
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import gzip
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from typing import IO
@@ -85,3 +88,51 @@ def write_text(path: str, text: str) -> None:
     """Atomically replace ``path`` with ``text``."""
     with atomic_text(path) as fh:
         fh.write(text)
+
+
+def work_folder(folder: str, name: str) -> str:
+    """A new hidden folder ``folder/.NAME.XXXX.tmp`` to build outputs in (same file system
+    as their final place, so they can be renamed there).
+
+    Leftovers of a killed earlier run for the same ``name`` are removed first: a killed
+    run cannot clean up, and a month's conv output can be gigabytes. Two runs for the same
+    name at once are not supported (make never runs one month twice at once).
+    """
+    try:
+        os.makedirs(folder, exist_ok=True)
+        for stale in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.*.tmp")):
+            if os.path.isdir(stale) and not os.path.islink(stale):
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.remove(stale)
+        work = tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"cannot write in {folder}: a file is in the way") from None
+    except OSError as exc:
+        raise UserError(f"cannot write in {folder}: {exc.strerror or exc}") from None
+    os.chmod(work, 0o777 & ~current_umask())  # mkdtemp makes 0700
+    return work
+
+
+def replace_set(pairs: list[tuple[str, str]]) -> None:
+    """Rename each finished file ``src`` onto its output ``dst``, as one set.
+
+    The last pair is the set's completion marker: the old marker is removed before the
+    first rename and the new one is renamed last. Whenever the marker exists, every file of
+    the set beside it comes from the same run; a kill in between leaves no marker (a rerun
+    writes the whole set again). The outputs must be in one folder that has no readers
+    which ignore the marker.
+    """
+    *files, (marker_src, marker) = pairs
+    for _, dst in pairs:  # before anything moves: a folder in the way would stop it halfway
+        if os.path.isdir(dst):
+            raise UserError(f"cannot write {dst}: it is a folder (remove or rename it)")
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(marker)
+        for src, dst in files:
+            os.replace(src, dst)
+        os.replace(marker_src, marker)
+    except OSError as exc:
+        raise UserError(f"cannot write {exc.filename2 or exc.filename}: {exc.strerror}") from None

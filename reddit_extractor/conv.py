@@ -20,6 +20,7 @@ import gzip
 import multiprocessing
 import os
 import re
+import shutil
 import signal
 import sys
 from collections import Counter
@@ -29,7 +30,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import IO
 
-from .atomic import atomic_text, check_outputs, write_text
+from .atomic import atomic_text, check_outputs, replace_set, work_folder, write_text
 from .blocklist import PhraseMatcher, turn_digest
 from .errors import UserError
 from .extract import split_folder
@@ -43,6 +44,8 @@ DOMAIN, PERMALINK, TITLE = range(3)
 
 _TAGS = re.compile(r"[\[\]()]")
 _CAPS = re.compile(r"[A-Z]{5,}")
+# The outputs of a month, conv/YYYY-MM + each; the last one is written last (conv_complete).
+CONV_OUTPUTS = (".tsv", ".log", ".skips.tsv", ".stat.tsv")
 # Fewer texts than this are normalised in the main process (shipping them costs more).
 MIN_PARALLEL_TEXTS = 2000
 # Months whose compressed comment splits are smaller than this are done in one process.
@@ -404,6 +407,12 @@ def _closing_pool(pool):
             pool.shutdown(cancel_futures=True)
 
 
+def conv_complete(output_dir: str, month: str) -> bool:
+    """Are the conv outputs of ``month`` a complete set from one run? (Their completion
+    marker, the stat file, is removed before any of them is replaced and written last.)"""
+    return os.path.isfile(os.path.join(output_dir, "conv", month + CONV_OUTPUTS[-1]))
+
+
 def conv_month(opts: ConvOptions) -> tuple[int, int]:
     """Run conv over all splits of a month; returns (selected, comments)."""
     folder = split_folder(opts.output_dir, opts.month)
@@ -414,7 +423,20 @@ def conv_month(opts: ConvOptions) -> tuple[int, int]:
         )
     conv_dir = os.path.join(opts.output_dir, "conv")
     base = os.path.join(conv_dir, opts.month)
-    check_outputs([base + ext for ext in (".tsv", ".log", ".skips.tsv", ".stat.tsv")])
+    # The four outputs change as one set (atomic.replace_set), the stat file last: a month's
+    # conv output is complete when YYYY-MM.stat.tsv exists (conv_complete).
+    outputs = [base + ext for ext in CONV_OUTPUTS]
+    check_outputs(outputs)
+    work = work_folder(conv_dir, opts.month)
+    try:
+        return _conv_into(opts, folder, work, outputs)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _conv_into(opts: ConvOptions, folder: str, work: str, outputs: list[str]) -> tuple[int, int]:
+    """Write the outputs in the folder ``work``, then move them onto ``outputs`` as a set;
+    returns (selected, comments)."""
     stat_lines = []
     sum_m = sum_n = 0
     global _OPTS
@@ -440,9 +462,10 @@ def conv_month(opts: ConvOptions) -> tuple[int, int]:
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     turns = TurnCache(opts, pool, workers)
+    tmp = [os.path.join(work, os.path.basename(path)) for path in outputs]
     with (
-        atomic_text(base + ".tsv", errors="backslashreplace") as out,
-        atomic_text(base + ".log", errors="backslashreplace") as log,
+        atomic_text(tmp[0], errors="backslashreplace") as out,
+        atomic_text(tmp[1], errors="backslashreplace") as log,
         _closing_pool(pool),
     ):
         report = Report(log, strict=opts.strict)
@@ -456,8 +479,9 @@ def conv_month(opts: ConvOptions) -> tuple[int, int]:
             sum_n += n
             k += 1
     stat_lines.append(f"{opts.month}\tall\t{sum_m}\t{sum_n}\t\n")
-    write_counts(base + ".skips.tsv", report.counts)
-    write_text(base + ".stat.tsv", "".join(stat_lines))
+    write_counts(tmp[2], report.counts)
+    write_text(tmp[3], "".join(stat_lines))
+    replace_set(list(zip(tmp, outputs, strict=True)))
     print(
         f"[{opts.month}] conv: selected {sum_m} instances from {sum_n} comments in {k} split(s)",
         file=sys.stderr,

@@ -12,9 +12,10 @@ import os
 import re
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 
-from .errors import UserError
+from .errors import UsageError, UserError
 
 BLOCK = 1 << 20
 
@@ -34,24 +35,32 @@ def _total_size(resp, offset: int) -> int | None:
 
 def download(url: str, dest: str, timeout: float = 60.0, quiet: bool = False) -> int:
     """Fetch ``url`` into ``dest`` (resuming ``dest.part``); returns the final size."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL"
+        raise UsageError(f"not a valid URL {url!r}: {exc}") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        # urllib would say "unknown url type" or "no host given" only after trying, and the
+        # message would read like a network failure.
+        raise UsageError(f"not a valid URL {url!r}: expected http://HOST/... or https://HOST/...")
     if os.path.isdir(dest):
-        raise UserError(f"destination {dest!r} is a folder; give the dump's file name")
+        raise UsageError(f"destination {dest!r} is a folder; give the dump's file name")
     if os.path.exists(dest):
         return os.path.getsize(dest)
     part = dest + ".part"
     if os.path.isdir(part):
-        raise UserError(f"cannot download to {part!r}: it is a folder")
+        raise UsageError(f"cannot download to {part!r}: it is a folder")
     try:
         os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        raise UserError(f"cannot create the folder of {dest!r}: a file is in the way") from None
+        raise UsageError(f"cannot create the folder of {dest!r}: a file is in the way") from None
     except OSError as exc:
         raise UserError(f"cannot create the folder of {dest!r}: {exc.strerror or exc}") from None
     offset = os.path.getsize(part) if os.path.exists(part) else 0
     try:
         req = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
     except ValueError as exc:
-        raise UserError(f"not a valid URL {url!r}: {exc}") from None
+        raise UsageError(f"not a valid URL {url!r}: {exc}") from None
     try:
         resp = urllib.request.urlopen(req, timeout=timeout)
     except urllib.error.HTTPError as exc:
@@ -69,7 +78,7 @@ def download(url: str, dest: str, timeout: float = 60.0, quiet: bool = False) ->
             f"by hand instead)"
         ) from None
     except (ValueError, http.client.InvalidURL) as exc:  # e.g. a malformed host or port
-        raise UserError(f"not a valid URL {url!r}: {exc}") from None
+        raise UsageError(f"not a valid URL {url!r}: {exc}") from None
     with resp:
         if offset and resp.status != 206:
             offset = 0  # the server ignored the Range header: start again

@@ -11,6 +11,12 @@ class UserError(Exception):
     """A problem the user can fix: the message names the file/option and the reason."""
 
 
+class UsageError(UserError):
+    """The command line itself cannot work (a malformed URL, a folder given as a file name):
+    exit status 2, as argparse gives for its own usage errors, whatever the tool's status
+    for other user errors."""
+
+
 class StrictError(Exception):
     """Raised for a bad record when --strict is on."""
 
@@ -25,12 +31,15 @@ def run_cli(
 ) -> int:
     """Run the work of the command line ``prog`` and return its exit status.
 
-    0 when done; a UserError (``user_error_status``), a StrictError or an OSError (1, the
+    0 when done; a UsageError (2), another UserError (``user_error_status``), a StrictError or an OSError (1, the
     latter re-raised as it is when ``report_os_errors`` is false) and Ctrl-C (130) become
     one line on stderr, ``prog: interrupted; `` followed by ``interrupted`` for Ctrl-C.
     """
     try:
         work()
+    except UsageError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
     except UserError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return user_error_status

@@ -24,7 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not args.timeout > 0:
         p.error(f"--timeout must be a positive number of seconds, got {args.timeout}")
-    # As before this helper: a UserError exits with 1, and an OSError is not caught.
+    # Usage errors (a malformed URL, a folder as destination) exit with 2 as argparse's
+    # do; a failed download (network, HTTP status, short file) with 1. An OSError is not
+    # caught, as before run_cli.
     return run_cli(
         p.prog,
         lambda: download(args.url, args.dest, timeout=args.timeout),

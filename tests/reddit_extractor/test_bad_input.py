@@ -5,6 +5,7 @@ half-written (developers' guide; SPEC §9)."""
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import os
 import signal
 import subprocess
@@ -404,16 +405,68 @@ def test_create_multiref_truncated_data_says_how_far_it_got(tmp_path):
 DOWNLOAD = ROOT / "reddit_extractor" / "src" / "download.py"
 
 
-@pytest.mark.parametrize("url", ["notaurl", "http://[::1/x", "http://localhost:abc/x"])
-def test_download_bad_url_is_one_line(tmp_path, url):
+_spec = importlib.util.spec_from_file_location("download_cli", DOWNLOAD)
+download_cli = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(download_cli)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "notaurl",
+        "http://[::1/x",
+        "http://localhost:abc/x",
+        "http://a b/x",
+        "gopher://example.org/x",
+        "file:///tmp/x.zst",
+        "http://",
+        "https:///x.zst",
+    ],
+)
+def test_download_bad_url_is_usage_error(tmp_path, url):
     r = subprocess.run(
         [sys.executable, str(DOWNLOAD), url, str(tmp_path / "RS_2011-01.zst")],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert f"not a valid URL '{url}'" in r.stderr
+    # exit status 2, as argparse gives for a usage error; nothing was tried or written
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert f"download.py: error: not a valid URL '{url}'" in r.stderr
+    assert listdir(tmp_path) == []
+
+
+def test_download_cli_usage_errors_exit_2(tmp_path, capsys):
+    """Every mistake in the command line exits with 2: argparse's own and the
+    destinations that cannot work; a download that fails exits with 1."""
+    url = "http://127.0.0.1:9/x.zst"  # never contacted: the usage checks come first
+    folder = tmp_path / "dumps"
+    folder.mkdir()
+    (tmp_path / "afile").write_text("")
+    (folder / "y.zst.part").mkdir()
+    for argv, message in [
+        ([], "the following arguments are required: url, dest"),
+        ([url], "the following arguments are required: dest"),
+        ([url, str(folder / "z.zst"), "--timeout", "0"], "--timeout must be a positive"),
+        ([url, str(folder / "z.zst"), "--timeout", "x"], "invalid float value: 'x'"),
+        ([url, str(folder / "z.zst"), "--bogus"], "unrecognized arguments: --bogus"),
+    ]:
+        with pytest.raises(SystemExit) as exc:
+            download_cli.main(argv)
+        assert exc.value.code == 2, argv
+        assert message in capsys.readouterr().err
+    for dest, message in [
+        (folder, "is a folder; give the dump's file name"),
+        (folder / "y.zst", "y.zst.part': it is a folder"),
+        (tmp_path / "afile" / "x.zst", "a file is in the way"),
+    ]:
+        assert download_cli.main([url, str(dest)]) == 2, dest
+        err = capsys.readouterr().err
+        assert err.startswith("download.py: error: ") and message in err, err
+    # a valid command line whose download fails (nothing listens on port 9): 1, not 2
+    assert download_cli.main([url, str(folder / "z.zst"), "--timeout", "5"]) == 1
+    assert "cannot download" in capsys.readouterr().err
+    assert listdir(folder) == ["y.zst.part"]
 
 
 def test_download_bad_destination_and_timeout(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 
 import pytest
@@ -40,9 +41,15 @@ def test_blocklist_file_comments_and_blank_lines(tmp_path):
 
 
 def test_matches_flashtext_on_random_text():
-    flashtext = pytest.importorskip("flashtext")  # optional: only where it is installed
+    """PhraseMatcher gives flashtext's answer (the published tool's matcher) on random
+    keyword lists and texts built from word characters, boundaries, capitals and phrases."""
+    try:
+        import flashtext
+    except ImportError:  # a dev requirement: this comparison is the reference, never skipped
+        pytest.fail("flashtext is not installed: pip install flashtext (dev requirement)")
     rng = random.Random(0)
-    alphabet = ["a", "b", "ab", "ba", " ", ",", ".", "_", "1", "a b", "b a"]
+    alphabet = ["a", "b", "ab", "ba", "A", "B a", " ", ",", ".", "_", "1", "é", "a b", "b a"]
+    answers = []
     for _ in range(300):
         kws = ["".join(rng.choices(alphabet, k=rng.randint(1, 3))).strip() for _ in range(4)]
         kp = flashtext.KeywordProcessor()
@@ -51,7 +58,19 @@ def test_matches_flashtext_on_random_text():
         ours = PhraseMatcher(kws)
         for _ in range(30):
             text = "".join(rng.choices(alphabet, k=rng.randint(0, 8)))
-            assert ours.found(text) == bool(kp.extract_keywords(text)), (kws, text)
+            expected = bool(kp.extract_keywords(text))
+            assert ours.found(text) == expected, (kws, text)
+            answers.append(expected)
+    # both answers are common, so neither "always" nor "never" could pass
+    assert 0.1 < sum(answers) / len(answers) < 0.9
+
+
+def test_phrase_added_after_a_search():
+    m = PhraseMatcher(["darn"])
+    assert not m.found("oh heck no")
+    m.add("Heck no")
+    assert m.found("oh heck no") and m.found("darn") and bool(m)
+    assert not PhraseMatcher(["", ""]) and not PhraseMatcher([""]).found("")
 
 
 @pytest.mark.parametrize(
@@ -110,9 +129,10 @@ def test_keep_keys_select_at_both_stages(month, tmp_path):
 
 def test_discard_keys_weight_turns_zero(month, tmp_path):
     discard = tmp_path / "discard.gz"
-    write_keys(
-        discard, [turn_digest("I am fine , thanks !"), turn_digest("How are you doing today ?")]
-    )
+    # the discard-key format (SPEC §8): SHA-224 hex digest of the normalised turn, no weight
+    fine, how = "I am fine , thanks !", "How are you doing today ?"
+    assert turn_digest(fine) == hashlib.sha224(fine.encode()).hexdigest()
+    write_keys(discard, [hashlib.sha224(t.encode()).hexdigest() for t in (fine, how)])
     out = tmp_path / "out"
     text = extract_and_conv(month, out, conv_args=[*PUBLISHED, "--discard_tgt_keys", discard])
     assert (

@@ -180,6 +180,16 @@ def test_download_errors_are_clear(server, tmp_path):
     assert not (tmp_path / "x.zst").exists() and not (tmp_path / "y.zst").exists()
 
 
+def test_download_cli_http_error_exits_1(server, tmp_path, capsys):
+    """A failed download is not a usage error: exit status 1 (argparse's 2 is for usage)."""
+    _, base = server
+    from .test_bad_input import download_cli
+
+    assert download_cli.main([f"{base}/missing.zst", str(tmp_path / "x.zst")]) == 1
+    assert "download.py: error: cannot download" in capsys.readouterr().err
+    assert not (tmp_path / "x.zst").exists()
+
+
 def test_download_cli_offline_message(tmp_path):
     r = subprocess.run(
         [
