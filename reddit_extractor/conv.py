@@ -30,7 +30,14 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import IO
 
-from .atomic import atomic_text, check_outputs, replace_set, work_folder, write_text
+from lsp_common.atomic import (
+    atomic_text,
+    refuse_folders,
+    replace_set,
+    work_folder,
+    write_text_atomic,
+)
+
 from .blocklist import PhraseMatcher, turn_digest
 from .errors import UserError
 from .extract import split_folder
@@ -426,7 +433,7 @@ def conv_month(opts: ConvOptions) -> tuple[int, int]:
     # The four outputs change as one set (atomic.replace_set), the stat file last: a month's
     # conv output is complete when YYYY-MM.stat.tsv exists (conv_complete).
     outputs = [base + ext for ext in CONV_OUTPUTS]
-    check_outputs(outputs)
+    refuse_folders(outputs)
     work = work_folder(conv_dir, opts.month)
     try:
         return _conv_into(opts, folder, work, outputs)
@@ -480,7 +487,7 @@ def _conv_into(opts: ConvOptions, folder: str, work: str, outputs: list[str]) ->
             k += 1
     stat_lines.append(f"{opts.month}\tall\t{sum_m}\t{sum_n}\t\n")
     write_counts(tmp[2], report.counts)
-    write_text(tmp[3], "".join(stat_lines))
+    write_text_atomic(tmp[3], "".join(stat_lines))
     replace_set(list(zip(tmp, outputs, strict=True)))
     print(
         f"[{opts.month}] conv: selected {sum_m} instances from {sum_n} comments in {k} split(s)",

@@ -15,7 +15,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from .errors import UsageError, UserError
+from .errors import DownloadError, UsageError
 
 BLOCK = 1 << 20
 
@@ -55,7 +55,9 @@ def download(url: str, dest: str, timeout: float = 60.0, quiet: bool = False) ->
     except (FileExistsError, NotADirectoryError):
         raise UsageError(f"cannot create the folder of {dest!r}: a file is in the way") from None
     except OSError as exc:
-        raise UserError(f"cannot create the folder of {dest!r}: {exc.strerror or exc}") from None
+        raise DownloadError(
+            f"cannot create the folder of {dest!r}: {exc.strerror or exc}"
+        ) from None
     offset = os.path.getsize(part) if os.path.exists(part) else 0
     try:
         req = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
@@ -70,10 +72,10 @@ def download(url: str, dest: str, timeout: float = 60.0, quiet: bool = False) ->
             if total == offset:
                 os.replace(part, dest)
                 return offset
-        raise UserError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from None
+        raise DownloadError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise UserError(
+        raise DownloadError(
             f"cannot download {url}: {reason} (offline? copy the dump into the input folder "
             f"by hand instead)"
         ) from None
@@ -88,7 +90,7 @@ def download(url: str, dest: str, timeout: float = 60.0, quiet: bool = False) ->
         try:
             fh = open(part, mode)
         except OSError as exc:
-            raise UserError(f"cannot write {part!r}: {exc.strerror or exc}") from None
+            raise DownloadError(f"cannot write {part!r}: {exc.strerror or exc}") from None
         try:
             with fh:
                 while True:
@@ -98,12 +100,12 @@ def download(url: str, dest: str, timeout: float = 60.0, quiet: bool = False) ->
                     fh.write(block)
                     done += len(block)
         except (OSError, urllib.error.URLError) as exc:
-            raise UserError(
+            raise DownloadError(
                 f"download of {url} interrupted at {done} bytes ({exc}); run again to resume"
             ) from None
     size = os.path.getsize(part)
     if total is not None and size != total:
-        raise UserError(
+        raise DownloadError(
             f"download of {url} incomplete: {size} of {total} bytes; run again to resume"
         )
     os.replace(part, dest)

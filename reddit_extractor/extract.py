@@ -16,16 +16,15 @@ Memory: one line at a time, plus the map from kept submission id to split number
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .atomic import atomic_text, current_umask
+from lsp_common.atomic import atomic_text, replace_folder, work_folder
+
 from .dumps import DumpReader, find_dump
 from .normalize import minimal_norm
 from .stats import Report, write_counts
@@ -264,13 +263,8 @@ def extract_month(opts: ExtractOptions) -> ExtractSummary:
     rs_path = find_dump(opts.input_dir, "RS", opts.month)
     rc_path = find_dump(opts.input_dir, "RC", opts.month)
     final = split_folder(opts.output_dir, opts.month)
-    parent = os.path.dirname(final)
-    os.makedirs(parent, exist_ok=True)
-    # Leftovers of a killed run of this month (make never runs one month twice at once).
-    for stale in glob.glob(os.path.join(glob.escape(parent), f".{opts.month}.*.tmp")):
-        shutil.rmtree(stale, ignore_errors=True)
-    work = tempfile.mkdtemp(prefix=f".{opts.month}.", suffix=".tmp", dir=parent)
-    os.chmod(work, 0o777 & ~current_umask())  # mkdtemp makes 0700
+    # Clears what a killed run of this month left (make never runs one month twice at once).
+    work = work_folder(os.path.dirname(final), opts.month)
     summary = ExtractSummary()
     try:
         with atomic_text(os.path.join(work, "extract.log"), errors="backslashreplace") as log:
@@ -294,7 +288,7 @@ def extract_month(opts: ExtractOptions) -> ExtractSummary:
         ]
         with atomic_text(os.path.join(work, "stat.tsv")) as fh:
             fh.write("\t".join(map(str, stat)) + "\n")
-        _swap_in(work, final)
+        replace_folder(work, final)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -306,15 +300,3 @@ def extract_month(opts: ExtractOptions) -> ExtractSummary:
         file=sys.stderr,
     )
     return summary
-
-
-def _swap_in(work: str, final: str) -> None:
-    """Replace ``final`` by the finished folder ``work`` (old content removed afterwards)."""
-    old = None
-    if os.path.exists(final):
-        old = final + ".old"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-    os.replace(work, final)
-    if old:
-        shutil.rmtree(old, ignore_errors=True)

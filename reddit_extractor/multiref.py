@@ -13,7 +13,8 @@ import gzip
 import os
 import sys
 
-from .atomic import atomic_text, check_outputs
+from lsp_common.atomic import atomic_text, refuse_folders
+
 from .errors import UserError, utf8_error_where
 
 
@@ -63,7 +64,7 @@ def load_instances(path: str) -> dict[str, tuple[str, str]]:
 
 def build(data_path: str, ids_path: str, out_path: str) -> tuple[int, int]:
     """Write the multi-ref file; returns (instances written, references left out)."""
-    check_outputs([out_path])
+    refuse_folders([out_path])
     for path, what in ((data_path, "--data"), (ids_path, "--testids")):
         if os.path.exists(path) and os.path.exists(out_path) and os.path.samefile(path, out_path):
             raise UserError(

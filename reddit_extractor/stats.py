@@ -6,7 +6,8 @@ import sys
 from collections import Counter
 from typing import IO
 
-from .atomic import write_text
+from lsp_common.atomic import write_text_atomic
+
 from .errors import StrictError
 
 # Bad records are shown on stderr up to this many per run; all of them go to the log.
@@ -50,4 +51,4 @@ class Report:
 
 def write_counts(path: str, counts: Counter[str]) -> None:
     """reason<TAB>count, sorted by reason, written atomically."""
-    write_text(path, "".join(f"{k}\t{v}\n" for k, v in sorted(counts.items())))
+    write_text_atomic(path, "".join(f"{k}\t{v}\n" for k, v in sorted(counts.items())))

@@ -10,6 +10,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+# Scripts the tests start in subprocesses (reddit_extractor/src/*.py, dstc/*.py) import the
+# toolkit's packages from this checkout, whether or not it is installed (pip install -e .).
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
+)
 # Under CI a skipped test is a failure: a skip there means a feature went untested (a missing
 # tool or data file), not that it works. Tests marked ``gpu`` may skip: CI has no GPU.
 STRICT_SKIPS = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")

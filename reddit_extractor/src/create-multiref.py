@@ -7,13 +7,10 @@ create-multiref.py --data test.tsv.gz --testids test-multi-refs-ids.txt --out te
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-from reddit_extractor.errors import run_cli  # noqa: E402
-from reddit_extractor.multiref import build  # noqa: E402
+from reddit_extractor.errors import run_cli
+from reddit_extractor.multiref import build
 
 
 def main(argv: list[str] | None = None) -> int:

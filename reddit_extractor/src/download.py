@@ -7,13 +7,10 @@ download.py URL DEST        e.g. download.py $U/comments/RC_2011-01.zst data/red
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-from reddit_extractor.download import download  # noqa: E402
-from reddit_extractor.errors import run_cli  # noqa: E402
+from reddit_extractor.download import download
+from reddit_extractor.errors import run_cli
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,16 +21,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not args.timeout > 0:
         p.error(f"--timeout must be a positive number of seconds, got {args.timeout}")
+
     # Usage errors (a malformed URL, a folder as destination) exit with 2 as argparse's
     # do; a failed download (network, HTTP status, short file) with 1. An OSError is not
     # caught, as before run_cli.
-    return run_cli(
-        p.prog,
-        lambda: download(args.url, args.dest, timeout=args.timeout),
-        f"run again to resume {args.dest}.part",
-        user_error_status=1,
-        report_os_errors=False,
-    )
+    def work() -> None:
+        download(args.url, args.dest, timeout=args.timeout)
+
+    return run_cli(p.prog, work, f"run again to resume {args.dest}.part", report_os_errors=False)
 
 
 if __name__ == "__main__":

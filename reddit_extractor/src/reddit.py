@@ -23,27 +23,11 @@ import os
 import re
 import sys
 
-# Runnable as a plain script from any directory: the package is two folders up.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-from reddit_extractor.blocklist import load_keys, load_subreddits, load_words  # noqa: E402
-from reddit_extractor.conv import ConvOptions, conv_month  # noqa: E402
-from reddit_extractor.errors import UserError, run_cli  # noqa: E402
-from reddit_extractor.extract import ExtractOptions, extract_month  # noqa: E402
-
-_TRUE = {"true", "1", "yes", "y", "t", "on"}
-_FALSE = {"false", "0", "no", "n", "f", "off", ""}
-
-
-def str2bool(value: str) -> bool:
-    """True/False (any case), 1/0, yes/no. Unlike the published tool's type=bool,
-    '--clean False' really means False."""
-    v = value.strip().lower()
-    if v in _TRUE:
-        return True
-    if v in _FALSE:
-        return False
-    raise argparse.ArgumentTypeError(f"expected True or False, got {value!r}")
+from lsp_common.cli import parse_bool
+from reddit_extractor.blocklist import load_keys, load_subreddits, load_words
+from reddit_extractor.conv import ConvOptions, conv_month
+from reddit_extractor.errors import UserError, run_cli
+from reddit_extractor.extract import ExtractOptions, extract_month
 
 
 def month_arg(value: str) -> str:
@@ -89,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    flag = {"type": str2bool, "nargs": "?", "const": True, "metavar": "True|False"}
+    flag = {"type": parse_bool, "nargs": "?", "const": True, "metavar": "True|False"}
     p.add_argument(
         "dump_name", type=month_arg, help="month YYYY-MM: dumps RS_YYYY-MM.*, RC_YYYY-MM.*"
     )

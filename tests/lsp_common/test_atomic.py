@@ -5,13 +5,19 @@ from __future__ import annotations
 import pytest
 
 from lsp_common.atomic import (
+    OutputError,
     atomic_file,
     atomic_folder,
+    atomic_text,
     is_leftover,
     remove_folder,
     write_lines_atomic,
     write_text_atomic,
 )
+
+
+def listdir(folder):
+    return sorted(p.name for p in folder.iterdir())
 
 
 class Killed(BaseException):
@@ -72,3 +78,16 @@ def test_remove_folder_and_leftover_names(tmp_path):
     assert is_leftover(tmp_path / ".train.db.tmp-0a1b2c3d")
     assert not is_leftover(tmp_path / "step-2")
     assert not is_leftover(tmp_path / ".hidden-user-file")
+
+
+def test_failed_rename_names_the_output_not_the_temporary_file(tmp_path):
+    target = tmp_path / "x.tsv"
+    with pytest.raises(OutputError, match=rf"^cannot write {target}: it is a folder$"):
+        with atomic_text(str(target)) as fh:
+            fh.write("data\n")
+            target.mkdir()  # appears while the output is being written
+    assert listdir(tmp_path) == ["x.tsv"]  # the temporary file is gone
+    (tmp_path / "blocker").write_text("")
+    with pytest.raises(OutputError, match=r"blocker/z.tsv: a file is in the way of its folder$"):
+        with atomic_text(str(tmp_path / "blocker" / "z.tsv")):
+            pass

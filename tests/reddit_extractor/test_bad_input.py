@@ -152,21 +152,6 @@ def test_conv_output_that_is_a_folder_is_refused_before_any_output(tmp_path, cap
     assert listdir(out / "conv") == [name]  # no other output of the month was put in place
 
 
-def test_failed_rename_names_the_output_not_the_temporary_file(tmp_path):
-    from reddit_extractor.atomic import atomic_text
-
-    target = tmp_path / "x.tsv"
-    with pytest.raises(UserError, match=rf"^cannot write {target}: it is a folder$"):
-        with atomic_text(str(target)) as fh:
-            fh.write("data\n")
-            target.mkdir()  # appears while the output is being written
-    assert listdir(tmp_path) == ["x.tsv"]  # the temporary file is gone
-    (tmp_path / "blocker").write_text("")
-    with pytest.raises(UserError, match=r"blocker/z.tsv: a file is in the way of its folder$"):
-        with atomic_text(str(tmp_path / "blocker" / "z.tsv")):
-            pass
-
-
 # --- dumps ---------------------------------------------------------------------------
 
 

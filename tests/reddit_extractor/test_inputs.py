@@ -212,7 +212,7 @@ def test_bad_option_values(capsys):
     assert "YYYY-MM" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         run("2011-01", "--clean", "maybe")
-    assert "expected True or False" in capsys.readouterr().err
+    assert "expected true or false" in capsys.readouterr().err.lower()
 
 
 def test_parallel_workers_give_the_serial_output(tmp_path, random_records, monkeypatch):
