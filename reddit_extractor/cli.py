@@ -21,6 +21,7 @@ import argparse
 import os
 import re
 import sys
+from typing import Any
 
 from lsp_common.cli import parse_bool
 from reddit_extractor.blocklist import load_keys, load_subreddits, load_words
@@ -84,7 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    flag = {"type": parse_bool, "nargs": "?", "const": True, "metavar": "True|False"}
+    flag: dict[str, Any] = {
+        "type": parse_bool,
+        "nargs": "?",
+        "const": True,
+        "metavar": "True|False",
+    }
     p.add_argument(
         "dump_name", type=month_arg, help="month YYYY-MM: dumps RS_YYYY-MM.*, RC_YYYY-MM.*"
     )

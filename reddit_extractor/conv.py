@@ -277,8 +277,8 @@ class SplitJob:
                 log.append(item)
                 continue
             header, info, raws = item
-            chain = [norm[r] for r in raws]
-            if None in chain:
+            chain = [text for text in (norm[r] for r in raws) if text is not None]
+            if len(chain) < len(raws):
                 counts["tokenizer_timeout"] += 1
                 log.append(f"skip\ttokenizer_timeout\t{info}\t{raws[-1]}\ttokenizer time limit")
                 continue

@@ -3,8 +3,8 @@ by lsp_common.cli.run_cli."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import IO
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 
 from lsp_common.cli import UserError, run_cli
 
@@ -29,7 +29,7 @@ class StrictError(UserError):
     label = "error (--strict)"
 
 
-def utf8_error_where(open_binary: Callable[[], IO[bytes]]) -> str:
+def utf8_error_where(open_binary: Callable[[], AbstractContextManager[Iterable[bytes]]]) -> str:
     """'line N, column C (byte 0xXX)' of the first invalid UTF-8 byte of a text file,
     found again from its start (text readers decode ahead, so their line count lags)."""
     try:

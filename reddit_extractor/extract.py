@@ -22,6 +22,7 @@ import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from lsp_common.atomic import atomic_text, replace_folder, work_folder
 
@@ -58,10 +59,11 @@ def split_folder(output_dir: str, month: str) -> str:
     return os.path.join(output_dir, "extract", month)
 
 
-_scan_once = json.JSONDecoder().scan_once
+# The C scanner is an attribute each decoder sets up itself, unknown to the type stubs.
+_scan_once = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
-def parse_json(text: str) -> object:
+def parse_json(text: str) -> Any:
     """json.loads(text), faster for the usual line: an object with nothing around it.
 
     The C scanner is called directly when the line starts with '{' and the object it reads
@@ -79,7 +81,7 @@ def parse_json(text: str) -> object:
     return json.loads(text)
 
 
-def _records(reader: DumpReader, report: Report, prefix: str) -> Iterator[tuple[int, object]]:
+def _records(reader: DumpReader, report: Report, prefix: str) -> Iterator[tuple[int, Any]]:
     """(line number, parsed JSON) for each line; undecodable lines are reported and skipped."""
     name = os.path.basename(reader.path)
     for raw in reader:
