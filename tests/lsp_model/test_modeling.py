@@ -233,17 +233,156 @@ def test_generate_matches_manual_greedy(model):
     assert torch.equal(out, seq)
 
 
-def test_beam_generate_runs(model):
-    prompt = torch.tensor([[5, 17, 3, 96], [1, 2, 3, 4]])
-    out = model.generate(
+# Beam search. `generate` runs our forward through Hugging Face's cached, beam-reordered
+# path; the references below score every candidate with plain full-sequence calls of the
+# same model, so a wrong cache, position or beam bookkeeping shows up as a different result.
+BEAM_VOCAB = 11
+BEAM_EOS = 10
+BEAM_PROMPTS = [[3, 1, 4, 1], [5, 9, 2, 6]]
+
+
+@pytest.fixture(scope="module")
+def beam_model() -> GPT2LMHeadModel:
+    # A small vocabulary makes exhaustive search cheap; the wider initialisation gives peaked
+    # distributions, so the best hypotheses are separated by far more than float noise (the
+    # tests check their margins before relying on them).
+    torch.manual_seed(5)
+    config = small_config(
+        vocab_size=BEAM_VOCAB, bos_token_id=BEAM_EOS, eos_token_id=BEAM_EOS, initializer_range=0.2
+    )
+    return GPT2LMHeadModel(config).eval()
+
+
+def next_log_probs(model, sequences: list[list[int]]) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.log_softmax(model(torch.tensor(sequences))[:, -1].float(), dim=-1)
+
+
+def brute_force_hypotheses(model, prompt: list[int], max_new: int, eos: int):
+    """Every finished continuation: ends with eos before ``max_new`` or has ``max_new`` tokens.
+
+    Returns ``(tokens, sum of log-probs)`` pairs.
+    """
+    hyps = []
+    prefixes: list[tuple[list[int], float]] = [([], 0.0)]
+    for step in range(max_new):
+        log_probs = next_log_probs(model, [prompt + seq for seq, _ in prefixes])
+        extended = []
+        for (seq, score), lp in zip(prefixes, log_probs):
+            for tok in range(lp.numel()):
+                item = (seq + [tok], score + lp[tok].item())
+                if tok == eos or step == max_new - 1:
+                    hyps.append(item)
+                else:
+                    extended.append(item)
+        prefixes = extended
+    return hyps
+
+
+def reference_beam_search(model, prompt: list[int], num_beams: int, steps: int):
+    """Textbook beam search without eos: keep the ``num_beams`` best prefixes at every step.
+
+    Returns the final beams, best first, and the smallest score gap at a cut (kept beam vs
+    first dropped candidate) so that callers can check the result is not decided by noise.
+    """
+    beams: list[tuple[list[int], float]] = [([], 0.0)]
+    min_gap = math.inf
+    for _ in range(steps):
+        log_probs = next_log_probs(model, [prompt + seq for seq, _ in beams])
+        candidates = sorted(
+            (
+                (seq + [tok], score + lp[tok].item())
+                for (seq, score), lp in zip(beams, log_probs)
+                for tok in range(lp.numel())
+            ),
+            key=lambda c: -c[1],
+        )
+        min_gap = min(min_gap, candidates[num_beams - 1][1] - candidates[num_beams][1])
+        beams = candidates[:num_beams]
+    return beams, min_gap
+
+
+@pytest.mark.parametrize("length_penalty", [0.0, 1.0, 2.0])
+def test_beam_search_with_full_width_equals_exhaustive_search(beam_model, length_penalty):
+    """With one beam per possible prefix, beam search is exact: it must return the best of
+    all continuations under HF's documented score, ``sum(log p) / length ** length_penalty``,
+    where a hypothesis ends at eos or at ``max_new_tokens``."""
+    max_new = 3
+    prompt = torch.tensor(BEAM_PROMPTS)
+    out = beam_model.generate(
         prompt,
         attention_mask=torch.ones_like(prompt),
-        max_new_tokens=5,
-        num_beams=3,
+        max_new_tokens=max_new,
+        num_beams=BEAM_VOCAB ** (max_new - 1),  # every prefix of length max_new - 1 fits
         do_sample=False,
-        pad_token_id=96,
+        eos_token_id=BEAM_EOS,
+        pad_token_id=BEAM_EOS,
+        length_penalty=length_penalty,
+        return_dict_in_generate=True,
+        output_scores=True,
     )
-    assert out.shape[0] == 2 and out.shape[1] <= 9
+    expected, expected_scores, lengths = [], [], []
+    for row in BEAM_PROMPTS:
+        hyps = brute_force_hypotheses(beam_model, row, max_new, BEAM_EOS)
+        ranked = sorted(hyps, key=lambda h: -h[1] / len(h[0]) ** length_penalty)
+        (best, best_sum), (second, second_sum) = ranked[0], ranked[1]
+        best_score = best_sum / len(best) ** length_penalty
+        assert best_score - second_sum / len(second) ** length_penalty > 1e-3
+        expected.append(row + best)
+        expected_scores.append(best_score)
+        lengths.append(len(best))
+    # shorter results are padded to the batch's longest one
+    width = max(len(seq) for seq in expected)
+    expected = [seq + [BEAM_EOS] * (width - len(seq)) for seq in expected]
+    assert out.sequences.tolist() == expected
+    torch.testing.assert_close(
+        out.sequences_scores, torch.tensor(expected_scores), rtol=0, atol=1e-4
+    )
+    # with this model the first prompt's best hypothesis is eos right away unless length is
+    # rewarded (penalty 2), so the settings cover both stopping cases and the padding
+    assert lengths == {0.0: [1, 3], 1.0: [1, 3], 2.0: [3, 3]}[length_penalty]
+
+
+def test_beam_search_matches_reference_and_beats_greedy(beam_model):
+    """A narrow beam keeps the ``num_beams`` best prefixes at each step (compared with a
+    reference beam search); it can find a better sequence than greedy search, and with
+    ``num_beams=1`` it is greedy search."""
+    steps, num_beams = 4, 3
+    prompt = torch.tensor(BEAM_PROMPTS)
+    common = dict(
+        attention_mask=torch.ones_like(prompt),
+        max_new_tokens=steps,
+        do_sample=False,
+        eos_token_id=None,
+        pad_token_id=BEAM_EOS,
+        length_penalty=1.0,
+        return_dict_in_generate=True,
+        output_scores=True,
+    )
+    out = beam_model.generate(prompt, num_beams=num_beams, num_return_sequences=num_beams, **common)
+    greedy = beam_model.generate(prompt, num_beams=1, **common).sequences
+    gains = []
+    for i, row in enumerate(BEAM_PROMPTS):
+        beams, min_gap = reference_beam_search(beam_model, row, num_beams, steps)
+        assert min_gap > 1e-3
+        got = out.sequences[i * num_beams : (i + 1) * num_beams]
+        assert got.tolist() == [row + seq for seq, _ in beams]
+        # no eos: every beam has `steps` tokens, so its score is the mean log-prob
+        torch.testing.assert_close(
+            out.sequences_scores[i * num_beams : (i + 1) * num_beams],
+            torch.tensor([total / steps for _, total in beams]),
+            rtol=0,
+            atol=1e-4,
+        )
+        [(greedy_seq, greedy_total)], _ = reference_beam_search(beam_model, row, 1, steps)
+        assert greedy[i].tolist() == row + greedy_seq
+        gains.append(beams[0][1] - greedy_total)
+    # The first prompt's greedy path starts with a locally best token that leads nowhere
+    # good: the beam finds a clearly better sequence. For the second, both agree.
+    assert gains[0] > 0.1
+    assert abs(gains[1]) < 1e-5
+    assert out.sequences[0].tolist() != greedy[0].tolist()
+    assert out.sequences[num_beams].tolist() == greedy[1].tolist()
 
 
 def test_autocast_keeps_loss_in_float32(model):
