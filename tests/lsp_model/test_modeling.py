@@ -68,6 +68,22 @@ def test_exports_and_architecture(model):
     assert hasattr(GPT2Config, "from_json_file")
 
 
+def test_explicit_attention_kernel_is_kept():
+    # SDPA is only the default: a config asking for "eager" (e.g. to read attention
+    # weights) keeps it, and both kernels compute the same function
+    torch.manual_seed(0)
+    eager = GPT2LMHeadModel(small_config(attn_implementation="eager")).eval()
+    assert eager.config._attn_implementation == "eager"
+    torch.manual_seed(0)
+    sdpa = GPT2LMHeadModel(small_config()).eval()
+    assert sdpa.config._attn_implementation == "sdpa"
+    input_ids, position_ids, _ = make_batch(seed=13)
+    with torch.no_grad():
+        torch.testing.assert_close(eager(input_ids), sdpa(input_ids), rtol=1e-5, atol=1e-5)
+        attentions = eager(input_ids, output_attentions=True).attentions
+    assert len(attentions) == 2 and attentions[0].shape == (3, 4, 10, 10)
+
+
 def test_tiny_config_builds():
     config = GPT2Config.from_json_file(TINY_CONFIG)
     m = GPT2LMHeadModel(config)
@@ -105,6 +121,43 @@ def test_keyword_call_and_no_shift(model):
     torch.testing.assert_close(one_loss, manual, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(one_ppl, torch.exp(manual), rtol=1e-6, atol=1e-6)
     assert loss.requires_grad
+
+
+def test_position_ids_are_used(model):
+    # e.g. a continuation whose positions do not start at 0: every route must apply them
+    input_ids, _, labels = make_batch(seed=14)
+    shifted = torch.arange(5, 15).expand(3, 10)
+    with torch.no_grad():
+        logits = model(input_ids, shifted)
+        parent = transformers.GPT2LMHeadModel.forward(
+            model, input_ids=input_ids, position_ids=shifted
+        ).logits
+        hf_route = model(input_ids, shifted, attention_mask=torch.ones_like(input_ids)).logits
+        loss, ppl = model(input_ids, shifted, None, labels)
+        default_loss, _ = model(input_ids, None, None, labels)
+    torch.testing.assert_close(logits, parent)
+    torch.testing.assert_close(hf_route, parent)
+    assert not torch.allclose(logits, model(input_ids).detach())
+    ref_loss, ref_ppl = reference_loss_ppl(parent, labels)
+    torch.testing.assert_close((loss, ppl), (ref_loss, ref_ppl), rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(loss, default_loss)
+
+
+def test_forward_passes_build_no_kv_cache(model):
+    # config.use_cache is True for generation; a training or scoring pass must not pay for
+    # a cache it never uses
+    caches = []
+    handle = model.transformer.register_forward_hook(
+        lambda module, args, output: caches.append(output.past_key_values)
+    )
+    try:
+        input_ids, position_ids, labels = make_batch(seed=15)
+        with torch.no_grad():
+            model(input_ids, position_ids, None, labels)
+            model(input_ids, position_ids)
+    finally:
+        handle.remove()
+    assert caches == [None, None]
 
 
 def test_gathered_projection_equals_full_projection_with_grads():
@@ -168,6 +221,18 @@ def test_weights(model):
     torch.testing.assert_close(ones_loss, plain_loss, rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match="weights shape"):
         model(input_ids, position_ids, None, labels, weights[:, :3])
+    with pytest.raises(ValueError, match="^weights were given without lm_labels$"):
+        model(input_ids, position_ids, None, None, weights)
+
+
+def test_all_zero_weights_give_zero_loss(model):
+    # nothing to learn from: the loss is 0 (not 0/0 = NaN) and the perplexity is unchanged
+    input_ids, position_ids, labels = make_batch(seed=16)
+    weights = torch.zeros(labels.shape)
+    loss, ppl = model(input_ids, position_ids, None, labels, weights)
+    _, plain_ppl = model(input_ids, position_ids, None, labels)
+    assert loss.item() == 0.0
+    torch.testing.assert_close(ppl, plain_ppl)
 
 
 def test_token_type_ids_only_used_when_given(model):
@@ -203,15 +268,54 @@ def test_logits_shape_and_hf_route(model):
     torch.testing.assert_close(out2.logits, logits)
 
 
+def test_hf_route_passes_every_input_on(model):
+    input_ids, position_ids, _ = make_batch(seed=17)
+    token_type_ids = torch.randint(
+        0, 97, input_ids.shape, generator=torch.Generator().manual_seed(1)
+    )
+    ones = torch.ones_like(input_ids)
+    with torch.no_grad():
+        plain = model(input_ids, position_ids + 2, token_type_ids)
+        out = model(input_ids, position_ids + 2, token_type_ids, attention_mask=ones)
+        # left padding: the first three inputs of row 0 are masked out
+        mask = ones.clone()
+        mask[0, :3] = 0
+        masked = model(input_ids, attention_mask=mask).logits
+        parent_masked = transformers.GPT2LMHeadModel.forward(
+            model, input_ids=input_ids, attention_mask=mask
+        ).logits
+        last_two = model(input_ids, logits_to_keep=2).logits
+    torch.testing.assert_close(out.logits, plain)
+    torch.testing.assert_close(masked, parent_masked)
+    assert not torch.allclose(masked[0, 3:], model(input_ids)[0, 3:].detach())
+    torch.testing.assert_close(masked[1:], model(input_ids)[1:].detach())
+    assert last_two.shape == (3, 2, 97)
+    torch.testing.assert_close(last_two, model(input_ids)[:, -2:].detach())
+
+
 def test_bad_label_inputs(model):
     input_ids, position_ids, labels = make_batch(seed=11)
     bad = labels.clone()
     bad[0, 5] = -100
     with pytest.raises((IndexError, RuntimeError)):
         model(input_ids, position_ids, None, bad)
-    with pytest.raises(TypeError, match="lm_labels cannot be combined"):
+    with pytest.raises(
+        TypeError, match=r"^lm_labels cannot be combined with \['attention_mask'\]$"
+    ):
         model(input_ids, lm_labels=labels, attention_mask=torch.ones_like(labels))
-    with pytest.raises(ValueError, match="lm_labels shape"):
+    with pytest.raises(
+        TypeError,
+        match=r"^lm_labels cannot be combined with \['output_attentions', 'return_dict'\]$",
+    ):
+        model(input_ids, lm_labels=labels, return_dict=True, output_attentions=True)
+    with pytest.raises(
+        TypeError,
+        match=r"^lm_labels cannot be combined with \['return_dict', 'attention_mask'\]$",
+    ):
+        model(input_ids, lm_labels=labels, attention_mask=torch.ones_like(labels), return_dict=True)
+    with pytest.raises(
+        ValueError, match=r"^lm_labels shape \(3, 4\) does not match input shape \(3, 10\)$"
+    ):
         model(input_ids, lm_labels=labels[:, :4])
 
 
