@@ -5,6 +5,14 @@ from lsp_data.features import conversation_turns, make_feature, make_features
 E = 50256  # eos
 
 
+def fields(f) -> tuple[list, list, list, list]:
+    """The feature's four parallel lists, after checking they stay aligned and padded."""
+    n = f.input_len
+    assert n % 8 == 0
+    assert len(f.input_ids) == len(f.token_type_ids) == len(f.lm_labels) == len(f.weights) == n
+    return f.input_ids, f.token_type_ids, f.lm_labels, f.weights
+
+
 def test_context_and_two_targets():
     f = make_feature([[1, 2], [3], [4, 5]], [0.0, 1.0, 1.0])
     assert f.input_ids == [1, 2, E, 3, E, 4, 5, 0]
@@ -29,6 +37,27 @@ def test_zero_weight_middle_turn_keeps_inputs():
     assert f.input_ids == [1, E, 2, E, 3, 0, 0, 0]
     assert f.lm_labels == [-1, -1, -1, 3, E, -1, -1, -1]
     assert f.token_type_ids == [0, 1, 1, 2, 2, 0, 0, 0]
+    # the untrained middle turn carries weight 0 on its (unlabelled) positions
+    assert f.weights == [0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0]
+    fields(f)
+
+
+def test_each_turn_keeps_its_own_weight():
+    f = make_feature([[1, 2], [3], [4, 5]], [0.0, 0.5, 2.0])
+    assert fields(f) == (
+        [1, 2, E, 3, E, 4, 5, 0],
+        [0, 0, 1, 1, 2, 2, 2, 0],
+        [-1, -1, 3, E, 4, 5, E, -1],
+        [0.0, 0.0, 0.5, 0.5, 2.0, 2.0, 2.0, 0.0],
+    )
+    # a zero-weight turn between two targets: its positions stay in, unlabelled
+    f = make_feature([[1], [2, 3], [4]], [1.0, 0.0, 0.5])
+    assert fields(f) == (
+        [1, E, 2, 3, E, 4, 0, 0],
+        [0, 1, 1, 1, 2, 2, 0, 0],
+        [-1, -1, -1, -1, 4, E, -1, -1],
+        [0.0, 0.0, 0.0, 0.0, 0.5, 0.5, 0.0, 0.0],
+    )
 
 
 def test_all_zero_targets_give_no_feature():
@@ -62,6 +91,44 @@ def test_sliding_split_overlaps_by_one_turn():
         [5, 6, E, 7, 0, 0, 0, 0],
     ]
     assert feats[1].lm_labels == [-1, -1, 5, 6, E, -1, -1, -1]
+
+
+def test_window_of_exactly_max_len_is_not_split():
+    # after [1] and [2] the running length is (1+1) + (1+1) = 4 = max_len: not over it, so
+    # [3] joins the same feature (which thereby ends up longer than max_len, as published)
+    feats = make_features([[1], [2], [3]], [1.0] * 3, max_len=4)
+    assert [fields(f)[:3] for f in feats] == [
+        ([1, E, 2, E, 3, 0, 0, 0], [0, 1, 1, 2, 2, 0, 0, 0], [-1, 2, E, 3, E, -1, -1, -1])
+    ]
+    # one more turn: the window (length 6) is over max_len, so it is emitted and restarts
+    # from its last turn with length 1+1, and [4] brings it to 4 again
+    feats = make_features([[1], [2], [3], [4]], [1.0] * 4, max_len=4)
+    assert [f.input_ids for f in feats] == [[1, E, 2, E, 3, 0, 0, 0], [3, E, 4, 0, 0, 0, 0, 0]]
+
+
+def test_running_length_restarts_at_zero_after_a_long_turn():
+    # after the skipped 5-token turn, [1] [2] make exactly max_len again: [3] still joins
+    feats = make_features([[9] * 5, [1], [2], [3]], [1.0] * 4, max_len=4)
+    assert [f.input_ids for f in feats] == [[1, E, 2, E, 3, 0, 0, 0]]
+
+
+def test_running_length_after_a_split_counts_the_kept_turn_once():
+    # [1,2] [3] -> 3 + 2 = 5 > 4 at [4]: emit, keep [3] (length 2), add [4] -> 4 = max_len,
+    # so [5] joins [3] [4]
+    feats = make_features([[1, 2], [3], [4], [5]], [1.0] * 4, max_len=4)
+    assert [fields(f)[2] for f in feats] == [
+        [-1, -1, 3, E, -1, -1, -1, -1],
+        [-1, 4, E, 5, E, -1, -1, -1],
+    ]
+    assert [f.input_ids for f in feats] == [[1, 2, E, 3, 0, 0, 0, 0], [3, E, 4, E, 5, 0, 0, 0]]
+
+
+def test_weights_follow_their_turns_across_a_split():
+    feats = make_features([[1, 2], [3, 4], [5, 6]], [1.0, 0.5, 0.25], max_len=5)
+    assert [fields(f)[3] for f in feats] == [
+        [0.0, 0.0, 0.5, 0.5, 0.5, 0.0, 0.0, 0.0],
+        [0.0, 0.0, 0.25, 0.25, 0.25, 0.0, 0.0, 0.0],
+    ]
 
 
 def test_split_with_single_collected_turn_emits_none_then_continues():

@@ -68,6 +68,22 @@ def test_exports_and_architecture(model):
     assert hasattr(GPT2Config, "from_json_file")
 
 
+def test_explicit_attention_kernel_is_kept():
+    # SDPA is only the default: a config asking for "eager" (e.g. to read attention
+    # weights) keeps it, and both kernels compute the same function
+    torch.manual_seed(0)
+    eager = GPT2LMHeadModel(small_config(attn_implementation="eager")).eval()
+    assert eager.config._attn_implementation == "eager"
+    torch.manual_seed(0)
+    sdpa = GPT2LMHeadModel(small_config()).eval()
+    assert sdpa.config._attn_implementation == "sdpa"
+    input_ids, position_ids, _ = make_batch(seed=13)
+    with torch.no_grad():
+        torch.testing.assert_close(eager(input_ids), sdpa(input_ids), rtol=1e-5, atol=1e-5)
+        attentions = eager(input_ids, output_attentions=True).attentions
+    assert len(attentions) == 2 and attentions[0].shape == (3, 4, 10, 10)
+
+
 def test_tiny_config_builds():
     config = GPT2Config.from_json_file(TINY_CONFIG)
     m = GPT2LMHeadModel(config)
@@ -105,6 +121,43 @@ def test_keyword_call_and_no_shift(model):
     torch.testing.assert_close(one_loss, manual, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(one_ppl, torch.exp(manual), rtol=1e-6, atol=1e-6)
     assert loss.requires_grad
+
+
+def test_position_ids_are_used(model):
+    # e.g. a continuation whose positions do not start at 0: every route must apply them
+    input_ids, _, labels = make_batch(seed=14)
+    shifted = torch.arange(5, 15).expand(3, 10)
+    with torch.no_grad():
+        logits = model(input_ids, shifted)
+        parent = transformers.GPT2LMHeadModel.forward(
+            model, input_ids=input_ids, position_ids=shifted
+        ).logits
+        hf_route = model(input_ids, shifted, attention_mask=torch.ones_like(input_ids)).logits
+        loss, ppl = model(input_ids, shifted, None, labels)
+        default_loss, _ = model(input_ids, None, None, labels)
+    torch.testing.assert_close(logits, parent)
+    torch.testing.assert_close(hf_route, parent)
+    assert not torch.allclose(logits, model(input_ids).detach())
+    ref_loss, ref_ppl = reference_loss_ppl(parent, labels)
+    torch.testing.assert_close((loss, ppl), (ref_loss, ref_ppl), rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(loss, default_loss)
+
+
+def test_forward_passes_build_no_kv_cache(model):
+    # config.use_cache is True for generation; a training or scoring pass must not pay for
+    # a cache it never uses
+    caches = []
+    handle = model.transformer.register_forward_hook(
+        lambda module, args, output: caches.append(output.past_key_values)
+    )
+    try:
+        input_ids, position_ids, labels = make_batch(seed=15)
+        with torch.no_grad():
+            model(input_ids, position_ids, None, labels)
+            model(input_ids, position_ids)
+    finally:
+        handle.remove()
+    assert caches == [None, None]
 
 
 def test_gathered_projection_equals_full_projection_with_grads():
@@ -168,6 +221,18 @@ def test_weights(model):
     torch.testing.assert_close(ones_loss, plain_loss, rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match="weights shape"):
         model(input_ids, position_ids, None, labels, weights[:, :3])
+    with pytest.raises(ValueError, match="^weights were given without lm_labels$"):
+        model(input_ids, position_ids, None, None, weights)
+
+
+def test_all_zero_weights_give_zero_loss(model):
+    # nothing to learn from: the loss is 0 (not 0/0 = NaN) and the perplexity is unchanged
+    input_ids, position_ids, labels = make_batch(seed=16)
+    weights = torch.zeros(labels.shape)
+    loss, ppl = model(input_ids, position_ids, None, labels, weights)
+    _, plain_ppl = model(input_ids, position_ids, None, labels)
+    assert loss.item() == 0.0
+    torch.testing.assert_close(ppl, plain_ppl)
 
 
 def test_token_type_ids_only_used_when_given(model):
@@ -203,15 +268,54 @@ def test_logits_shape_and_hf_route(model):
     torch.testing.assert_close(out2.logits, logits)
 
 
+def test_hf_route_passes_every_input_on(model):
+    input_ids, position_ids, _ = make_batch(seed=17)
+    token_type_ids = torch.randint(
+        0, 97, input_ids.shape, generator=torch.Generator().manual_seed(1)
+    )
+    ones = torch.ones_like(input_ids)
+    with torch.no_grad():
+        plain = model(input_ids, position_ids + 2, token_type_ids)
+        out = model(input_ids, position_ids + 2, token_type_ids, attention_mask=ones)
+        # left padding: the first three inputs of row 0 are masked out
+        mask = ones.clone()
+        mask[0, :3] = 0
+        masked = model(input_ids, attention_mask=mask).logits
+        parent_masked = transformers.GPT2LMHeadModel.forward(
+            model, input_ids=input_ids, attention_mask=mask
+        ).logits
+        last_two = model(input_ids, logits_to_keep=2).logits
+    torch.testing.assert_close(out.logits, plain)
+    torch.testing.assert_close(masked, parent_masked)
+    assert not torch.allclose(masked[0, 3:], model(input_ids)[0, 3:].detach())
+    torch.testing.assert_close(masked[1:], model(input_ids)[1:].detach())
+    assert last_two.shape == (3, 2, 97)
+    torch.testing.assert_close(last_two, model(input_ids)[:, -2:].detach())
+
+
 def test_bad_label_inputs(model):
     input_ids, position_ids, labels = make_batch(seed=11)
     bad = labels.clone()
     bad[0, 5] = -100
     with pytest.raises((IndexError, RuntimeError)):
         model(input_ids, position_ids, None, bad)
-    with pytest.raises(TypeError, match="lm_labels cannot be combined"):
+    with pytest.raises(
+        TypeError, match=r"^lm_labels cannot be combined with \['attention_mask'\]$"
+    ):
         model(input_ids, lm_labels=labels, attention_mask=torch.ones_like(labels))
-    with pytest.raises(ValueError, match="lm_labels shape"):
+    with pytest.raises(
+        TypeError,
+        match=r"^lm_labels cannot be combined with \['output_attentions', 'return_dict'\]$",
+    ):
+        model(input_ids, lm_labels=labels, return_dict=True, output_attentions=True)
+    with pytest.raises(
+        TypeError,
+        match=r"^lm_labels cannot be combined with \['return_dict', 'attention_mask'\]$",
+    ):
+        model(input_ids, lm_labels=labels, attention_mask=torch.ones_like(labels), return_dict=True)
+    with pytest.raises(
+        ValueError, match=r"^lm_labels shape \(3, 4\) does not match input shape \(3, 10\)$"
+    ):
         model(input_ids, lm_labels=labels[:, :4])
 
 
@@ -233,17 +337,156 @@ def test_generate_matches_manual_greedy(model):
     assert torch.equal(out, seq)
 
 
-def test_beam_generate_runs(model):
-    prompt = torch.tensor([[5, 17, 3, 96], [1, 2, 3, 4]])
-    out = model.generate(
+# Beam search. `generate` runs our forward through Hugging Face's cached, beam-reordered
+# path; the references below score every candidate with plain full-sequence calls of the
+# same model, so a wrong cache, position or beam bookkeeping shows up as a different result.
+BEAM_VOCAB = 11
+BEAM_EOS = 10
+BEAM_PROMPTS = [[3, 1, 4, 1], [5, 9, 2, 6]]
+
+
+@pytest.fixture(scope="module")
+def beam_model() -> GPT2LMHeadModel:
+    # A small vocabulary makes exhaustive search cheap; the wider initialisation gives peaked
+    # distributions, so the best hypotheses are separated by far more than float noise (the
+    # tests check their margins before relying on them).
+    torch.manual_seed(5)
+    config = small_config(
+        vocab_size=BEAM_VOCAB, bos_token_id=BEAM_EOS, eos_token_id=BEAM_EOS, initializer_range=0.2
+    )
+    return GPT2LMHeadModel(config).eval()
+
+
+def next_log_probs(model, sequences: list[list[int]]) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.log_softmax(model(torch.tensor(sequences))[:, -1].float(), dim=-1)
+
+
+def brute_force_hypotheses(model, prompt: list[int], max_new: int, eos: int):
+    """Every finished continuation: ends with eos before ``max_new`` or has ``max_new`` tokens.
+
+    Returns ``(tokens, sum of log-probs)`` pairs.
+    """
+    hyps = []
+    prefixes: list[tuple[list[int], float]] = [([], 0.0)]
+    for step in range(max_new):
+        log_probs = next_log_probs(model, [prompt + seq for seq, _ in prefixes])
+        extended = []
+        for (seq, score), lp in zip(prefixes, log_probs):
+            for tok in range(lp.numel()):
+                item = (seq + [tok], score + lp[tok].item())
+                if tok == eos or step == max_new - 1:
+                    hyps.append(item)
+                else:
+                    extended.append(item)
+        prefixes = extended
+    return hyps
+
+
+def reference_beam_search(model, prompt: list[int], num_beams: int, steps: int):
+    """Textbook beam search without eos: keep the ``num_beams`` best prefixes at every step.
+
+    Returns the final beams, best first, and the smallest score gap at a cut (kept beam vs
+    first dropped candidate) so that callers can check the result is not decided by noise.
+    """
+    beams: list[tuple[list[int], float]] = [([], 0.0)]
+    min_gap = math.inf
+    for _ in range(steps):
+        log_probs = next_log_probs(model, [prompt + seq for seq, _ in beams])
+        candidates = sorted(
+            (
+                (seq + [tok], score + lp[tok].item())
+                for (seq, score), lp in zip(beams, log_probs)
+                for tok in range(lp.numel())
+            ),
+            key=lambda c: -c[1],
+        )
+        min_gap = min(min_gap, candidates[num_beams - 1][1] - candidates[num_beams][1])
+        beams = candidates[:num_beams]
+    return beams, min_gap
+
+
+@pytest.mark.parametrize("length_penalty", [0.0, 1.0, 2.0])
+def test_beam_search_with_full_width_equals_exhaustive_search(beam_model, length_penalty):
+    """With one beam per possible prefix, beam search is exact: it must return the best of
+    all continuations under HF's documented score, ``sum(log p) / length ** length_penalty``,
+    where a hypothesis ends at eos or at ``max_new_tokens``."""
+    max_new = 3
+    prompt = torch.tensor(BEAM_PROMPTS)
+    out = beam_model.generate(
         prompt,
         attention_mask=torch.ones_like(prompt),
-        max_new_tokens=5,
-        num_beams=3,
+        max_new_tokens=max_new,
+        num_beams=BEAM_VOCAB ** (max_new - 1),  # every prefix of length max_new - 1 fits
         do_sample=False,
-        pad_token_id=96,
+        eos_token_id=BEAM_EOS,
+        pad_token_id=BEAM_EOS,
+        length_penalty=length_penalty,
+        return_dict_in_generate=True,
+        output_scores=True,
     )
-    assert out.shape[0] == 2 and out.shape[1] <= 9
+    expected, expected_scores, lengths = [], [], []
+    for row in BEAM_PROMPTS:
+        hyps = brute_force_hypotheses(beam_model, row, max_new, BEAM_EOS)
+        ranked = sorted(hyps, key=lambda h: -h[1] / len(h[0]) ** length_penalty)
+        (best, best_sum), (second, second_sum) = ranked[0], ranked[1]
+        best_score = best_sum / len(best) ** length_penalty
+        assert best_score - second_sum / len(second) ** length_penalty > 1e-3
+        expected.append(row + best)
+        expected_scores.append(best_score)
+        lengths.append(len(best))
+    # shorter results are padded to the batch's longest one
+    width = max(len(seq) for seq in expected)
+    expected = [seq + [BEAM_EOS] * (width - len(seq)) for seq in expected]
+    assert out.sequences.tolist() == expected
+    torch.testing.assert_close(
+        out.sequences_scores, torch.tensor(expected_scores), rtol=0, atol=1e-4
+    )
+    # with this model the first prompt's best hypothesis is eos right away unless length is
+    # rewarded (penalty 2), so the settings cover both stopping cases and the padding
+    assert lengths == {0.0: [1, 3], 1.0: [1, 3], 2.0: [3, 3]}[length_penalty]
+
+
+def test_beam_search_matches_reference_and_beats_greedy(beam_model):
+    """A narrow beam keeps the ``num_beams`` best prefixes at each step (compared with a
+    reference beam search); it can find a better sequence than greedy search, and with
+    ``num_beams=1`` it is greedy search."""
+    steps, num_beams = 4, 3
+    prompt = torch.tensor(BEAM_PROMPTS)
+    common = dict(
+        attention_mask=torch.ones_like(prompt),
+        max_new_tokens=steps,
+        do_sample=False,
+        eos_token_id=None,
+        pad_token_id=BEAM_EOS,
+        length_penalty=1.0,
+        return_dict_in_generate=True,
+        output_scores=True,
+    )
+    out = beam_model.generate(prompt, num_beams=num_beams, num_return_sequences=num_beams, **common)
+    greedy = beam_model.generate(prompt, num_beams=1, **common).sequences
+    gains = []
+    for i, row in enumerate(BEAM_PROMPTS):
+        beams, min_gap = reference_beam_search(beam_model, row, num_beams, steps)
+        assert min_gap > 1e-3
+        got = out.sequences[i * num_beams : (i + 1) * num_beams]
+        assert got.tolist() == [row + seq for seq, _ in beams]
+        # no eos: every beam has `steps` tokens, so its score is the mean log-prob
+        torch.testing.assert_close(
+            out.sequences_scores[i * num_beams : (i + 1) * num_beams],
+            torch.tensor([total / steps for _, total in beams]),
+            rtol=0,
+            atol=1e-4,
+        )
+        [(greedy_seq, greedy_total)], _ = reference_beam_search(beam_model, row, 1, steps)
+        assert greedy[i].tolist() == row + greedy_seq
+        gains.append(beams[0][1] - greedy_total)
+    # The first prompt's greedy path starts with a locally best token that leads nowhere
+    # good: the beam finds a clearly better sequence. For the second, both agree.
+    assert gains[0] > 0.1
+    assert abs(gains[1]) < 1e-5
+    assert out.sequences[0].tolist() != greedy[0].tolist()
+    assert out.sequences[num_beams].tolist() == greedy[1].tolist()
 
 
 def test_autocast_keeps_loss_in_float32(model):

@@ -50,6 +50,25 @@ def test_param_groups_split_by_name(model):
     assert param_groups(model, weight_decay=0.1)[0]["weight_decay"] == 0.1
 
 
+def test_frozen_parameters_are_left_out_and_the_rest_kept():
+    m = GPT2LMHeadModel(tiny_config())
+    # freeze one early parameter of each kind: every later parameter must still be grouped
+    m.transformer.wpe.weight.requires_grad_(False)
+    m.transformer.h[0].ln_1.bias.requires_grad_(False)
+    decay, no_decay = param_groups(m)
+    grouped = {id(p) for p in decay["params"] + no_decay["params"]}
+    trainable = {id(p) for p in m.parameters() if p.requires_grad}
+    assert grouped == trainable
+    assert len(trainable) == len(list(m.parameters())) - 2
+    assert id(m.transformer.ln_f.weight) in {id(p) for p in no_decay["params"]}
+
+
+def test_build_optimizer_rejects_a_fully_frozen_model():
+    m = GPT2LMHeadModel(tiny_config()).requires_grad_(False)
+    with pytest.raises(ValueError, match="^the model has no trainable parameters$"):
+        build_optimizer(m, lr=1e-5)
+
+
 def test_build_optimizer(model):
     opt = build_optimizer(model, lr=1e-5)
     assert isinstance(opt, torch.optim.AdamW)
@@ -60,6 +79,45 @@ def test_build_optimizer(model):
     set_lr(opt, 3e-4)
     assert all(g["lr"] == 3e-4 for g in opt.param_groups)
     assert MAX_GRAD_NORM == 1.0
+    # a non-default decay reaches the decayed group (the no-decay group stays at 0)
+    opt = build_optimizer(model, lr=1e-5, weight_decay=0.1)
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]
+
+
+class _FakeParam:
+    """Stands in for a parameter living on a CUDA device (no GPU needed)."""
+
+    requires_grad = True
+
+    def __init__(self, is_cuda: bool) -> None:
+        self.is_cuda = is_cuda
+
+
+class _FakeModel(torch.nn.Module):
+    def __init__(self, *on_cuda: bool) -> None:
+        super().__init__()
+        self._fake = [(f"w{i}", _FakeParam(c)) for i, c in enumerate(on_cuda)]
+
+    def named_parameters(self, *args, **kwargs):
+        return iter(self._fake)
+
+
+@pytest.mark.parametrize(
+    "on_cuda, fused",
+    [((True, True), True), ((True, False), None), ((False, False), None)],
+)
+def test_fused_adamw_requested_only_when_all_parameters_are_on_cuda(monkeypatch, on_cuda, fused):
+    # The fused kernel fails on CPU tensors, so it may only be asked for when every parameter
+    # is on CUDA; otherwise fused=None leaves the choice to torch.
+    seen = {}
+
+    def spy(groups, **kwargs):
+        seen.update(kwargs)
+        return "optimizer"
+
+    monkeypatch.setattr(torch.optim, "AdamW", spy)
+    assert build_optimizer(_FakeModel(*on_cuda), lr=1e-5) == "optimizer"
+    assert "fused" in seen and seen["fused"] is fused
 
 
 def test_noam():
@@ -71,6 +129,18 @@ def test_noam():
     peak = lr_at_step("noam", w - 1, lr, **SCHED)
     assert peak > lr_at_step("noam", w - 100, lr, **SCHED)
     assert peak > lr_at_step("noam", w + 100, lr, **SCHED)
+
+
+def test_noam_hand_values():
+    # d = 16 so d**-0.5 = 0.25; lr * 1e4 * 0.25 = 2.5 with lr = 1e-3
+    kw = dict(SCHED, n_embd=16, warmup_steps=4)  # warmup**-1.5 = 1/8
+    assert lr_at_step("noam", 0, 1e-3, **kw) == pytest.approx(2.5 * 1 / 8)  # s=1: min(1, 1/8)
+    assert lr_at_step("noam", 3, 1e-3, **kw) == pytest.approx(2.5 * 0.5)  # s=4: min(1/2, 4/8)
+    assert lr_at_step("noam", 15, 1e-3, **kw) == pytest.approx(2.5 * 0.25)  # s=16: min(1/4, 2)
+    # warmup_steps = 1 is the smallest legal warmup: the inverse square root from step 0
+    one = dict(kw, warmup_steps=1)
+    assert lr_at_step("noam", 0, 1e-3, **one) == pytest.approx(2.5)
+    assert lr_at_step("noam", 3, 1e-3, **one) == pytest.approx(2.5 * 0.5)
 
 
 def test_noamwd():
@@ -94,6 +164,39 @@ def test_bert():
     assert lr_at_step("BERT", 550, lr, **kw) == pytest.approx(lr * 0.45 / 0.9)
     assert lr_at_step("BERT", 999, lr, **kw) == pytest.approx(lr * 0.001 / 0.9)
     assert lr_at_step("BERT", 2000, lr, **kw) == 0.0  # never negative past the end
+    # the peak sits exactly at the warmup boundary, from either side of the formula
+    assert lr_at_step("BERT", 99, lr, **kw) == pytest.approx(lr * 0.099 / 0.1)
+    assert lr_at_step("BERT", 101, lr, **kw) == pytest.approx(lr * 0.899 / 0.9)
+
+
+def test_bert_with_warmup_over_the_whole_run():
+    # warmup_proportion = 1: a linear ramp that ends at the last step; past it the rate is 0
+    kw = dict(SCHED, num_optim_steps=100, warmup_proportion=1.0)
+    assert lr_at_step("BERT", 0, 2.0, **kw) == 0.0
+    assert lr_at_step("BERT", 50, 2.0, **kw) == pytest.approx(1.0)
+    assert lr_at_step("BERT", 99, 2.0, **kw) == pytest.approx(1.98)
+    assert lr_at_step("BERT", 100, 2.0, **kw) == 0.0
+    assert lr_at_step("BERT", 150, 2.0, **kw) == 0.0
+
+
+def test_bert_with_a_single_step():
+    kw = dict(SCHED, num_optim_steps=1, warmup_proportion=0.1)
+    assert lr_at_step("BERT", 0, 2.0, **kw) == 0.0  # x = 0: start of the warmup
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(num_optim_steps=0), "BERT schedule needs num_optim_steps > 0, got 0"),
+        (dict(num_optim_steps=-5), "BERT schedule needs num_optim_steps > 0, got -5"),
+        (dict(warmup_proportion=0.0), r"needs 0 < warmup_proportion <= 1, got 0.0"),
+        (dict(warmup_proportion=1.5), r"needs 0 < warmup_proportion <= 1, got 1.5"),
+        (dict(warmup_proportion=-0.1), r"needs 0 < warmup_proportion <= 1, got -0.1"),
+    ],
+)
+def test_bert_rejects_bad_settings(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        lr_at_step("BERT", 0, 1e-3, **dict(SCHED, **overrides))
 
 
 def test_constant_and_unknown():
@@ -104,6 +207,9 @@ def test_constant_and_unknown():
     with pytest.raises(ValueError, match="warmup_steps"):
         lr_at_step("noam", 0, 1e-3, **dict(SCHED, warmup_steps=0))
     assert math.isfinite(lr_at_step("noam", 0, 1e-3, **SCHED))
+    for schedule in ("noam", "noamwd", "BERT", "None"):
+        with pytest.raises(ValueError, match="step must be >= 0, got -1"):
+            lr_at_step(schedule, -1, 1e-3, **SCHED)
 
 
 def test_training_steps_reduce_loss():

@@ -1,0 +1,177 @@
+"""The text formats of SPEC §1, against hand-worked lines."""
+
+import math
+
+import pytest
+
+from lsp_data.parsing import (
+    BAD_ENCODING,
+    BAD_TAB_COUNT,
+    EMPTY_LINE,
+    EMPTY_TURN,
+    SKIP_REASONS,
+    TURN_SEPARATOR,
+    MalformedLine,
+    parse_pair_line,
+    parse_training_line,
+    parse_weighted_turn,
+    split_physical_line,
+)
+
+
+def reason_of(call, *args) -> tuple[str, str]:
+    with pytest.raises(MalformedLine) as info:
+        call(*args)
+    assert isinstance(info.value, ValueError)  # callers may catch it as a ValueError
+    return info.value.reason, str(info.value)
+
+
+def test_constants():
+    assert TURN_SEPARATOR == " EOS "
+    # the keys of meta.json's skipped counts: renaming one changes every database's meta
+    assert SKIP_REASONS == ("empty_line", "not_exactly_one_tab", "empty_turn", "invalid_utf8")
+    assert (EMPTY_LINE, BAD_TAB_COUNT, EMPTY_TURN, BAD_ENCODING) == SKIP_REASONS
+
+
+@pytest.mark.parametrize(
+    "turn, expected",
+    [
+        ("0.0 hello there", (0.0, "hello there")),
+        ("1.0 how are you ?", (1.0, "how are you ?")),
+        ("0.5   spaced \t out  ", (0.5, "spaced out")),  # str.split() whitespace, one space
+        ("hello there", (1.0, "hello there")),  # no weight: 1.0, first token kept
+        ("  hello   there ", (1.0, "hello there")),
+        ("2 dogs", (2.0, "dogs")),  # the documented consequence of float() on token 1
+        ("-1 no", (-1.0, "no")),
+        ("1e-1 sci", (0.1, "sci")),
+        ("1.0", (1.0, "")),  # a weight-only turn has empty text
+        ("0.0", (0.0, "")),
+        ("1.0x nope", (1.0, "1.0x nope")),
+    ],
+)
+def test_parse_weighted_turn(turn, expected):
+    assert parse_weighted_turn(turn) == expected
+
+
+def test_parse_weighted_turn_uses_python_float():
+    weight, text = parse_weighted_turn("nan words")
+    assert math.isnan(weight) and text == "words"
+    assert parse_weighted_turn("inf x") == (math.inf, "x")
+    assert parse_weighted_turn("1_0 x") == (10.0, "x")
+
+
+@pytest.mark.parametrize("turn", ["", "   ", "\t \n"])
+def test_empty_turn_is_malformed(turn):
+    assert reason_of(parse_weighted_turn, turn) == (EMPTY_TURN, "a turn is empty")
+
+
+def test_parse_training_line_in_conversation_order():
+    line = "0.0 hello there EOS 1.0 how are you ?\t1.0 fine , thanks\n"
+    assert parse_training_line(line) == (
+        [0.0, 1.0, 1.0],
+        ["hello there", "how are you ?", "fine , thanks"],
+    )
+
+
+def test_zero_weight_response_is_dropped_but_zero_weight_context_kept():
+    assert parse_training_line("0.0 a EOS 0.0 b\t0.0 c") == ([0.0, 0.0], ["a", "b"])
+    assert parse_training_line("0.0 a\t0.0") == ([0.0], ["a"])
+    # a non-zero weight other than 1.0 is kept as given
+    assert parse_training_line("1.0 a\t0.25 b") == ([1.0, 0.25], ["a", "b"])
+
+
+def test_unweighted_turns():
+    assert parse_training_line("hi EOS there\tyou") == ([1.0, 1.0, 1.0], ["hi", "there", "you"])
+
+
+def test_separator_is_the_literal_space_eos_space():
+    # "EOS" glued to a word, or lower case, is text, not a separator
+    assert parse_training_line("1.0 aEOS b eos c\t1.0 d") == ([1.0, 1.0], ["aEOS b eos c", "d"])
+    # extra spaces around the separator end up inside the turns, where split() drops them
+    assert parse_training_line("1.0 a  EOS  1.0 b\t1.0 c") == ([1.0, 1.0, 1.0], ["a", "b", "c"])
+
+
+def test_surrounding_whitespace_is_stripped_before_the_tab_split():
+    # faithful: a trailing tab (an empty third field) disappears with the strip
+    assert parse_training_line("  1.0 a\t1.0 b\t\r\n") == ([1.0, 1.0], ["a", "b"])
+
+
+@pytest.mark.parametrize("line", ["", "\n", "  \t \r\n"])
+def test_empty_line(line):
+    assert reason_of(parse_training_line, line) == (EMPTY_LINE, "the line is empty")
+
+
+@pytest.mark.parametrize(
+    "line, tabs",
+    [
+        ("1.0 no tab at all", 0),
+        ("\t1.0 leading tab is stripped away", 0),
+        ("1.0 a\t1.0 b\t1.0 c", 2),
+        ("1.0 a\t\t1.0 b", 2),
+    ],
+)
+def test_tab_count(line, tabs):
+    assert reason_of(parse_training_line, line) == (
+        BAD_TAB_COUNT,
+        f"expected CONTEXT<TAB>RESPONSE, found {tabs} tabs",
+    )
+
+
+def test_empty_turn_inside_a_line():
+    # two separators in a row, or a context ending with one, leave an empty turn
+    for line in ("1.0 a EOS  EOS 1.0 b\t1.0 c", "1.0 a EOS \t1.0 b"):
+        assert reason_of(parse_training_line, line) == (EMPTY_TURN, "a turn is empty"), line
+    # ... but not one at the very start: the line's strip eats its leading space
+    assert parse_training_line(" EOS 1.0 a\t1.0 b") == ([1.0, 1.0], ["EOS 1.0 a", "b"])
+    # an empty response cannot reach the turn parser: the strip removes its tab
+    assert reason_of(parse_training_line, "1.0 a\t \t")[0] == BAD_TAB_COUNT
+
+
+@pytest.mark.parametrize(
+    "raw, lines",
+    [
+        (b"a\tb\n", ["a\tb"]),
+        (b"a\tb", ["a\tb"]),  # last line without newline
+        (b"a\tb\r\n", ["a\tb"]),  # Windows line end: one line
+        (b"a\rb\n", ["a", "b"]),  # a lone \r breaks the line, as text mode does
+        (b"a\r\rb\r\n", ["a", "", "b"]),
+        (b"\n", [""]),
+        (b"caf\xc3\xa9 \xe2\x80\x94 \xf0\x9f\x98\x80\n", ["café — 😀"]),
+        (b"a\n\r", ["a\n"]),  # only one line end is removed, and \n before \r
+    ],
+)
+def test_split_physical_line(raw, lines):
+    assert split_physical_line(raw) == lines
+
+
+def test_split_physical_line_rejects_bad_utf8_naming_the_byte():
+    assert reason_of(split_physical_line, b"ok \xff bad\n") == (
+        BAD_ENCODING,
+        "invalid UTF-8 at byte 3",
+    )
+    assert reason_of(split_physical_line, b"\xe9t\xe9\n") == (
+        BAD_ENCODING,
+        "invalid UTF-8 at byte 0",
+    )
+
+
+def test_parse_pair_line_normalized():
+    assert parse_pair_line("how  are\tyou ?\tfine ,  thanks\t  good \n", True) == (
+        "how are",
+        ["you ?", "fine , thanks", "good"],
+    )
+
+
+def test_parse_pair_line_not_normalized_only_strips_ends():
+    assert parse_pair_line(" how  are \t you  ?\n", False) == ("how  are", ["you  ?"])
+    # only the newline is removed before the split: a trailing tab gives an empty response
+    assert parse_pair_line("a\tb\t\n", False) == ("a", ["b", ""])
+    assert parse_pair_line("XOXO\txoxoX\n", False) == ("XOXO", ["xoxoX"])
+
+
+@pytest.mark.parametrize("line", ["no tab here\n", "", "\n"])
+def test_parse_pair_line_needs_a_tab(line):
+    assert reason_of(parse_pair_line, line, True) == (
+        BAD_TAB_COUNT,
+        "expected CONTEXT<TAB>RESPONSE, found no tab",
+    )
