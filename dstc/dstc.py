@@ -101,8 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--keep_trailing_empty",
         action="store_true",
-        help="score an empty last hypothesis (in key order); the DSTC script loses it when it "
-        "rewrites the file, and its METEOR then fails (-1): reproduced by default",
+        help="score an empty last hypothesis or reference (in key order); the DSTC script "
+        "loses such a line when it rewrites its files, and its NIST/BLEU or METEOR then drop "
+        "that instance or fail (-1): reproduced by default",
     )
     g.add_argument(
         "--hyp_format",
