@@ -241,7 +241,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.human:
         systems = [None]
     else:
-        exclude = (args.ref_files or []) + [args.refs, args.keys, args.report]
+        # Inputs that may sit in a scored folder are not systems (the --hyp_keys file too).
+        exclude = (args.ref_files or []) + [args.refs, args.keys, args.hyp_keys, args.report]
         systems = list_systems(args.submitted, exclude)
     n_refs = len(args.ref_files) if plain else args.n_refs
     several = len(systems) > 1 or any(os.path.isdir(x) for x in args.submitted)

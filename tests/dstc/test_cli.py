@@ -598,3 +598,28 @@ def test_run_cli_turns_errors_into_one_line_and_a_status(error, rc, message, cap
     assert run_cli("prog.py", body, "nothing was lost") == rc
     assert capsys.readouterr().err == message
     assert run_cli("prog.py", lambda: 0, "unused") == 0
+
+
+def test_folder_scoring_leaves_out_the_hyp_keys_file(demo, tmp_path, capsys):
+    # DialoGPT's layout: responses for the whole test set, one per line, with the keys of
+    # those lines in a file that may sit in the same folder; --keys picks a part.
+    hyps, refs, expected = demo
+    folder = tmp_path / "outputs"
+    folder.mkdir()
+    all_keys = ["k0", "k1", "k2", "k3"]  # k0 is not selected by --keys
+    hyp_keys = write(folder / "test.keys.txt", all_keys)
+    _, multiref, keys = demo_multiref(tmp_path, hyps, refs)
+    write(folder / "greedy.txt", ["not scored"] + hyps)
+    common = ["--refs", str(multiref), "--keys", str(keys), "--hyp_keys", str(hyp_keys)]
+    common += ["--n_refs", "2", "--vshuman", "-1", "--no_meteor"]
+    assert cli.main([str(folder), *common]) == 0
+    rows = read_report(folder / "report_ref2.tsv")
+    assert [Path(r["fname"]).name for r in rows] == ["greedy.txt"]
+    assert [float(rows[0][f"nist{i}"]) for i in range(1, 5)] == expected["nist"]
+    # batch_eval, with a pattern the keys file matches too
+    write(folder / "beam.resp.txt", ["not scored"] + hyps)
+    assert batch_eval.main([str(folder), *common, "--pattern", "*.txt"]) == 0
+    rows = read_report(folder / "eval" / "report_ref2.tsv")
+    assert [Path(r["fname"]).name for r in rows] == ["beam.resp.txt", "greedy.txt"]
+    assert [float(rows[0][f"bleu{i}"]) for i in range(1, 5)] == expected["bleu"]
+    capsys.readouterr()
