@@ -52,9 +52,9 @@ def run(args: argparse.Namespace) -> int:
     )
     n_refs = len(args.ref_files) if plain else args.n_refs
     report = Path(args.report) if args.report else folder / "eval" / report_name(n_refs, args.clean)
-    files = list_systems(
-        [str(folder)], (args.ref_files or []) + [args.refs, args.keys], args.pattern
-    )
+    # Inputs that may sit in the folder and match the pattern are not systems.
+    inputs = (args.ref_files or []) + [args.refs, args.keys, args.hyp_keys, str(report)]
+    files = list_systems([str(folder)], inputs, args.pattern)
     # Before the scoring, which may take long.
     check_output(report, [*files, *(args.ref_files or []), args.refs, args.keys, args.hyp_keys])
     rows = []

@@ -101,8 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--keep_trailing_empty",
         action="store_true",
-        help="score an empty last hypothesis (in key order); the DSTC script loses it when it "
-        "rewrites the file, and its METEOR then fails (-1): reproduced by default",
+        help="score an empty last hypothesis or reference (in key order); the DSTC script "
+        "loses such a line when it rewrites its files, and its NIST/BLEU or METEOR then drop "
+        "that instance or fail (-1): reproduced by default",
     )
     g.add_argument(
         "--hyp_format",
@@ -240,7 +241,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.human:
         systems = [None]
     else:
-        exclude = (args.ref_files or []) + [args.refs, args.keys, args.report]
+        # Inputs that may sit in a scored folder are not systems (the --hyp_keys file too).
+        exclude = (args.ref_files or []) + [args.refs, args.keys, args.hyp_keys, args.report]
         systems = list_systems(args.submitted, exclude)
     n_refs = len(args.ref_files) if plain else args.n_refs
     several = len(systems) > 1 or any(os.path.isdir(x) for x in args.submitted)

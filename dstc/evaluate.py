@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dstc.metrics import Scores, nlp_metrics
@@ -77,19 +77,34 @@ def plain_instances(
     return hyps, refs
 
 
-def score(hyps: Sequence[str], refs: Sequence[Sequence[str]], opts: Options) -> Scores:
-    return nlp_metrics(
+def score(
+    hyps: Sequence[str],
+    refs: Sequence[Sequence[str]],
+    opts: Options,
+    *,
+    mteval_failure: str | None = None,
+    meteor_failure: str | None = None,
+) -> Scores:
+    """All metrics; ``mteval_failure`` / ``meteor_failure`` name why the DSTC script gets
+    -1 for NIST/BLEU / METEOR on this input (see :class:`dstc.multiref.TrailingEmpty`)."""
+    wants_meteor = opts.use_meteor or opts.require_meteor
+    scores = nlp_metrics(
         hyps,
         refs,
-        use_meteor=opts.use_meteor,
-        require_meteor=opts.require_meteor,
+        use_meteor=opts.use_meteor and meteor_failure is None,
+        require_meteor=opts.require_meteor and meteor_failure is None,
         meteor_jar=opts.meteor_jar,
         java=opts.java,
         meteor_norm=opts.meteor_norm,
         empty_placeholder=opts.empty_placeholder,
         xml_illegal=opts.xml_illegal,
+        mteval_failure=mteval_failure,
         warn=opts.warn,
     )
+    if meteor_failure is not None and wants_meteor:
+        opts.warn(f"warning: METEOR reported as -1 as the DSTC script does: {meteor_failure}")
+        scores.meteor = -1.0
+    return scores
 
 
 def evaluate_system(
@@ -123,13 +138,13 @@ def evaluate_system(
             keep_trailing_empty=multiref.keep_trailing_empty,
             warn=opts.warn,
         )
-        hyps, refs = inst.hyps, inst.refs
-        if inst.dropped_last_empty and (opts.use_meteor or opts.require_meteor):
-            # The DSTC script's METEOR call fails here ("test and reference not same
-            # length") and it reports -1.
-            scores = score(hyps, refs, replace(opts, use_meteor=False, require_meteor=False))
-            scores.meteor = -1.0
-            return scores
+        return score(
+            inst.hyps,
+            inst.refs,
+            opts,
+            mteval_failure=inst.mteval_failure,
+            meteor_failure=inst.meteor_failure,
+        )
     return score(hyps, refs, opts)
 
 

@@ -111,6 +111,7 @@ def nlp_metrics(
     meteor_norm: bool = True,
     empty_placeholder: str = EMPTY_PLACEHOLDER,
     xml_illegal: str = "fail",
+    mteval_failure: str | None = None,
     warn=None,
 ) -> Scores:
     """All metrics of one system. ``refs[i]`` holds the references of segment ``i``.
@@ -120,9 +121,13 @@ def nlp_metrics(
 
     Text that mteval's XML reader rejects gives NIST = BLEU = -1, the DSTC script's result
     (``xml_illegal="blank"`` scores it with those characters blanked instead).
+    ``mteval_failure`` says why mteval fails on the DSTC script's files for this input
+    when the texts alone do not show it: NIST and BLEU are then -1 without scoring.
     """
     warn = warn or (lambda m: print(m, file=sys.stderr))
     try:
+        if mteval_failure is not None:
+            raise MtevalFailure(mteval_failure)
         nist, bleu = nist_bleu(
             hyps, refs, empty_placeholder=empty_placeholder, xml_illegal=xml_illegal
         )

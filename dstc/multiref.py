@@ -30,6 +30,10 @@ class Instances:
     hyps: list[str]
     refs: list[list[str]]  # refs[i]: the n_refs references of instance i
     dropped_last_empty: bool = False
+    # Why the DSTC script gets no NIST/BLEU (it reports -1) or no METEOR (-1, or a crash)
+    # on these instances; None when it scores them.
+    mteval_failure: str | None = None
+    meteor_failure: str | None = None
 
 
 def read_keys(path: str | os.PathLike) -> dict[str, int]:
@@ -167,6 +171,49 @@ def read_submission(
     return {k: (no, line) for no, (k, line) in enumerate(zip(aligned, lines), 1) if k in wanted}
 
 
+@dataclass
+class TrailingEmpty:
+    """What the DSTC script's file round trip does to an empty last instance.
+
+    ``dstc.py`` writes ``hyp.txt`` and every ``refK.txt`` with ``'\\n'.join`` and
+    ``metrics.py`` reads them back with ``readlines()``, so an empty last line vanishes
+    from exactly the files where it is empty. Then:
+
+    - mteval gets as many source segments as ``hyp.txt`` has lines, and ``refK.txt`` cut
+      to that count; a reference file one line short of it makes mteval die
+      ("translated documents must contain the same # of segments"): NIST/BLEU -1.
+    - METEOR's merged reference file takes as many segments as ``ref0.txt`` has lines and
+      indexes every other reference file there: one shorter than ``ref0.txt`` is an
+      IndexError that stops the script; otherwise METEOR fails (-1) when the segment count
+      differs from the line count of ``hyp.txt`` ("test and reference not same length").
+    """
+
+    hyp_empty: bool
+    ref_slots: list[int]  # reference numbers (0-based) that are empty in the last instance
+
+    def slot_list(self) -> str:
+        return ", ".join(str(k) for k in self.ref_slots)
+
+    def mteval_failure(self, cut_by_n_lines: bool) -> str | None:
+        # With the hypothesis dropped too, every file keeps the lines mteval reads.
+        if self.hyp_empty or not self.ref_slots or cut_by_n_lines:
+            return None
+        return (
+            f"reference file(s) {self.slot_list()} lose their empty last line and have one "
+            "segment fewer than the hypotheses"
+        )
+
+    def meteor_failure(self) -> str | None:
+        if self.ref_slots and 0 not in self.ref_slots:
+            return (
+                f"reference file(s) {self.slot_list()} are one line shorter than reference "
+                "file 0: the DSTC script stops with an IndexError while merging them for METEOR"
+            )
+        if self.hyp_empty != bool(self.ref_slots):
+            return "METEOR's hypothesis and merged reference files differ in length"
+        return None
+
+
 def build_instances(
     submitted: str | os.PathLike | None,
     multiref: str | os.PathLike,
@@ -250,21 +297,34 @@ def build_instances(
             chosen.append(prep(ref_text(fields[idx], ref_mode)))
         refs.append(chosen)
 
-    dropped = False
-    if hyps and hyps[-1] == "" and not keep_trailing_empty:
-        # The DSTC script writes the hypotheses with '\n'.join and reads them back with
-        # readlines(), which loses a trailing empty line: the last instance then drops out
-        # of NIST/BLEU, entropy, distinct and length, and METEOR fails (-1) on the
-        # mismatched line counts. Reproduced so the figures stay comparable.
+    trailing = TrailingEmpty(hyps[-1] == "", [i for i, r in enumerate(refs[-1]) if r == ""])
+    if keep_trailing_empty:
+        trailing = TrailingEmpty(False, [])
+    dropped = trailing.hyp_empty
+    if dropped:
         selected, hyps, refs = selected[:-1], hyps[:-1], refs[:-1]
-        dropped = True
         if warn:
             warn(
-                "warning: the last hypothesis (in key order) is empty: dropped, and METEOR "
-                "reported as -1, as the DSTC script does (--keep_trailing_empty to score it)"
+                "warning: the last hypothesis (in key order) is empty: dropped, as the DSTC "
+                "script does (--keep_trailing_empty to score it)"
             )
+    mteval_failure = trailing.mteval_failure(n_lines is not None and n_lines < len(hyps))
+    meteor_failure = trailing.meteor_failure()
+    if trailing.ref_slots and warn:
+        warn(
+            f"warning: reference(s) {trailing.slot_list()} of the last instance (in key order) "
+            "are empty: the DSTC script loses them when it rewrites its reference files "
+            "(--keep_trailing_empty to score them)"
+        )
     if n_lines is not None:
         selected, hyps, refs = selected[:n_lines], hyps[:n_lines], refs[:n_lines]
     if not hyps:
         raise InputError(submitted, None, "nothing left to score")
-    return Instances(keys=selected, hyps=hyps, refs=refs, dropped_last_empty=dropped)
+    return Instances(
+        keys=selected,
+        hyps=hyps,
+        refs=refs,
+        dropped_last_empty=dropped,
+        mteval_failure=mteval_failure,
+        meteor_failure=meteor_failure,
+    )

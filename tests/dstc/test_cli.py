@@ -371,6 +371,32 @@ def test_trailing_empty_hypothesis_like_the_dstc_script(tmp_path, capsys, fake_j
     assert scores["n_lines"] == 3 and scores["meteor"] == 0.5 and scores["avg_len"] == 1.0
 
 
+def test_trailing_empty_reference_like_the_dstc_script(tmp_path, capsys, fake_java):
+    # The last reference (key c) of file 1 is emoji only: --clean empties it, the DSTC
+    # script loses that line, mteval dies (-1) and merging the references for METEOR
+    # raises IndexError (reported as -1). See test_multiref for how this was established.
+    java, jar, log = fake_java
+    refs = write(tmp_path / "refs.txt", ["a\t1|x y\t1|x", "b\t1|y z\t1|y", "c\t1|z\t1|🙂"])
+    keys = write(tmp_path / "keys.txt", ["a", "b", "c"])
+    sub = write(tmp_path / "sub.txt", ["a\tx y", "b\ty", "c\tz"])
+    args = [str(sub), "--refs", str(refs), "--keys", str(keys), "--n_refs", "2"]
+    args += ["--vshuman", "-1", "--java", str(java), "--meteor_jar", str(jar), "--json"]
+    assert cli.main(args + ["--clean"]) == 0
+    captured = capsys.readouterr()
+    scores = last_json(captured.out)
+    assert scores["nist"] == [-1.0] * 4 and scores["bleu"] == [-1.0] * 4
+    assert scores["meteor"] == -1.0 and scores["n_lines"] == 3 and scores["avg_len"] == 4 / 3
+    assert "IndexError" in captured.err and "--keep_trailing_empty" in captured.err
+    assert not log.exists()  # no METEOR run for a figure the script never produced
+    assert cli.main(args + ["--clean", "--keep_trailing_empty"]) == 0
+    scores = last_json(capsys.readouterr().out)
+    assert scores["meteor"] == 0.5 and scores["nist"][0] > 0
+    # raw, the emoji line is not empty: nothing special
+    assert cli.main(args) == 0
+    scores = last_json(capsys.readouterr().out)
+    assert scores["meteor"] == 0.5 and scores["nist"][0] > 0
+
+
 def test_module_entry_point_from_repo_root():
     proc = subprocess.run(
         [sys.executable, "-m", "dstc.dstc", "--help"],
@@ -572,3 +598,28 @@ def test_run_cli_turns_errors_into_one_line_and_a_status(error, rc, message, cap
     assert run_cli("prog.py", body, "nothing was lost") == rc
     assert capsys.readouterr().err == message
     assert run_cli("prog.py", lambda: 0, "unused") == 0
+
+
+def test_folder_scoring_leaves_out_the_hyp_keys_file(demo, tmp_path, capsys):
+    # DialoGPT's layout: responses for the whole test set, one per line, with the keys of
+    # those lines in a file that may sit in the same folder; --keys picks a part.
+    hyps, refs, expected = demo
+    folder = tmp_path / "outputs"
+    folder.mkdir()
+    all_keys = ["k0", "k1", "k2", "k3"]  # k0 is not selected by --keys
+    hyp_keys = write(folder / "test.keys.txt", all_keys)
+    _, multiref, keys = demo_multiref(tmp_path, hyps, refs)
+    write(folder / "greedy.txt", ["not scored"] + hyps)
+    common = ["--refs", str(multiref), "--keys", str(keys), "--hyp_keys", str(hyp_keys)]
+    common += ["--n_refs", "2", "--vshuman", "-1", "--no_meteor"]
+    assert cli.main([str(folder), *common]) == 0
+    rows = read_report(folder / "report_ref2.tsv")
+    assert [Path(r["fname"]).name for r in rows] == ["greedy.txt"]
+    assert [float(rows[0][f"nist{i}"]) for i in range(1, 5)] == expected["nist"]
+    # batch_eval, with a pattern the keys file matches too
+    write(folder / "beam.resp.txt", ["not scored"] + hyps)
+    assert batch_eval.main([str(folder), *common, "--pattern", "*.txt"]) == 0
+    rows = read_report(folder / "eval" / "report_ref2.tsv")
+    assert [Path(r["fname"]).name for r in rows] == ["beam.resp.txt", "greedy.txt"]
+    assert [float(rows[0][f"bleu{i}"]) for i in range(1, 5)] == expected["bleu"]
+    capsys.readouterr()

@@ -243,3 +243,85 @@ def test_inputs_mteval_dies_on():
     assert scores.nist == [-1.0] * 4 and scores.bleu == [-1.0] * 4
     assert "mteval fails" in warnings[0]
     assert scores.entropy == [0.0] * 4 and scores.avg_len == 1.0  # the rest still computed
+
+
+def test_no_smoothing_bleu():
+    # --no-smoothing: BLEU-n = exp(sum_{k<=n} log p_k / n + min(0, 1 - r/c)), and 0 for an
+    # order with no match. "a b c d" vs "a b c e": p1 = 3/4, p2 = 2/3, p3 = 1/2, no 4-gram.
+    _, bleu = raw(["a b c d"], [["a b c e"]], smoothing=False)
+    p = [3 / 4, 2 / 3, 1 / 2]
+    assert bleu[:3] == pytest.approx([math.prod(p[:n]) ** (1 / n) for n in (1, 2, 3)], rel=1e-12)
+    assert bleu[3] == 0.0
+    # 3 words against 6: brevity term 1 - 6/3 = -1 inside the exponent; all matches.
+    _, bleu = raw(["a b c"], [["a b c d e f"]], smoothing=False)
+    assert bleu[:3] == pytest.approx([math.exp(-1)] * 3, rel=1e-12)
+    # longer than the reference: no brevity term
+    _, bleu = raw(["a b c d e"], [["a b"]], smoothing=False)
+    assert bleu[0] == pytest.approx(2 / 5, rel=1e-12)
+    assert bleu[1] == pytest.approx(math.sqrt(2 / 5 * 1 / 4), rel=1e-12)
+
+
+def test_smoothing_is_the_default_of_bleu_from_stats():
+    from dstc.mteval import bleu_from_stats, ngram_stats
+
+    stats = ngram_stats([tokenize("a b c d")], [[tokenize("a b c e")]])
+    # no 4-gram match: smoothed to 1/(2*1) instead of 0
+    assert bleu_from_stats(stats)[3] == pytest.approx((3 / 4 * 2 / 3 * 1 / 2 * 1 / 2) ** 0.25)
+    assert bleu_from_stats(stats, smoothing=False)[3] == 0.0
+
+
+def test_one_word_corpus():
+    # No bigram at all: higher orders add log 1 (iscore 0), the brevity factor still 1.
+    nist, bleu = raw(["a"], [["a"]])
+    assert bleu == pytest.approx([1.0] * 4)
+    assert nist == pytest.approx([0.0] * 4)  # info of "a" = log2(1/1)
+
+
+def test_counts_clipped_by_the_references():
+    # "the" 4 times against at most 2 in one reference: 2 matches of 4 unigrams (closest
+    # reference length 3 < 4: no brevity penalty).
+    _, bleu = raw(["the the the the"], [["the cat the", "the dog"]], smoothing=False)
+    assert bleu[0] == pytest.approx(2 / 4, rel=1e-12)
+
+
+def test_case_and_skipped_tags():
+    # Lower-cased by default (mteval without -c), kept with preserve_case.
+    assert raw(["A B C"], [["a b c"]])[1] == pytest.approx([1.0] * 4)
+    # with -c, "A" and "a" differ: only "b c" of "A b c" matches
+    assert raw(["A b c"], [["a b c"]], preserve_case=True, smoothing=False)[1][0] == (
+        pytest.approx(2 / 3, rel=1e-12)
+    )
+    assert tokenize("Hello WORLD") == ["hello", "world"]
+    assert tokenize("Hello WORLD", preserve_case=True) == ["Hello", "WORLD"]
+    from dstc.mteval import MtevalTokenizer
+
+    assert MtevalTokenizer()("ABC") == ["abc"]
+    assert MtevalTokenizer(preserve_case=True)("ABC x") == ["ABC", "x"]
+    # mteval strips "<skipped>" tags inside a token before anything else
+    assert tokenize("a<skipped>b") == ["ab"]
+    assert tokenize("<skipped>") == []
+
+
+def test_error_messages():
+    from dstc.mteval import (
+        MtevalFailure,
+        NgramStats,
+        XmlIllegalText,
+        ngram_stats,
+        nist_from_stats,
+    )
+
+    with pytest.raises(ValueError, match="^2 hypotheses but 1 reference sets$"):
+        ngram_stats([["a"], ["b"]], [[["a"]]])
+    with pytest.raises(ValueError, match="^no segments to score$"):
+        ngram_stats([], [])
+    with pytest.raises(ValueError, match="^every segment needs the same, non-zero number"):
+        ngram_stats([["a"]], [[]])
+    with pytest.raises(MtevalFailure, match=r"^the references contain no words \(mteval"):
+        nist_from_stats(NgramStats(n_refs=1))
+    with pytest.raises(ValueError, match="^xml_illegal must be 'fail' or 'blank', not 'drop'$"):
+        raw(["a"], [["a"]], xml_illegal="drop")
+    exc = XmlIllegalText("hypothesis 3")
+    assert exc.what == "hypothesis 3"
+    assert str(exc).endswith("; --xml_illegal blank scores it with those characters blanked")
+    assert str(exc).startswith("hypothesis 3 has a character XML forbids")

@@ -121,3 +121,72 @@ def test_unkeyed_submission_aligned_with_a_larger_key_list(tmp_path):
     two = write(tmp_path / "two.txt", ["for x", "for y"])
     with pytest.raises(InputError, match=r"two.txt:3: has 2 lines but .*all.txt has 3 keys"):
         build_instances(two, refs, keys, hyp_keys=all_keys)
+
+
+# What the DSTC-7 scripts did on these inputs, found by writing hyp.txt and ref0/1.txt as
+# dstc.py writes them ('\n'.join, read back by readlines()) and running metrics.py's steps
+# with the real scorers (perl mteval-v14c.pl -s src.xml -t hyp.xml -r ref.xml; java -jar
+# meteor-1.5.jar hyp.txt refs_merged.txt -r 2 -l en -norm):
+#   ref0 empty  -> mteval "FATAL ERROR: translated documents must contain the same # of
+#                  segments" (NIST/BLEU -1); METEOR "test and reference not same length" (-1)
+#   ref1 empty  -> same mteval error; merging references raises IndexError (script stops)
+#   both empty  -> as ref0 empty
+#   hyp + ref0  -> last instance dropped, NIST/BLEU and METEOR scored on the others
+#   hyp + ref1  -> last instance dropped for NIST/BLEU; IndexError before METEOR
+@pytest.mark.parametrize(
+    "last_hyp, last_refs, mteval_fails, meteor_fails, dropped",
+    [
+        ("e f", ["", "e f"], True, "differ in length", False),
+        ("e f", ["e f", ""], True, "IndexError", False),
+        ("e f", ["", ""], True, "differ in length", False),
+        ("", ["", "e f"], False, None, True),
+        ("", ["e f", ""], False, "IndexError", True),
+        ("", ["e f", "e"], False, "differ in length", True),
+        ("e f", ["e f", "e"], False, None, False),
+    ],
+)
+def test_empty_last_line_like_the_dstc_script(
+    tmp_path, last_hyp, last_refs, mteval_fails, meteor_fails, dropped
+):
+    refs = write(
+        tmp_path / "refs.txt",
+        ["a\t1|a b\t1|x", "b\t1|c d\t1|y", "c\t1|" + "\t1|".join(last_refs)],
+    )
+    keys = write(tmp_path / "keys.txt", ["c", "a", "b"])
+    sub = write(tmp_path / "sub.txt", ["a\ta b", "b\tc d", f"c\t{last_hyp}"])
+    warnings = []
+    inst = build_instances(sub, refs, keys, n_refs=2, vshuman=-1, warn=warnings.append)
+    assert inst.dropped_last_empty == dropped
+    assert inst.keys == (["a", "b"] if dropped else ["a", "b", "c"])
+    assert (inst.mteval_failure is not None) == mteval_fails
+    if meteor_fails is None:
+        assert inst.meteor_failure is None
+    else:
+        assert meteor_fails in inst.meteor_failure
+    if "" in last_refs:
+        slots = ", ".join(str(i) for i, r in enumerate(last_refs) if r == "")
+        assert any(f"reference(s) {slots} of the last instance" in w for w in warnings)
+    kept = build_instances(sub, refs, keys, n_refs=2, vshuman=-1, keep_trailing_empty=True)
+    assert len(kept.hyps) == 3 and kept.hyps[-1] == last_hyp and kept.refs[-1] == last_refs
+    assert kept.mteval_failure is None and kept.meteor_failure is None
+    assert not kept.dropped_last_empty
+
+
+def test_empty_last_reference_after_cleaning_and_n_lines(tmp_path):
+    # --clean empties an emoji-only reference; the DSTC script then loses that line. With
+    # n_lines short of the last instance mteval only reads lines both files still have.
+    from dstc.tokenizers import clean_str
+
+    refs = write(tmp_path / "refs.txt", ["a\t1|A b\t1|x", "b\t1|C d\t1|🙂🙂"])
+    keys = write(tmp_path / "keys.txt", ["a", "b"])
+    sub = write(tmp_path / "sub.txt", ["a\ta b", "b\tc d"])
+    inst = build_instances(sub, refs, keys, n_refs=2, vshuman=-1, clean=clean_str)
+    assert inst.refs == [["a b", "x"], ["c d", ""]]
+    assert "reference file(s) 1" in inst.mteval_failure and "IndexError" in inst.meteor_failure
+    raw = build_instances(sub, refs, keys, n_refs=2, vshuman=-1)
+    assert raw.mteval_failure is None and raw.meteor_failure is None
+    cut = build_instances(sub, refs, keys, n_refs=2, vshuman=-1, clean=clean_str, n_lines=1)
+    assert cut.mteval_failure is None and cut.hyps == ["a b"]
+    assert "IndexError" in cut.meteor_failure  # METEOR's merge ignores n_lines in the script
+    whole = build_instances(sub, refs, keys, n_refs=2, vshuman=-1, clean=clean_str, n_lines=2)
+    assert whole.mteval_failure is not None

@@ -45,3 +45,9 @@ def test_characters_outside_the_alphabet_are_dropped():
     )
     assert clean_str("🙂🙂") == ""
     assert clean_str("  lots   of\tspace  ") == "lots of space"
+
+
+def test_url_marker_starts_at_the_first_http_of_a_token():
+    # Everything from the FIRST "http" of a whitespace token on is the URL, a second URL
+    # inside it (a redirect parameter) included.
+    assert clean_str("see:http://a.com/?u=http://b.com ok") == "see : __url__ ok"
