@@ -26,10 +26,10 @@ def test_stream_to_log_keeps_final_progress_state(
     assert log.read_text(encoding="utf-8").splitlines() == ["start", "100%", "done ü", "warn"]
 
 
-def test_train_command_parses_and_passes_extra_flags(tmp_path: Path) -> None:
+def _parsed_command(tmp_path: Path, *demo_argv: str, extra: tuple[str, ...] = ()):
     from gpt2_training.args import build_parser
 
-    args = demo.build_parser().parse_args(["--num_optim_steps", "40"])
+    args = demo.build_parser().parse_args(list(demo_argv))
     model = ModelChoice("tiny", "configs/tiny", "", pretrained=False)
     cmd = training.train_command(
         args,
@@ -37,12 +37,28 @@ def test_train_command_parses_and_passes_extra_flags(tmp_path: Path) -> None:
         tmp_path / "train.128len.db",
         tmp_path / "valid.tsv",
         tmp_path / "models",
-        ["--tensorboard", "true"],
+        list(extra),
     )
     assert Path(cmd[1]).name == "LSP_train.py"
-    parsed = build_parser().parse_args(shlex.split(shlex.join(cmd))[2:])
+    return build_parser().parse_args(shlex.split(shlex.join(cmd))[2:])
+
+
+@pytest.mark.parametrize("cuda", [False, True])
+def test_train_command_asks_fp16_only_with_cuda(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cuda: bool
+) -> None:
+    # fp16 is said explicitly either way: true on a GPU, false on a CPU (no fallback warning).
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert _parsed_command(tmp_path).fp16 is cuda
+
+
+def test_train_command_parses_and_passes_extra_flags(tmp_path: Path) -> None:
+    parsed = _parsed_command(
+        tmp_path, "--num_optim_steps", "40", extra=("--tensorboard", "true")
+    )
     assert parsed.num_optim_steps == 40 and parsed.valid_step == 4
-    assert parsed.fp16 is False or parsed.fp16 is True
     assert parsed.learning_rate == training.TINY_SETTINGS["learning_rate"]
     assert parsed.gradient_accumulation_steps == 1 and parsed.tensorboard is True
 
