@@ -84,10 +84,29 @@ def test_epoch_is_reproducible_and_skip_resumes_exactly(small_db):
 
 
 def test_no_shuffle_is_in_order(small_db):
-    loader = BucketingDataLoader(str(small_db), 2, 64, shuffle=False)
-    a = [b[0] for b in loader]
-    b = [b[0] for b in loader]
-    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    # Expected order, from the stored features: chunks chunk_0, chunk_1, ...; in each, the
+    # features that fit, in stored order, taken bucket by bucket (bucket * batch_size
+    # features), each bucket sorted longest first (ties keep stored order), cut into full
+    # batches.
+    batch_size, bucket, max_len = 2, 3, 48
+    expected = []
+    with FeatureDB(small_db) as d:
+        assert len(d.keys) > 1
+        for key in d.keys:
+            chunk = d.read_chunk(key)
+            fitting = [chunk.feature_dict(i)["input_ids"] for i in range(len(chunk))]
+            fitting = [ids for ids in fitting if len(ids) <= max_len]
+            for start in range(0, len(fitting), bucket * batch_size):
+                group = sorted(fitting[start : start + bucket * batch_size], key=lambda x: -len(x))
+                for b in range(0, len(group) - batch_size + 1, batch_size):
+                    expected.append(group[b : b + batch_size])
+    loader = BucketingDataLoader(str(small_db), batch_size, max_len, bucket, shuffle=False)
+    for _ in range(2):  # every epoch alike
+        got = []
+        for input_ids, position_ids, *_ in loader:
+            lengths = (position_ids > 0).sum(1) + 1
+            got.append([row[:n].tolist() for row, n in zip(input_ids, lengths)])
+        assert got == expected
 
 
 @pytest.mark.parametrize("world", [2, 3])
