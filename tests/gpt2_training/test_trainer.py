@@ -250,3 +250,91 @@ def test_gradient_checkpointing_gives_the_same_run(train_data, tmp_path, monkeyp
     w_recomputed = load_model(str(recomputed / "hf_model")).state_dict()
     for key in w_plain:
         assert torch.allclose(w_plain[key], w_recomputed[key], atol=1e-5), key
+
+
+# Per-turn weights (SPEC §1, §3): 0.0 = not learnt (no label at all), 0.5 = half weight.
+WEIGHTED_LINES = [
+    ("1.0 hello there", "0.0 how are you", "0.5 fine thanks", "1.0 good to hear"),
+    ("1.0 what about the weather", "1.0 it is sunny", "0.5 i like tea"),
+    ("0.0 tell me more", "0.5 about your day", "1.0 coffee please"),
+    ("1.0 sunny and warm", "0.5 hello", "0.0 fine", "1.0 more tea please"),
+]
+
+
+def _expected_losses(model, tokenizer) -> tuple[float, float, list[list[int]]]:
+    """(weighted, plain) first-step loss from the text, and the token ids prepro should store.
+
+    Every turn after the first with a non-zero weight is learnt: its tokens and the
+    <|endoftext|> after it, each predicted from what precedes it.
+    """
+    weighted_sum = weight_total = plain_sum = n_targets = 0.0
+    stored = []
+    for line in WEIGHTED_LINES:
+        turns = [(float(t.split()[0]), tokenizer.encode(t.split(" ", 1)[1])) for t in line]
+        sequence, targets = [], []  # targets: (position in sequence, weight)
+        for i, (weight, ids) in enumerate(turns):
+            if i > 0 and weight != 0:
+                targets += [(len(sequence) + j, weight) for j in range(len(ids) + 1)]
+            sequence += ids + [50256]
+        last = max(p for p, _ in targets)
+        kept = sequence[:last]  # prepro keeps inputs up to the last learnt token, pads to 8
+        stored.append(kept + [0] * (-len(kept) % 8))
+        with torch.no_grad():
+            logprobs = torch.log_softmax(model(torch.tensor([sequence[:-1]]))[0].float(), -1)
+        for position, weight in targets:
+            ce = -logprobs[position - 1, sequence[position]].item()
+            weighted_sum += weight * ce
+            weight_total += weight
+            plain_sum += ce
+            n_targets += 1
+    return weighted_sum / weight_total, plain_sum / n_targets, stored
+
+
+def test_use_weights_trains_on_the_weighted_loss(train_data, tmp_path):
+    from lsp_data.db import FeatureDB
+    from lsp_data.prepro import run_prepro
+    from lsp_model.loading import checkpoint_state_dict
+    from lsp_model.tokenizer import load_tokenizer
+
+    corpus = tmp_path / "weighted.tsv"
+    corpus.write_text(
+        "".join(" EOS ".join(line[:-1]) + "\t" + line[-1] + "\n" for line in WEIGHTED_LINES),
+        encoding="utf-8",
+    )
+    db, _ = run_prepro(str(corpus), max_seq_len=64, progress=False, log=lambda m: None)
+    # A wide init spreads the per-token losses, so the 0.5 weights visibly move the mean.
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    config = json.loads((train_data["model"] / "config.json").read_text())
+    (model_dir / "config.json").write_text(json.dumps({**config, "initializer_range": 0.5}))
+    torch.manual_seed(0)
+    model = load_model(str(model_dir))
+    start = tmp_path / "start.pkl"
+    torch.save(checkpoint_state_dict(model), start)
+
+    weighted, plain, stored = _expected_losses(model, load_tokenizer())
+    with FeatureDB(db) as d:
+        features = [f["input_ids"] for f in d.iter_features()]
+    assert sorted(features) == sorted(stored)
+    assert abs(weighted - plain) > 0.05  # the check below can tell the two apart
+
+    def first_step_loss(use_weights: str) -> float:
+        argv = train_argv(
+            train_data,
+            tmp_path / f"out-{use_weights}",
+            "--num_optim_steps", "1", "--valid_step", "1", "--skip_eval",
+            "--use_weights", use_weights,
+        )  # fmt: skip
+        for flag, value in [
+            ("--model_name_or_path", str(model_dir)),
+            ("--train_input_file", str(db)),
+            ("--train_batch_size", str(len(WEIGHTED_LINES))),  # one batch: all the data
+            ("--gradient_accumulation_steps", "1"),
+        ]:
+            argv[argv.index(flag) + 1] = value
+        argv += ["--init_checkpoint", str(start)]
+        _, rows = read_csv(LSP_train.main(argv) / "train_log.txt")
+        return float(rows[0][3])
+
+    assert first_step_loss("true") == pytest.approx(weighted, rel=1e-5)
+    assert first_step_loss("false") == pytest.approx(plain, rel=1e-5)
