@@ -17,9 +17,13 @@ class ScriptedModel(torch.nn.Module):
         super().__init__()
         self.weight = torch.nn.Parameter(torch.zeros(1))
         self.calls: list[tuple[bool, torch.Tensor | None, bool]] = []
+        self.inputs: list[tuple[torch.Tensor, ...]] = []
 
     def forward(self, input_ids, position_ids, token_type_ids, labels):
         self.calls.append((self.training, token_type_ids, torch.is_grad_enabled()))
+        self.inputs.append((input_ids, position_ids, labels))
+        if input_ids.device.type == "meta":  # no values there: any loss will do
+            return torch.tensor(1.0), torch.tensor(2.0)
         loss = input_ids[:, 0].float().mean()
         return loss, 10 * loss
 
@@ -28,9 +32,20 @@ def batch(first_ids: list[int]) -> tuple[torch.Tensor, ...]:
     n = len(first_ids)
     input_ids = torch.tensor([[i, 0] for i in first_ids])
     token_types = torch.ones_like(input_ids)
+    positions = torch.arange(2).repeat(n, 1)
+    labels = torch.tensor([[-1, i] for i in first_ids])
     # as DynamicBatchingLoader yields: 4 tensors, then context and response lengths
-    return (input_ids, torch.zeros_like(input_ids), token_types, torch.full((n, 2), -1),
-            torch.zeros(n), torch.zeros(n))  # fmt: skip
+    return input_ids, positions, token_types, labels, torch.zeros(n), torch.zeros(n)
+
+
+def test_the_batch_reaches_the_model_on_the_device() -> None:
+    model = ScriptedModel()
+    b = batch([3, 4])
+    eval_model_loss(model, [b], torch.device("cpu"))
+    ((input_ids, positions, labels),) = model.inputs
+    assert input_ids.equal(b[0]) and positions.equal(b[1]) and labels.equal(b[3])
+    eval_model_loss(model, [b], torch.device("meta"))
+    assert all(t.device.type == "meta" for t in model.inputs[-1])
 
 
 def test_means_are_weighted_by_example_count() -> None:
@@ -77,5 +92,6 @@ def test_forward_runs_inside_the_autocast_given() -> None:
 
 
 def test_no_example_is_a_clear_error() -> None:
-    with pytest.raises(DataError, match="no example that fits --max_seq_length"):
+    message = "^the validation file gave no example that fits --max_seq_length$"
+    with pytest.raises(DataError, match=message):
         eval_model_loss(ScriptedModel(), [], torch.device("cpu"))
