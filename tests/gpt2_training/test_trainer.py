@@ -134,7 +134,10 @@ def test_missing_database_and_eval_file(train_data, tmp_path, capsys):
     assert LSP_train.main(argv) == 1
     err = capsys.readouterr().err
     assert "no_pairs.tsv:2: skipped" in err  # each bad line named
-    assert "no CONTEXT<TAB>RESPONSE pair in it (2 malformed lines skipped)" in err
+    assert (
+        "no CONTEXT<TAB>RESPONSE pair in it that fits --max_seq_length 64 "
+        "(2 malformed lines skipped, 0 examples too long dropped)" in err
+    )
     assert "Traceback" not in err
     assert LSP_train.main(train_argv(train_data, tmp_path, "--local_rank", "1")) == 1
     assert "error: --local_rank was given but RANK" in capsys.readouterr().err
@@ -142,6 +145,30 @@ def test_missing_database_and_eval_file(train_data, tmp_path, capsys):
     cfg.write_text('{"no_such_option": 1}')
     assert LSP_train.main(train_argv(train_data, tmp_path, "--config", str(cfg))) == 2
     assert "unknown argument 'no_such_option'" in capsys.readouterr().err
+
+
+def test_too_long_validation_examples_are_reported(train_data, tmp_path, capsys):
+    # --max_seq_length 64: a context and a response of 70 tokens each cannot be cut to fit.
+    words = " ".join(["word"] * 70)
+    valid = tmp_path / "valid.tsv"
+    valid.write_text(f"{words}\t{words}\n", encoding="utf-8")
+    argv = train_argv(train_data, tmp_path, "--num_optim_steps", "1", "--valid_step", "1")
+    argv[argv.index("--eval_input_file") + 1] = str(valid)
+    assert LSP_train.main(argv) == 1  # at the start, not at the first validation
+    err = capsys.readouterr().err
+    assert f"{valid}: 1 of 1 examples dropped: too long to fit in max_seq_length=64" in err
+    assert "(0 malformed lines skipped, 1 examples too long dropped)" in err
+
+    valid.write_text(f"{words}\t{words}\nhello\tthere\nno tab\n", encoding="utf-8")
+    run_dir = LSP_train.main(argv)
+    err = capsys.readouterr().err
+    assert err.count(f"{valid}: 1 of 2 examples dropped: too long") == 1  # once per run
+    assert (
+        f"validation ({valid}): 1 malformed lines skipped, 1 of 2 examples dropped as too "
+        "long for --max_seq_length 64" in err
+    )
+    _, rows = read_csv(run_dir / "eval_log.txt")
+    assert len(rows) == 1
 
 
 def test_fp16_without_cuda_warns_and_trains(train_data, tmp_path, capsys):

@@ -193,6 +193,37 @@ def test_dynamic_batching_truncation(tmp_path):
     assert b2[0].shape[1] == 10 and b2[4].item() == 1 and b2[5].item() == 7  # response cut at end
 
 
+def test_dynamic_batching_counts_and_reports_dropped_examples(tmp_path):
+    # With max_seq_length 10, a context of 20 tokens and a response of 20 cannot be made to
+    # fit by cutting one of them: the example is dropped (SPEC §4); the others are cut.
+    tok = load_tokenizer()
+    words = " ".join(["word"] * 20)
+    path = tmp_path / "v.tsv"
+    path.write_text(
+        f"{words}\t{words}\thi\nhi\tthere\n{words}\t{words}\nno tab\n", encoding="utf-8"
+    )
+    messages = []
+    loader = DynamicBatchingLoader(str(path), tok, True, 1, 10, log=messages.append)
+    assert len(loader) == 2  # 4 examples, 2 of them dropped: one batch each for the other 2
+    assert (loader.n_examples, loader.n_dropped, loader.n_skipped_lines) == (4, 2, 1)
+    assert messages[0].startswith(f"{path}:4: skipped, ")
+    assert messages[1:] == [
+        f"{path}: 1 malformed lines skipped",
+        f"{path}: 2 of 4 examples dropped: too long to fit in max_seq_length=10 tokens by "
+        "cutting the context or the response alone",
+    ]
+    for _ in range(2):  # counted again at every pass, reported once
+        batches = list(loader)
+        assert len(batches) == 2 and loader.n_dropped == 2
+        assert [b[0].shape[1] for b in batches] == [10, 4]  # context cut; hi<eos>there<eos>
+    assert len(messages) == 3
+    # everything fits: nothing dropped, nothing reported
+    messages.clear()
+    loader = DynamicBatchingLoader(str(path), tok, True, 1, 64, log=messages.append)
+    assert len(list(loader)) == 4 == len(loader) and loader.n_dropped == 0
+    assert not any("dropped" in m for m in messages)
+
+
 def test_corrupt_chunk_is_a_clear_error(small_db):
     import sqlite3
 
