@@ -365,3 +365,98 @@ def test_use_weights_trains_on_the_weighted_loss(train_data, tmp_path):
 
     assert first_step_loss("true") == pytest.approx(weighted, rel=1e-5)
     assert first_step_loss("false") == pytest.approx(plain, rel=1e-5)
+
+
+def test_step_gradient_is_the_mean_over_accumulated_passes(train_data, tmp_path, monkeypatch):
+    from lsp_data.loaders import BucketingDataLoader
+
+    seen = []
+    clip = torch.nn.utils.clip_grad_norm_
+
+    def recording_clip(params, max_norm, *args, **kwargs):
+        params = list(params)
+        seen.append([p.grad.clone() for p in params])  # before clipping
+        return clip(params, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recording_clip)
+    LSP_train.main(
+        train_argv(train_data, tmp_path, "--num_optim_steps", "1", "--valid_step", "1",
+                   "--skip_eval")
+    )  # fmt: skip
+    (grads,) = seen
+
+    # By hand: the same start (seed 42) and the same two passes of 4 (batch 8 / accumulation
+    # 2); the step's gradient is the mean of the two passes' gradients.
+    torch.manual_seed(42)
+    model = load_model(str(train_data["model"])).train()
+    loader = BucketingDataLoader(str(train_data["db"]), 4, 64, seed=42, prefetch=0)
+    passes = loader.iter_epoch(0)
+    for _ in range(2):
+        input_ids, position_ids, _, labels = next(passes)
+        loss, _ = model(input_ids, position_ids, None, labels)
+        (loss / 2).backward()
+    loader.close()
+    expected = [p.grad for p in model.parameters() if p.requires_grad]
+    assert len(grads) == len(expected)
+    for got, want in zip(grads, expected):
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-8)
+
+
+@pytest.mark.parametrize(
+    "schedule, flags, expected",
+    [
+        # noam, SPEC §6: lr * 1e4 * d**-0.5 * min((s+1)**-0.5, (s+1) * warmup**-1.5), d = 32
+        (
+            "noam",
+            ("--warmup_steps", "2"),
+            [3e-3 * 1e4 * 32**-0.5 * min((s + 1) ** -0.5, (s + 1) * 2**-1.5) for s in range(4)],
+        ),
+        # BERT over 4 steps, warmup proportion 0.5: f(s/4) = 0, 0.5, then 1, 0.5 decaying
+        ("BERT", ("--warmup_proportion", "0.5"), [0.0, 1.5e-3, 3e-3, 1.5e-3]),
+        ("None", (), [3e-3] * 4),
+    ],
+)
+def test_optimizer_steps_use_the_scheduled_learning_rate(
+    train_data, tmp_path, monkeypatch, schedule, flags, expected
+):
+    used = []
+    step = torch.optim.AdamW.step
+
+    def recording_step(self, *args, **kwargs):
+        used.append([group["lr"] for group in self.param_groups])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
+    argv = train_argv(
+        train_data, tmp_path, "--num_optim_steps", "4", "--valid_step", "4", "--skip_eval",
+        *flags,
+    )  # fmt: skip
+    argv[argv.index("--lr_schedule") + 1] = schedule
+    LSP_train.main(argv)
+    assert len(used) == 4
+    for lrs, want in zip(used, expected):
+        assert lrs == [pytest.approx(want, rel=1e-9, abs=1e-15)] * len(lrs)
+
+
+def test_resume_continues_exactly_with_dropout(train_data, tmp_path):
+    # Dropout makes the random state part of what a checkpoint must restore.
+    model_dir = tmp_path / "dropout_model"
+    model_dir.mkdir()
+    config = json.loads((train_data["model"] / "config.json").read_text())
+    config.update(resid_pdrop=0.1, embd_pdrop=0.1, attn_pdrop=0.1)
+    (model_dir / "config.json").write_text(json.dumps(config))
+    argv = train_argv(
+        train_data, tmp_path, "--num_optim_steps", "4", "--valid_step", "4", "--save_step", "2",
+        "--keep_checkpoints", "3", "--skip_eval",
+    )  # fmt: skip
+    argv[argv.index("--model_name_or_path") + 1] = str(model_dir)
+    run = LSP_train.main(argv)
+    _, rows = read_csv(run / "train_log.txt")
+    final = load_model(str(run / "hf_model")).state_dict()
+
+    assert LSP_train.main(argv + ["--resume", str(run / "checkpoints" / "step-2")]) == run
+    _, resumed_rows = read_csv(run / "train_log.txt")
+    # same steps, step counters, losses and token counts (epoch time aside), same weights
+    assert [r[:7] for r in resumed_rows] == [r[:7] for r in rows]
+    resumed = load_model(str(run / "hf_model")).state_dict()
+    assert all(torch.equal(final[k], resumed[k]) for k in final)

@@ -55,9 +55,7 @@ def test_train_command_asks_fp16_only_with_cuda(
 
 
 def test_train_command_parses_and_passes_extra_flags(tmp_path: Path) -> None:
-    parsed = _parsed_command(
-        tmp_path, "--num_optim_steps", "40", extra=("--tensorboard", "true")
-    )
+    parsed = _parsed_command(tmp_path, "--num_optim_steps", "40", extra=("--tensorboard", "true"))
     assert parsed.num_optim_steps == 40 and parsed.valid_step == 4
     assert parsed.learning_rate == training.TINY_SETTINGS["learning_rate"]
     assert parsed.gradient_accumulation_steps == 1 and parsed.tensorboard is True
