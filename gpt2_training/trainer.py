@@ -210,7 +210,9 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
         if len(eval_loader) == 0:  # found now, not at the first validation hours later
             raise DataError(
                 f"--eval_input_file {args.eval_input_file}: no CONTEXT<TAB>RESPONSE "
-                f"pair in it ({eval_loader.n_skipped_lines} malformed lines skipped)"
+                f"pair in it that fits --max_seq_length {args.max_seq_length} "
+                f"({eval_loader.n_skipped_lines} malformed lines skipped, "
+                f"{eval_loader.n_dropped} examples too long dropped)"
             )
 
     # --- counters and data position
@@ -441,6 +443,16 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path:
             logger.info(
                 "%d features longer than --max_seq_length %d were left out",
                 train_loader.n_dropped_long,
+                args.max_seq_length,
+            )
+        if eval_loader is not None and (eval_loader.n_skipped_lines or eval_loader.n_dropped):
+            logger.info(
+                "validation (%s): %d malformed lines skipped, %d of %d examples dropped as "
+                "too long for --max_seq_length %d",
+                args.eval_input_file,
+                eval_loader.n_skipped_lines,
+                eval_loader.n_dropped,
+                eval_loader.n_examples,
                 args.max_seq_length,
             )
         logger.info("done: %d optimizer steps; run folder %s", global_step, run_dir)

@@ -256,6 +256,10 @@ class DynamicBatchingLoader:
     turns separated by `` EOS `` are joined with the eos token, as in training. Too long:
     cut the context from its start, else the response's end, else drop the example.
     Batches: ``(input_ids, position_ids, token_type_ids, labels, context_len, response_len)``.
+
+    Malformed lines (``n_skipped_lines``) and dropped examples (``n_dropped``) are counted
+    at every pass and reported through ``log`` on the first complete one.
+    ``len()`` is the number of batches, made by a full pass over the file.
     """
 
     def __init__(
@@ -275,8 +279,10 @@ class DynamicBatchingLoader:
         self.backend = text_backend(tokenizer)
         self.n_skipped_lines = 0
         self.n_dropped = 0
-        self._n_examples: int | None = None
+        self.n_examples = 0  # examples read in the last complete pass, dropped ones included
+        self._n_batches: int | None = None
         self._reported = False
+        self._reported_dropped = False
 
     def _examples(self) -> Iterator[tuple[str, str]]:
         # Malformed lines are reported on the first pass only, not at every validation.
@@ -347,14 +353,29 @@ class DynamicBatchingLoader:
         response_len = torch.tensor([f[3] for f in feats], dtype=torch.long)
         return input_ids, position_ids, token_type_ids, labels, context_len, response_len
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        self.n_dropped = 0
-        feats = []
+    def _features(self) -> Iterator[tuple[list[int], list[int], int, int]]:
+        report = not self._reported_dropped
+        self.n_dropped = n_examples = 0
         for context, response in self._examples():
+            n_examples += 1
             feat = self.featurize(context, response)
             if feat is None:
                 self.n_dropped += 1
                 continue
+            yield feat
+        self.n_examples = n_examples
+        if report:
+            self._reported_dropped = True
+            if self.n_dropped:
+                self.log(
+                    f"{self.corpus}: {self.n_dropped} of {n_examples} examples dropped: too "
+                    f"long to fit in max_seq_length={self.max_seq_length} tokens by cutting the "
+                    "context or the response alone"
+                )
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        feats = []
+        for feat in self._features():
             feats.append(feat)
             if len(feats) == self.bs:
                 yield self._batch(feats)
@@ -363,6 +384,7 @@ class DynamicBatchingLoader:
             yield self._batch(feats)
 
     def __len__(self) -> int:
-        if self._n_examples is None:
-            self._n_examples = sum(1 for _ in self._examples())
-        return math.ceil(self._n_examples / self.bs)
+        # Counts what __iter__ yields: dropped examples make no batch.
+        if self._n_batches is None:
+            self._n_batches = math.ceil(sum(1 for _ in self._features()) / self.bs)
+        return self._n_batches

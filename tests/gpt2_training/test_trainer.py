@@ -134,7 +134,10 @@ def test_missing_database_and_eval_file(train_data, tmp_path, capsys):
     assert LSP_train.main(argv) == 1
     err = capsys.readouterr().err
     assert "no_pairs.tsv:2: skipped" in err  # each bad line named
-    assert "no CONTEXT<TAB>RESPONSE pair in it (2 malformed lines skipped)" in err
+    assert (
+        "no CONTEXT<TAB>RESPONSE pair in it that fits --max_seq_length 64 "
+        "(2 malformed lines skipped, 0 examples too long dropped)" in err
+    )
     assert "Traceback" not in err
     assert LSP_train.main(train_argv(train_data, tmp_path, "--local_rank", "1")) == 1
     assert "error: --local_rank was given but RANK" in capsys.readouterr().err
@@ -142,6 +145,30 @@ def test_missing_database_and_eval_file(train_data, tmp_path, capsys):
     cfg.write_text('{"no_such_option": 1}')
     assert LSP_train.main(train_argv(train_data, tmp_path, "--config", str(cfg))) == 2
     assert "unknown argument 'no_such_option'" in capsys.readouterr().err
+
+
+def test_too_long_validation_examples_are_reported(train_data, tmp_path, capsys):
+    # --max_seq_length 64: a context and a response of 70 tokens each cannot be cut to fit.
+    words = " ".join(["word"] * 70)
+    valid = tmp_path / "valid.tsv"
+    valid.write_text(f"{words}\t{words}\n", encoding="utf-8")
+    argv = train_argv(train_data, tmp_path, "--num_optim_steps", "1", "--valid_step", "1")
+    argv[argv.index("--eval_input_file") + 1] = str(valid)
+    assert LSP_train.main(argv) == 1  # at the start, not at the first validation
+    err = capsys.readouterr().err
+    assert f"{valid}: 1 of 1 examples dropped: too long to fit in max_seq_length=64" in err
+    assert "(0 malformed lines skipped, 1 examples too long dropped)" in err
+
+    valid.write_text(f"{words}\t{words}\nhello\tthere\nno tab\n", encoding="utf-8")
+    run_dir = LSP_train.main(argv)
+    err = capsys.readouterr().err
+    assert err.count(f"{valid}: 1 of 2 examples dropped: too long") == 1  # once per run
+    assert (
+        f"validation ({valid}): 1 malformed lines skipped, 1 of 2 examples dropped as too "
+        "long for --max_seq_length 64" in err
+    )
+    _, rows = read_csv(run_dir / "eval_log.txt")
+    assert len(rows) == 1
 
 
 def test_fp16_without_cuda_warns_and_trains(train_data, tmp_path, capsys):
@@ -250,3 +277,187 @@ def test_gradient_checkpointing_gives_the_same_run(train_data, tmp_path, monkeyp
     w_recomputed = load_model(str(recomputed / "hf_model")).state_dict()
     for key in w_plain:
         assert torch.allclose(w_plain[key], w_recomputed[key], atol=1e-5), key
+
+
+# Per-turn weights (SPEC §1, §3): 0.0 = not learnt (no label at all), 0.5 = half weight.
+WEIGHTED_LINES = [
+    ("1.0 hello there", "0.0 how are you", "0.5 fine thanks", "1.0 good to hear"),
+    ("1.0 what about the weather", "1.0 it is sunny", "0.5 i like tea"),
+    ("0.0 tell me more", "0.5 about your day", "1.0 coffee please"),
+    ("1.0 sunny and warm", "0.5 hello", "0.0 fine", "1.0 more tea please"),
+]
+
+
+def _expected_losses(model, tokenizer) -> tuple[float, float, list[list[int]]]:
+    """(weighted, plain) first-step loss from the text, and the token ids prepro should store.
+
+    Every turn after the first with a non-zero weight is learnt: its tokens and the
+    <|endoftext|> after it, each predicted from what precedes it.
+    """
+    weighted_sum = weight_total = plain_sum = n_targets = 0.0
+    stored = []
+    for line in WEIGHTED_LINES:
+        turns = [(float(t.split()[0]), tokenizer.encode(t.split(" ", 1)[1])) for t in line]
+        sequence, targets = [], []  # targets: (position in sequence, weight)
+        for i, (weight, ids) in enumerate(turns):
+            if i > 0 and weight != 0:
+                targets += [(len(sequence) + j, weight) for j in range(len(ids) + 1)]
+            sequence += ids + [50256]
+        last = max(p for p, _ in targets)
+        kept = sequence[:last]  # prepro keeps inputs up to the last learnt token, pads to 8
+        stored.append(kept + [0] * (-len(kept) % 8))
+        with torch.no_grad():
+            logprobs = torch.log_softmax(model(torch.tensor([sequence[:-1]]))[0].float(), -1)
+        for position, weight in targets:
+            ce = -logprobs[position - 1, sequence[position]].item()
+            weighted_sum += weight * ce
+            weight_total += weight
+            plain_sum += ce
+            n_targets += 1
+    return weighted_sum / weight_total, plain_sum / n_targets, stored
+
+
+def test_use_weights_trains_on_the_weighted_loss(train_data, tmp_path):
+    from lsp_model.tokenizer import load_tokenizer
+
+    from lsp_data.db import FeatureDB
+    from lsp_data.prepro import run_prepro
+    from lsp_model.loading import checkpoint_state_dict
+
+    corpus = tmp_path / "weighted.tsv"
+    corpus.write_text(
+        "".join(" EOS ".join(line[:-1]) + "\t" + line[-1] + "\n" for line in WEIGHTED_LINES),
+        encoding="utf-8",
+    )
+    db, _ = run_prepro(str(corpus), max_seq_len=64, progress=False, log=lambda m: None)
+    # A wide init spreads the per-token losses, so the 0.5 weights visibly move the mean.
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    config = json.loads((train_data["model"] / "config.json").read_text())
+    (model_dir / "config.json").write_text(json.dumps({**config, "initializer_range": 0.5}))
+    torch.manual_seed(0)
+    model = load_model(str(model_dir))
+    start = tmp_path / "start.pkl"
+    torch.save(checkpoint_state_dict(model), start)
+
+    weighted, plain, stored = _expected_losses(model, load_tokenizer())
+    with FeatureDB(db) as d:
+        features = [f["input_ids"] for f in d.iter_features()]
+    assert sorted(features) == sorted(stored)
+    assert abs(weighted - plain) > 0.05  # the check below can tell the two apart
+
+    def first_step_loss(use_weights: str) -> float:
+        argv = train_argv(
+            train_data,
+            tmp_path / f"out-{use_weights}",
+            "--num_optim_steps", "1", "--valid_step", "1", "--skip_eval",
+            "--use_weights", use_weights,
+        )  # fmt: skip
+        for flag, value in [
+            ("--model_name_or_path", str(model_dir)),
+            ("--train_input_file", str(db)),
+            ("--train_batch_size", str(len(WEIGHTED_LINES))),  # one batch: all the data
+            ("--gradient_accumulation_steps", "1"),
+        ]:
+            argv[argv.index(flag) + 1] = value
+        argv += ["--init_checkpoint", str(start)]
+        _, rows = read_csv(LSP_train.main(argv) / "train_log.txt")
+        return float(rows[0][3])
+
+    assert first_step_loss("true") == pytest.approx(weighted, rel=1e-5)
+    assert first_step_loss("false") == pytest.approx(plain, rel=1e-5)
+
+
+def test_step_gradient_is_the_mean_over_accumulated_passes(train_data, tmp_path, monkeypatch):
+    from lsp_data.loaders import BucketingDataLoader
+
+    seen = []
+    clip = torch.nn.utils.clip_grad_norm_
+
+    def recording_clip(params, max_norm, *args, **kwargs):
+        params = list(params)
+        seen.append([p.grad.clone() for p in params])  # before clipping
+        return clip(params, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recording_clip)
+    LSP_train.main(
+        train_argv(train_data, tmp_path, "--num_optim_steps", "1", "--valid_step", "1",
+                   "--skip_eval")
+    )  # fmt: skip
+    (grads,) = seen
+
+    # By hand: the same start (seed 42) and the same two passes of 4 (batch 8 / accumulation
+    # 2); the step's gradient is the mean of the two passes' gradients.
+    torch.manual_seed(42)
+    model = load_model(str(train_data["model"])).train()
+    loader = BucketingDataLoader(str(train_data["db"]), 4, 64, seed=42, prefetch=0)
+    passes = loader.iter_epoch(0)
+    for _ in range(2):
+        input_ids, position_ids, _, labels = next(passes)
+        loss, _ = model(input_ids, position_ids, None, labels)
+        (loss / 2).backward()
+    loader.close()
+    expected = [p.grad for p in model.parameters() if p.requires_grad]
+    assert len(grads) == len(expected)
+    for got, want in zip(grads, expected):
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-8)
+
+
+@pytest.mark.parametrize(
+    "schedule, flags, expected",
+    [
+        # noam, SPEC §6: lr * 1e4 * d**-0.5 * min((s+1)**-0.5, (s+1) * warmup**-1.5), d = 32
+        (
+            "noam",
+            ("--warmup_steps", "2"),
+            [3e-3 * 1e4 * 32**-0.5 * min((s + 1) ** -0.5, (s + 1) * 2**-1.5) for s in range(4)],
+        ),
+        # BERT over 4 steps, warmup proportion 0.5: f(s/4) = 0, 0.5, then 1, 0.5 decaying
+        ("BERT", ("--warmup_proportion", "0.5"), [0.0, 1.5e-3, 3e-3, 1.5e-3]),
+        ("None", (), [3e-3] * 4),
+    ],
+)
+def test_optimizer_steps_use_the_scheduled_learning_rate(
+    train_data, tmp_path, monkeypatch, schedule, flags, expected
+):
+    used = []
+    step = torch.optim.AdamW.step
+
+    def recording_step(self, *args, **kwargs):
+        used.append([group["lr"] for group in self.param_groups])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
+    argv = train_argv(
+        train_data, tmp_path, "--num_optim_steps", "4", "--valid_step", "4", "--skip_eval",
+        *flags,
+    )  # fmt: skip
+    argv[argv.index("--lr_schedule") + 1] = schedule
+    LSP_train.main(argv)
+    assert len(used) == 4
+    for lrs, want in zip(used, expected):
+        assert lrs == [pytest.approx(want, rel=1e-9, abs=1e-15)] * len(lrs)
+
+
+def test_resume_continues_exactly_with_dropout(train_data, tmp_path):
+    # Dropout makes the random state part of what a checkpoint must restore.
+    model_dir = tmp_path / "dropout_model"
+    model_dir.mkdir()
+    config = json.loads((train_data["model"] / "config.json").read_text())
+    config.update(resid_pdrop=0.1, embd_pdrop=0.1, attn_pdrop=0.1)
+    (model_dir / "config.json").write_text(json.dumps(config))
+    argv = train_argv(
+        train_data, tmp_path, "--num_optim_steps", "4", "--valid_step", "4", "--save_step", "2",
+        "--keep_checkpoints", "3", "--skip_eval",
+    )  # fmt: skip
+    argv[argv.index("--model_name_or_path") + 1] = str(model_dir)
+    run = LSP_train.main(argv)
+    _, rows = read_csv(run / "train_log.txt")
+    final = load_model(str(run / "hf_model")).state_dict()
+
+    assert LSP_train.main(argv + ["--resume", str(run / "checkpoints" / "step-2")]) == run
+    _, resumed_rows = read_csv(run / "train_log.txt")
+    # same steps, step counters, losses and token counts (epoch time aside), same weights
+    assert [r[:7] for r in resumed_rows] == [r[:7] for r in rows]
+    resumed = load_model(str(run / "hf_model")).state_dict()
+    assert all(torch.equal(final[k], resumed[k]) for k in final)

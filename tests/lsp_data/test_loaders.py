@@ -84,10 +84,29 @@ def test_epoch_is_reproducible_and_skip_resumes_exactly(small_db):
 
 
 def test_no_shuffle_is_in_order(small_db):
-    loader = BucketingDataLoader(str(small_db), 2, 64, shuffle=False)
-    a = [b[0] for b in loader]
-    b = [b[0] for b in loader]
-    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    # Expected order, from the stored features: chunks chunk_0, chunk_1, ...; in each, the
+    # features that fit, in stored order, taken bucket by bucket (bucket * batch_size
+    # features), each bucket sorted longest first (ties keep stored order), cut into full
+    # batches.
+    batch_size, bucket, max_len = 2, 3, 48
+    expected = []
+    with FeatureDB(small_db) as d:
+        assert len(d.keys) > 1
+        for key in d.keys:
+            chunk = d.read_chunk(key)
+            fitting = [chunk.feature_dict(i)["input_ids"] for i in range(len(chunk))]
+            fitting = [ids for ids in fitting if len(ids) <= max_len]
+            for start in range(0, len(fitting), bucket * batch_size):
+                group = sorted(fitting[start : start + bucket * batch_size], key=lambda x: -len(x))
+                for b in range(0, len(group) - batch_size + 1, batch_size):
+                    expected.append(group[b : b + batch_size])
+    loader = BucketingDataLoader(str(small_db), batch_size, max_len, bucket, shuffle=False)
+    for _ in range(2):  # every epoch alike
+        got = []
+        for input_ids, position_ids, *_ in loader:
+            lengths = (position_ids > 0).sum(1) + 1
+            got.append([row[:n].tolist() for row, n in zip(input_ids, lengths)])
+        assert got == expected
 
 
 @pytest.mark.parametrize("world", [2, 3])
@@ -172,6 +191,37 @@ def test_dynamic_batching_truncation(tmp_path):
         b1[0].shape[1] == 10 and b1[5].item() == 2 and b1[4].item() == 6
     )  # context cut from start
     assert b2[0].shape[1] == 10 and b2[4].item() == 1 and b2[5].item() == 7  # response cut at end
+
+
+def test_dynamic_batching_counts_and_reports_dropped_examples(tmp_path):
+    # With max_seq_length 10, a context of 20 tokens and a response of 20 cannot be made to
+    # fit by cutting one of them: the example is dropped (SPEC §4); the others are cut.
+    tok = load_tokenizer()
+    words = " ".join(["word"] * 20)
+    path = tmp_path / "v.tsv"
+    path.write_text(
+        f"{words}\t{words}\thi\nhi\tthere\n{words}\t{words}\nno tab\n", encoding="utf-8"
+    )
+    messages = []
+    loader = DynamicBatchingLoader(str(path), tok, True, 1, 10, log=messages.append)
+    assert len(loader) == 2  # 4 examples, 2 of them dropped: one batch each for the other 2
+    assert (loader.n_examples, loader.n_dropped, loader.n_skipped_lines) == (4, 2, 1)
+    assert messages[0].startswith(f"{path}:4: skipped, ")
+    assert messages[1:] == [
+        f"{path}: 1 malformed lines skipped",
+        f"{path}: 2 of 4 examples dropped: too long to fit in max_seq_length=10 tokens by "
+        "cutting the context or the response alone",
+    ]
+    for _ in range(2):  # counted again at every pass, reported once
+        batches = list(loader)
+        assert len(batches) == 2 and loader.n_dropped == 2
+        assert [b[0].shape[1] for b in batches] == [10, 4]  # context cut; hi<eos>there<eos>
+    assert len(messages) == 3
+    # everything fits: nothing dropped, nothing reported
+    messages.clear()
+    loader = DynamicBatchingLoader(str(path), tok, True, 1, 64, log=messages.append)
+    assert len(list(loader)) == 4 == len(loader) and loader.n_dropped == 0
+    assert not any("dropped" in m for m in messages)
 
 
 def test_corrupt_chunk_is_a_clear_error(small_db):

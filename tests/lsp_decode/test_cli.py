@@ -6,6 +6,7 @@ import pytest
 
 from lsp_data.tokenizer import load_tokenizer
 from lsp_decode import cli as decode
+from lsp_model.decoding import generate_replies
 from lsp_model.loading import load_model, save_hf_folder
 from lsp_model.mmi import backward_scores
 from tests.gpt2_training.conftest import TINY
@@ -47,7 +48,15 @@ def test_greedy_and_beam_write_one_line_per_context(hf_model, tmp_path):
         == 0
     )
     greedy = out.read_text().splitlines()
-    assert len(greedy) == 3 and all("\t" not in h for h in greedy)
+    # the replies generate_replies gives for the contexts read by hand (weights dropped)
+    model, tokenizer = load_model(str(hf_model)).eval(), load_tokenizer(hf_model)
+    contexts = [["hello there", "how are you ?"], ["what is up"], ["third one"]]
+
+    def expected(**options):
+        replies = generate_replies(model, tokenizer, contexts, max_new_tokens=6, **options)
+        return [" ".join(r.split()) for r in replies]
+
+    assert greedy == expected() and len(greedy) == 3
     assert (
         decode.main(
             [
@@ -101,7 +110,7 @@ def test_greedy_and_beam_write_one_line_per_context(hf_model, tmp_path):
         )
         == 0
     )
-    assert len(out.read_text().splitlines()) == 3
+    assert out.read_text().splitlines() == expected(method="beam", num_beams=3)
 
 
 def test_contexts_drop_weights_and_refs(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -26,10 +27,10 @@ def test_stream_to_log_keeps_final_progress_state(
     assert log.read_text(encoding="utf-8").splitlines() == ["start", "100%", "done ü", "warn"]
 
 
-def test_train_command_parses_and_passes_extra_flags(tmp_path: Path) -> None:
+def _parsed_command(tmp_path: Path, *demo_argv: str, extra: tuple[str, ...] = ()):
     from gpt2_training.args import build_parser
 
-    args = demo.build_parser().parse_args(["--num_optim_steps", "40"])
+    args = demo.build_parser().parse_args(list(demo_argv))
     model = ModelChoice("tiny", "configs/tiny", "", pretrained=False)
     cmd = training.train_command(
         args,
@@ -37,14 +38,78 @@ def test_train_command_parses_and_passes_extra_flags(tmp_path: Path) -> None:
         tmp_path / "train.128len.db",
         tmp_path / "valid.tsv",
         tmp_path / "models",
-        ["--tensorboard", "true"],
+        list(extra),
     )
     assert Path(cmd[1]).name == "LSP_train.py"
-    parsed = build_parser().parse_args(shlex.split(shlex.join(cmd))[2:])
+    return build_parser().parse_args(shlex.split(shlex.join(cmd))[2:])
+
+
+@pytest.mark.parametrize("cuda", [False, True])
+def test_train_command_asks_fp16_only_with_cuda(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cuda: bool
+) -> None:
+    # fp16 is said explicitly either way: true on a GPU, false on a CPU (no fallback warning).
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert _parsed_command(tmp_path).fp16 is cuda
+
+
+def test_train_command_parses_and_passes_extra_flags(tmp_path: Path) -> None:
+    parsed = _parsed_command(tmp_path, "--num_optim_steps", "40", extra=("--tensorboard", "true"))
     assert parsed.num_optim_steps == 40 and parsed.valid_step == 4
-    assert parsed.fp16 is False or parsed.fp16 is True
     assert parsed.learning_rate == training.TINY_SETTINGS["learning_rate"]
     assert parsed.gradient_accumulation_steps == 1 and parsed.tensorboard is True
 
 
 # ----------------------------------------------------------------------------- end to end
+
+
+def _eval_log(run: Path, ppls: list[float]) -> Path:
+    run.mkdir(parents=True, exist_ok=True)
+    rows = "".join(f"1,{4 * (i + 1)},{8 * (i + 1)},{p},{p}\n" for i, p in enumerate(ppls))
+    (run / "eval_log.txt").write_text("epoch,global_step,step,eval_loss,eval_ppl\n" + rows)
+    return run
+
+
+def test_check_learning_needs_the_perplexity_to_fall(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = _eval_log(tmp_path / "fell", [900.0, 700.0, 650.5])
+    assert training.check_learning(run) == ((4, 900.0), (12, 650.5))
+    assert "900.0 at step 4 -> 650.5 at step 12 (3 validations" in capsys.readouterr().out
+    for name, ppls in [("rose", [700.0, 800.0]), ("flat", [700.0, 700.0]), ("nan", [700.0, "nan"])]:
+        with pytest.raises(training.DemoError, match="validation perplexity did not fall"):
+            training.check_learning(_eval_log(tmp_path / name, ppls))
+    one = _eval_log(tmp_path / "one", [800.0])
+    assert training.check_learning(one) == ((4, 800.0), (4, 800.0))
+    assert "only one validation" in capsys.readouterr().out
+    with pytest.raises(training.DemoError, match="has no validation row"):
+        training.check_learning(_eval_log(tmp_path / "empty", []))
+    with pytest.raises(training.DemoError, match="cannot read"):
+        training.check_learning(tmp_path / "missing")
+
+
+def test_finished_run_needs_every_output_of_the_same_command(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / "hf_model").mkdir(parents=True)
+    (run / "hf_model" / "config.json").write_text("{}")
+    (run / "GP2-pretrain-step-40.pkl").write_bytes(b"")
+    (run / "eval_log.txt").write_text("")
+    cmd = ["python", "LSP_train.py", "--num_optim_steps", "40", "--pbar", "false"]
+    marker = tmp_path / "training.json"
+    marker.write_text(json.dumps({"command": cmd[1:-2], "run_dir": str(run)}))
+    assert training.finished_run(marker, cmd) == run
+    assert training.finished_run(marker, ["/other/python", *cmd[1:-1], "true"]) == run
+    assert training.finished_run(marker, [*cmd, "--seed", "7"]) is None
+    (run / "eval_log.txt").unlink()
+    assert training.finished_run(marker, cmd) is None  # validation never finished
+    marker.write_text(json.dumps({"command": [*cmd[1:-2], "--skip_eval"], "run_dir": str(run)}))
+    assert training.finished_run(marker, [*cmd, "--skip_eval"]) == run
+    (run / "hf_model" / "config.json").unlink()
+    assert training.finished_run(marker, [*cmd, "--skip_eval"]) is None
+    (run / "hf_model" / "config.json").write_text("{}")
+    (run / "GP2-pretrain-step-40.pkl").unlink()
+    assert training.finished_run(marker, [*cmd, "--skip_eval"]) is None
+    marker.write_text("not json")
+    assert training.finished_run(marker, cmd) is None

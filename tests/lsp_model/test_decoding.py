@@ -1,3 +1,4 @@
+import itertools
 from pathlib import Path
 
 import pytest
@@ -96,15 +97,102 @@ def test_context_cut_from_left(model, tokenizer, monkeypatch):
     assert input_ids[0, -1].item() == EOS_ID
 
 
-def test_sampling_and_beam(model, tokenizer):
+def test_sampling_is_seeded(model, tokenizer):
     kw = dict(method="sample", top_k=0, top_p=0.9, temperature=0.7, max_new_tokens=6)
     torch.manual_seed(123)
     a = generate_reply(model, tokenizer, ["Hi"], **kw)
     torch.manual_seed(123)
     b = generate_reply(model, tokenizer, ["Hi"], **kw)
     assert a == b
-    beam = generate_reply(model, tokenizer, ["Hi"], method="beam", num_beams=3, max_new_tokens=4)
-    assert isinstance(beam, str)
+
+
+@pytest.mark.parametrize(
+    "options", [dict(top_k=1), dict(top_p=1e-6), dict(temperature=1e-4)], ids=str
+)
+def test_sampling_filters_are_applied(model, tokenizer, options):
+    # Each filter at its extreme leaves only the most likely token: sampling becomes greedy.
+    # (Unfiltered sampling from the same model differs from greedy: see the check below.)
+    greedy = generate_reply(model, tokenizer, ["Hi"], max_new_tokens=6)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        assert (
+            generate_reply(model, tokenizer, ["Hi"], method="sample", max_new_tokens=6, **options)
+            == greedy
+        )
+    torch.manual_seed(0)
+    assert generate_reply(model, tokenizer, ["Hi"], method="sample", max_new_tokens=6) != greedy
+
+
+# Beam search checked against an exhaustive search. The model below can only produce the
+# tokens of BEAM_WORDS (every other token, <|endoftext|> included, scores ~-1000), so the
+# replies of BEAM_LENGTH tokens are few enough to score them all, and all have the same
+# length, so ranking by summed log-probability is exactly what beam search does.
+BEAM_WORDS = (" yes", " no", " maybe", " ok")
+BEAM_LENGTH = 3
+
+
+@pytest.fixture(scope="module")
+def narrow_model(tokenizer):
+    allowed = [tokenizer.encode(w)[0] for w in BEAM_WORDS]
+    config = GPT2Config.from_json_file(TINY_CONFIG)
+    config.initializer_range = 0.1  # next-token scores close enough for greedy to go wrong
+    torch.manual_seed(4)
+    m = GPT2LMHeadModel(config).eval()
+    with torch.no_grad():
+        # ln_f's dimension 0 is constant 10; embedding dimension 0 is -100 except on the
+        # allowed tokens, so every other token's logit drops by 1000.
+        m.transformer.ln_f.weight[0] = 0.0
+        m.transformer.ln_f.bias[0] = 10.0
+        m.transformer.wte.weight[:, 0] = -100.0
+        m.transformer.wte.weight[allowed, 0] = 0.0
+    return m, allowed
+
+
+def _sequence_logprobs(m, context, replies):
+    x = torch.tensor([context + list(r) for r in replies])
+    with torch.no_grad():
+        logprobs = torch.log_softmax(m(x).float(), dim=-1)
+    n = len(context)
+    return [
+        sum(logprobs[i, n - 1 + t, r[t]].item() for t in range(len(r)))
+        for i, r in enumerate(replies)
+    ]
+
+
+def _reference_beam(m, context, allowed, num_beams):
+    """Textbook beam search: keep the num_beams best prefixes by summed log-probability."""
+    beams = [()]
+    for _ in range(BEAM_LENGTH):
+        candidates = [b + (v,) for b in beams for v in allowed]
+        scores = _sequence_logprobs(m, context, candidates)
+        ranked = sorted(zip(scores, candidates), key=lambda c: -c[0])
+        beams = [c for _, c in ranked[:num_beams]]
+    return beams[0]
+
+
+def test_beam_search_finds_what_exhaustive_search_finds(narrow_model, tokenizer, monkeypatch):
+    m, allowed = narrow_model
+    history = ["Hi"]
+    context = encode_history(tokenizer, history)
+    everything = list(itertools.product(allowed, repeat=BEAM_LENGTH))
+    scores = dict(zip(everything, _sequence_logprobs(m, context, everything)))
+    best = max(everything, key=scores.get)
+    exhaustive = len(allowed) ** (BEAM_LENGTH - 1)  # every prefix kept until the last step
+    expected = {k: _reference_beam(m, context, allowed, k) for k in (1, 2, exhaustive)}
+    assert expected[exhaustive] == best
+    # The case is only a test if the beam width changes the answer.
+    assert scores[expected[1]] < scores[expected[2]] < scores[best]
+
+    calls = spy_generate(monkeypatch, m)
+    greedy = generate_reply(m, tokenizer, history, max_new_tokens=BEAM_LENGTH)
+    assert greedy == tokenizer.decode(expected[1]).strip()
+    for k, reply_ids in expected.items():
+        reply = generate_reply(
+            m, tokenizer, history, method="beam", num_beams=k, max_new_tokens=BEAM_LENGTH
+        )
+        assert reply == tokenizer.decode(reply_ids).strip(), k
+        input_ids, _, out = calls[-1]
+        assert tuple(out[0, input_ids.size(1) :].tolist()) == reply_ids, k
 
 
 def test_mode_restored_and_bad_arguments(tokenizer):
