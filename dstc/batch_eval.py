@@ -6,17 +6,17 @@ import os
 import sys
 
 if __name__ == "__main__" and not __package__:
-    # Run as a script: drop this folder from sys.path (its tokenizers.py would shadow the
-    # Hugging Face library) and import the package from the repo root.
-    _here = os.path.dirname(os.path.abspath(__file__))
-    if sys.path and os.path.abspath(sys.path[0] or os.curdir) == _here:
-        sys.path.pop(0)
-    sys.path.insert(0, os.path.dirname(_here))
+    # Run as a file (python dstc/NAME.py): Python put this folder first on sys.path, where
+    # dstc.py and tokenizers.py would shadow the dstc package and Hugging Face's tokenizers.
+    # The package itself comes from the installed toolkit (pip install -e .).
+    if sys.path and os.path.abspath(sys.path[0] or os.curdir) == os.path.dirname(
+        os.path.abspath(__file__)
+    ):
+        del sys.path[0]
 
 import argparse  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from dstc.cli import run_cli  # noqa: E402
 from dstc.evaluate import (  # noqa: E402
     MultiRef,
     Options,
@@ -26,6 +26,7 @@ from dstc.evaluate import (  # noqa: E402
 )
 from dstc.report import write_report  # noqa: E402
 from dstc.textio import InputError, check_output  # noqa: E402
+from lsp_common.cli import run_cli  # noqa: E402
 
 
 def run(args: argparse.Namespace) -> int:

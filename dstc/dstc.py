@@ -10,19 +10,20 @@ import os
 import sys
 
 if __name__ == "__main__" and not __package__:
-    # Run as a script: Python put this folder first on sys.path, where dstc.py and
-    # tokenizers.py would shadow the package and the Hugging Face library. Use the repo
-    # root instead.
-    _here = os.path.dirname(os.path.abspath(__file__))
-    if sys.path and os.path.abspath(sys.path[0] or os.curdir) == _here:
-        sys.path.pop(0)
-    sys.path.insert(0, os.path.dirname(_here))
+    # Run as a file (python dstc/NAME.py): Python put this folder first on sys.path, where
+    # dstc.py and tokenizers.py would shadow the dstc package and Hugging Face's tokenizers.
+    # The package itself comes from the installed toolkit (pip install -e .).
+    if sys.path and os.path.abspath(sys.path[0] or os.curdir) == os.path.dirname(
+        os.path.abspath(__file__)
+    ):
+        del sys.path[0]
 
 import argparse  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from pathlib import Path  # noqa: E402
 
-from dstc.cli import run_cli  # noqa: E402
 from dstc.evaluate import (  # noqa: E402
     MultiRef,
     Options,
@@ -34,6 +35,7 @@ from dstc.meteor import JAR_ENV  # noqa: E402
 from dstc.metrics import Scores  # noqa: E402
 from dstc.report import write_report  # noqa: E402
 from dstc.textio import check_output  # noqa: E402
+from lsp_common.cli import run_cli  # noqa: E402
 
 DESCRIPTION = """\
 Score dialogue responses with the DSTC-7 metrics: NIST-1..4 and BLEU-1..4 (a Python port
@@ -238,6 +240,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             keep_trailing_empty=args.keep_trailing_empty,
         )
 
+    systems: Sequence[Path | None]
     if args.human:
         systems = [None]
     else:

@@ -122,6 +122,7 @@ def evaluate_system(
             raise ValueError("no hypothesis file given")
         hyps, refs = plain_instances(hyp_path, ref_files, opts)
     else:
+        assert multiref is not None  # the check above: exactly one of the two
         inst = build_instances(
             hyp_path,
             multiref.refs,

@@ -11,12 +11,17 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from lsp_common.cli import UserError
+
 JAR_ENV = "DSTC_METEOR_JAR"
 JAR_NAME = "meteor-1.5.jar"
 
 
-class MeteorUnavailable(RuntimeError):
+class MeteorUnavailable(UserError, RuntimeError):
     """Java or the jar is missing, or the jar did not report a score."""
+
+    exit_status = 1
+    label = "error: METEOR"
 
 
 def find_meteor_jar(explicit: str | os.PathLike | None = None) -> Path:

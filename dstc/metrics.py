@@ -30,7 +30,7 @@ __all__ = [
 
 
 def _ngram_counts(hyps: Sequence[str], orders: int) -> list[Counter]:
-    counts = [Counter() for _ in range(orders)]
+    counts: list[Counter] = [Counter() for _ in range(orders)]
     for line in hyps:
         words = line.split()
         for n in range(orders):

@@ -285,7 +285,7 @@ def build_instances(
     hyps, refs = [], []
     for key in selected:
         ref_no, fields = ref_cells[key]
-        if human:
+        if hyp_cells is None:  # --human: a reference stands in for the hypothesis
             hyps.append(prep(nth_ref(multiref, key, ref_no, fields, vshuman, ref_mode)))
         else:
             hyps.append(prep(hyp_cells[key][1]))

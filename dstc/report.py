@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 
 from dstc.metrics import Scores
-from dstc.textio import write_lines_atomic
+from lsp_common.atomic import write_lines_atomic
 
 COLUMNS = (
     ["fname", "n_lines"]

@@ -23,20 +23,22 @@ import os
 import sys
 
 if __name__ == "__main__" and not __package__:
-    # Run as a script: keep this folder's tokenizers.py from shadowing the HF library.
-    _here = os.path.dirname(os.path.abspath(__file__))
-    if sys.path and os.path.abspath(sys.path[0] or os.curdir) == _here:
-        sys.path.pop(0)
-    sys.path.insert(0, os.path.dirname(_here))
+    # Run as a file (python dstc/NAME.py): Python put this folder first on sys.path, where
+    # dstc.py and tokenizers.py would shadow the dstc package and Hugging Face's tokenizers.
+    # The package itself comes from the installed toolkit (pip install -e .).
+    if sys.path and os.path.abspath(sys.path[0] or os.curdir) == os.path.dirname(
+        os.path.abspath(__file__)
+    ):
+        del sys.path[0]
 
 import argparse  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from dstc.cli import run_cli  # noqa: E402
 from dstc.evaluate import Options, plain_instances  # noqa: E402
 from dstc.mteval import EMPTY_PLACEHOLDER, dstc_sgml_text  # noqa: E402
-from dstc.textio import write_atomic, write_lines_atomic  # noqa: E402
+from lsp_common.atomic import write_lines_atomic, write_text_atomic  # noqa: E402
+from lsp_common.cli import run_cli  # noqa: E402
 
 _SET_OPEN = {
     "src": '<srcset setid="unnamed" srclang="src">',
@@ -74,9 +76,9 @@ def write_scorer_inputs(
     n_refs = len(refs[0])
     ref_sets = [[seg[i] for seg in refs] for i in range(n_refs)]
     # The DSTC script's source file has an empty segment per line: mteval only counts them.
-    write_atomic(out / "src.xml", mteval_xml("src", [[""] * len(hyps)], empty_placeholder))
-    write_atomic(out / "hyp.xml", mteval_xml("hyp", [hyps], empty_placeholder))
-    write_atomic(out / "ref.xml", mteval_xml("ref", ref_sets, empty_placeholder))
+    write_text_atomic(out / "src.xml", mteval_xml("src", [[""] * len(hyps)], empty_placeholder))
+    write_text_atomic(out / "hyp.xml", mteval_xml("hyp", [hyps], empty_placeholder))
+    write_text_atomic(out / "ref.xml", mteval_xml("ref", ref_sets, empty_placeholder))
     write_lines_atomic(out / "hyp.txt", hyps)
     write_lines_atomic(out / "refs_merged.txt", [r for seg in refs for r in seg])
     return [

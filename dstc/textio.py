@@ -1,14 +1,16 @@
-"""Reading user text files with precise error locations, and atomic writes."""
+"""Reading user text files with precise error locations; checking outputs before the work.
+(Outputs are written with lsp_common.atomic.)"""
 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from lsp_common.cli import UserError
 
-class InputError(Exception):
+
+class InputError(UserError):
     """A problem with a user-supplied file: the CLIs print it and exit 2, no traceback."""
 
     def __init__(self, path: str | os.PathLike | None, line: int | None, reason: str):
@@ -79,39 +81,3 @@ def check_output(path: str | os.PathLike, inputs: Iterable[str | os.PathLike | N
                 raise InputError(
                     path, None, "is also an input file; writing the output there would destroy it"
                 )
-
-
-def _umask() -> int:
-    mask = os.umask(0o22)
-    os.umask(mask)
-    return mask
-
-
-def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write through a temporary name in the same folder, then rename over the target, so
-    a reader never sees a half-written file. A path that cannot be written is an
-    InputError naming it (not the temporary name)."""
-    target = Path(path)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except OSError as exc:
-        raise InputError(path, None, f"cannot be written: {exc.strerror}") from None
-    try:
-        # mkstemp makes the file 0600: give it the mode any other new file would get.
-        os.chmod(tmp, 0o666 & ~_umask())
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, target)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(exc, OSError):
-            raise InputError(path, None, f"cannot be written: {exc.strerror}") from None
-        raise
-
-
-def write_lines_atomic(path: str | os.PathLike, lines: Iterable[str]) -> None:
-    write_atomic(path, "".join(line + "\n" for line in lines))

@@ -58,7 +58,7 @@ class GPT2LMHeadModel(_HFGPT2LMHeadModel):
         config.tie_word_embeddings = True
         super().__init__(config)
 
-    def forward(  # type: ignore[override]
+    def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         position_ids: torch.LongTensor | None = None,

@@ -78,7 +78,7 @@ def runtime_requirements() -> list[str]:
     import tomllib
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    return [re.match(r"[A-Za-z0-9._-]+", dep).group(0) for dep in project["dependencies"]]
+    return [re.split(r"[^A-Za-z0-9._-]", dep, maxsplit=1)[0] for dep in project["dependencies"]]
 
 
 def conda_text(path: Path, pins: dict[str, str]) -> str:

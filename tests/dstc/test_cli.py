@@ -13,12 +13,12 @@ import pytest
 
 from dstc import batch_eval, extract_human
 from dstc import dstc as cli
-from dstc.cli import run_cli
 from dstc.meteor import MeteorUnavailable
 from dstc.mteval import nist_bleu
 from dstc.report import COLUMNS, read_report
 from dstc.textio import InputError
 from dstc.tokenizers import clean_str
+from lsp_common.cli import run_cli
 
 from .helpers import demo_multiref, write
 
@@ -285,7 +285,10 @@ def test_batch_eval_scores_every_resp_file(demo, tmp_path, capsys):
 def test_script_path_from_another_cwd(demo, tmp_path):
     from .conftest import DEMO
 
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    # The package is importable as installed (pip install -e .) or, in a checkout that is
+    # not, through the PYTHONPATH tests/conftest.py sets; the script must keep its own
+    # folder (dstc.py, tokenizers.py) from shadowing it.
+    env = dict(os.environ)
     proc = subprocess.run(
         [
             sys.executable,
@@ -476,17 +479,18 @@ def test_extract_human_and_batch_eval_refuse_bad_output_paths(small, tmp_path, c
 
 
 def test_unwritable_output_names_the_output_not_a_temporary_file(small, tmp_path, monkeypatch):
-    from dstc import textio
+    from lsp_common import atomic
 
     hyp, ref0, refs, keys = small
 
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(textio.tempfile, "mkstemp", refuse)
-    out = tmp_path / "h.txt"
-    with pytest.raises(textio.InputError, match=rf"^{out}: cannot be written: Permission denied$"):
-        textio.write_atomic(out, "x\n")
+    monkeypatch.setattr(atomic.os, "replace", refuse)
+    out = tmp_path / "out" / "h.txt"
+    with pytest.raises(atomic.OutputError, match=rf"^cannot write {out}: Permission denied$"):
+        atomic.write_text_atomic(out, "x\n")
+    assert list(out.parent.iterdir()) == []  # the temporary file is gone
 
 
 def test_outputs_get_the_usual_file_mode(small, tmp_path):

@@ -318,10 +318,9 @@ def _expected_losses(model, tokenizer) -> tuple[float, float, list[list[int]]]:
 
 
 def test_use_weights_trains_on_the_weighted_loss(train_data, tmp_path):
-    from lsp_data.tokenizer import load_tokenizer
-
     from lsp_data.db import FeatureDB
     from lsp_data.prepro import run_prepro
+    from lsp_data.tokenizer import load_tokenizer
     from lsp_model.loading import checkpoint_state_dict
 
     corpus = tmp_path / "weighted.tsv"
