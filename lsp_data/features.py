@@ -23,10 +23,17 @@ class Feature:
         return len(self.input_ids)
 
 
-def make_feature(turns: list[list[int]], weights: list[float]) -> Feature | None:
-    """Build the feature for turns s_0..s_k, or None when no turn after the first is a target."""
-    if all(w == 0 for w in weights[1:]):
-        return None
+def align_turns(
+    turns: list[list[int]], weights: list[float]
+) -> tuple[list[int], list[int], list[int], list[float]]:
+    """(input_ids, token_type_ids, lm_labels, label weights) for turns s_0..s_k, labels aligned
+    to input positions: the label at a position is the token that follows it.
+
+    s_0 is input only. Each later turn i adds ``eos s_i`` to the input, with token type i,
+    and ``s_i eos`` as its labels, or -1 when its weight is 0 (context, not a target). This
+    is the one place the alignment is made: prepro's features and the validation loader's
+    examples both come from it.
+    """
     input_ids: list[int] = []
     token_types: list[int] = []
     labels: list[int] = []
@@ -50,7 +57,14 @@ def make_feature(turns: list[list[int]], weights: list[float]) -> Feature | None
             labels.extend(ids)
             labels.append(EOS_ID)
             label_weights.extend([w] * (len(ids) + 1))
+    return input_ids, token_types, labels, label_weights
 
+
+def make_feature(turns: list[list[int]], weights: list[float]) -> Feature | None:
+    """Build the feature for turns s_0..s_k, or None when no turn after the first is a target."""
+    if all(w == 0 for w in weights[1:]):
+        return None
+    input_ids, token_types, labels, label_weights = align_turns(turns, weights)
     end = len(labels)
     while end > 0 and labels[end - 1] == -1:
         end -= 1

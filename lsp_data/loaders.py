@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lsp_data.db import FeatureChunk, FeatureDB
+from lsp_data.features import align_turns
 from lsp_data.parsing import TURN_SEPARATOR, MalformedLine, parse_pair_line, split_physical_line
 from lsp_data.tokenizer import EOS_ID, text_backend
 
@@ -331,9 +332,9 @@ class DynamicBatchingLoader:
                 return None
             else:
                 response_ids = response_ids[: self.max_seq_length - len(context_ids) - 2]
-        input_ids = context_ids + [EOS_ID] + response_ids + [EOS_ID]
-        labels = [-1] * len(context_ids) + response_ids + [EOS_ID, -1]
-        return input_ids, labels, len(context_ids), len(response_ids)
+        input_ids, _, labels, _ = align_turns([context_ids, response_ids], [0.0, 1.0])
+        # The published loader also feeds the eos that closes the response (label -1).
+        return input_ids + [EOS_ID], labels + [-1], len(context_ids), len(response_ids)
 
     def _batch(
         self, feats: list[tuple[list[int], list[int], int, int]]
