@@ -1,4 +1,4 @@
-"""Batch loaders of the toolkit (SPEC §4), under their published module name.
+"""Batch loaders of the toolkit (docs/REFERENCE.md §4), under their published module name.
 
 ``BucketingDataLoader`` / ``DistributedBucketingDataLoader`` read a prepro database;
 ``DynamicBatchingLoader`` reads a raw validation pair tsv. See ``lsp_data.loaders``.

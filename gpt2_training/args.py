@@ -1,4 +1,4 @@
-"""LSP_train.py's command line (SPEC §6): the published flags and defaults, plus extensions.
+"""LSP_train.py's command line (docs/REFERENCE.md §6): the published flags and defaults, plus extensions.
 
 Boolean flags take the strings true/false. ``--config FILE.json`` sets any argument from
 a JSON object; flags given on the command line win over it.

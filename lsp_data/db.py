@@ -147,7 +147,7 @@ class FeatureChunk:
         )
 
     def feature_dict(self, i: int, offsets: np.ndarray | None = None) -> dict[str, Any]:
-        """Feature ``i`` with the stored field names of SPEC §3, as plain Python values."""
+        """Feature ``i`` with the stored field names of docs/REFERENCE.md §3, as plain Python values."""
         offsets = self.offsets if offsets is None else offsets
         lo, hi = int(offsets[i]), int(offsets[i + 1])
         return {

@@ -1,4 +1,4 @@
-"""Feature construction of SPEC §3: turns of token ids -> aligned training features."""
+"""Feature construction of docs/REFERENCE.md §3: turns of token ids -> aligned training features."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def make_feature(turns: list[list[int]], weights: list[float]) -> Feature | None
 
 
 def make_features(turns: list[list[int]], weights: list[float], max_len: int) -> list[Feature]:
-    """Split a conversation into features of about ``max_len`` tokens (SPEC §3).
+    """Split a conversation into features of about ``max_len`` tokens (docs/REFERENCE.md §3).
 
     Walks the turns keeping a running window; a turn longer than ``max_len`` closes the
     window and is skipped, and once the window's length passes ``max_len`` it is emitted

@@ -1,4 +1,4 @@
-"""Training and validation batch loaders (SPEC §4).
+"""Training and validation batch loaders (docs/REFERENCE.md §4).
 
 ``BucketingDataLoader`` reads a prepro database chunk by chunk. Batches are cut with
 numpy from the chunk's flat arrays (no per-token Python work) in a background thread,

@@ -1,4 +1,4 @@
-"""The text formats of SPEC §1: weighted training lines and raw validation pairs.
+"""The text formats of docs/REFERENCE.md §1: weighted training lines and raw validation pairs.
 
 Parsing is faithful to the published toolkit, Python semantics included (``str.split()``
 whitespace, ``float()`` for weights), because the feature ids of a database depend on

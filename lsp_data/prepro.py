@@ -1,4 +1,4 @@
-"""Streaming tsv -> feature database conversion (SPEC §3), parallel over worker processes.
+"""Streaming tsv -> feature database conversion (docs/REFERENCE.md §3), parallel over worker processes.
 
 The corpus is read as bytes in batches of lines; each batch is parsed, tokenized (Rust
 fast tokenizer, whole batch at once) and turned into features in a worker process. The

@@ -7,7 +7,7 @@ https://github.com/gunthercox/chatterbot-corpus), read from the installed packag
 turns spoken alternately by two people; most are question/answer pairs, about 80 are
 longer exchanges.
 
-What is written (SPEC §1 formats):
+What is written (docs/REFERENCE.md §1 formats):
 
 * a **training tsv**, one line per conversation, as the Reddit extractor writes one line per
   comment chain: the turns before the last joined by `` EOS ``, a tab, the last turn. Every

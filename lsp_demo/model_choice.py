@@ -1,4 +1,4 @@
-"""Step 1: which model the demo trains, and why (SPEC §7)."""
+"""Step 1: which model the demo trains, and why (docs/REFERENCE.md §7)."""
 
 from __future__ import annotations
 

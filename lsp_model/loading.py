@@ -1,6 +1,6 @@
 """Finding, reading and writing model checkpoints, always without executing pickled code.
 
-Accepted sources (SPEC §6):
+Accepted sources (docs/REFERENCE.md §6):
 
 * a local folder with ``config.json`` and optionally Hugging Face weights
   (``model.safetensors``, ``pytorch_model.bin``, or sharded with an index file);
@@ -11,7 +11,7 @@ Accepted sources (SPEC §6):
   ``lm_head.decoder.weight``), or any ``.pt``/``.bin``/``.safetensors`` GPT-2 state dict.
 
 Pickle-based files are read with ``torch.load(weights_only=True)``: a file that needs
-anything beyond tensors and plain containers is refused rather than executed (SPEC §9).
+anything beyond tensors and plain containers is refused rather than executed (docs/REFERENCE.md §9).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""GPT-2 LM head model with DialoGPT's training loss and perplexity (SPEC §5).
+"""GPT-2 LM head model with DialoGPT's training loss and perplexity (docs/REFERENCE.md §5).
 
 ``GPT2LMHeadModel`` here is a thin subclass of the ``transformers`` class, so checkpoints
 saved from it are plain Hugging Face GPT-2 checkpoints, and ``generate`` works unchanged.

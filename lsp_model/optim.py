@@ -1,4 +1,4 @@
-"""Optimizer, parameter groups and learning-rate schedules of DialoGPT (SPEC §6)."""
+"""Optimizer, parameter groups and learning-rate schedules of DialoGPT (docs/REFERENCE.md §6)."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ def lr_at_step(
     num_optim_steps: int,
     n_embd: int,
 ) -> float:
-    """Learning rate for 0-based optimizer step ``step`` (SPEC §6).
+    """Learning rate for 0-based optimizer step ``step`` (docs/REFERENCE.md §6).
 
     noam:   ``lr * 1e4 * d**-0.5 * min((s+1)**-0.5, (s+1) * warmup_steps**-1.5)``
     noamwd: noam times ``0.5 ** (max(s+1 - 500 + 1000, 0) // 1000)``

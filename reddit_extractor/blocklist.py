@@ -3,7 +3,7 @@
 The published tool matches blocklisted words with the flashtext library. Its result is
 reproduced here by ``PhraseMatcher``, which walks the same character trie with the same
 rules: case-insensitive, whole words or phrases, where a "word character" is an ASCII
-letter, digit or underscore (SPEC §8). A plain substring test runs first: a keyword that
+letter, digit or underscore (docs/REFERENCE.md §8). A plain substring test runs first: a keyword that
 does not even occur as a substring cannot match, and that is the common case.
 """
 

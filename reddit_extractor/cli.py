@@ -1,6 +1,6 @@
 """Extract DialoGPT training instances from one month of Pushshift Reddit dumps.
 
-Two passes per month (SPEC §8):
+Two passes per month (docs/REFERENCE.md §8):
 
   reddit.py 2011-01 --task extract --reddit_input IN --reddit_output OUT
       reads IN/RS_2011-01.* and IN/RC_2011-01.* (.zst, .xz, .bz2, .gz or plain NDJSON)

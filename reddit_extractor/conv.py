@@ -1,4 +1,4 @@
-"""The conv pass: turn each split of a month into training instances (SPEC §8).
+"""The conv pass: turn each split of a month into training instances (docs/REFERENCE.md §8).
 
 Per split, the comments are sorted by (link_id, parent_id, comment key) and every target
 comment goes through, in this order: keep keys, leaves only, subreddit blocklist, score,

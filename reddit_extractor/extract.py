@@ -1,6 +1,6 @@
 """The extract pass: stream RS_ and RC_ dumps once, keep what conv needs, cut into splits.
 
-Output, in ``OUT/extract/YYYY-MM/`` (SPEC §8):
+Output, in ``OUT/extract/YYYY-MM/`` (docs/REFERENCE.md §8):
 
 * ``rs_subK.tsv.gz``: kept submissions of split K, fields SUBMISSION_FIELDS, tab separated;
 * ``rc_subK.tsv.gz``: kept comments whose submission is in split K, fields COMMENT_FIELDS;

@@ -1,4 +1,4 @@
-"""Assemble the multi-reference test file (SPEC §8, last paragraph).
+"""Assemble the multi-reference test file (docs/REFERENCE.md §8, last paragraph).
 
 Inputs: the conv output of the test months (``ids<TAB>CONTEXT<TAB>RESPONSE``, gzip or
 plain) and a list of reference ids, one test instance per line:

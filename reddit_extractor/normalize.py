@@ -1,4 +1,4 @@
-"""Text normalisation of the published extractor (SPEC §8).
+"""Text normalisation of the published extractor (docs/REFERENCE.md §8).
 
 ``minimal_norm`` is applied at extract time to titles and bodies; ``full_norm`` to every
 turn at conv time. Both must reproduce the published output character for character, so
@@ -82,7 +82,7 @@ def _strip_tags_and_urls(txt: str) -> str:
 
 
 def full_norm(txt: str) -> str:
-    """Normalise one turn for training (SPEC §8, 'every turn gets the full normalisation')."""
+    """Normalise one turn for training (docs/REFERENCE.md §8, 'every turn gets the full normalisation')."""
     txt = _strip_tags_and_urls(txt)
     txt = txt.replace("\\", "")
     txt = txt.replace("b/c", "because").replace("j/k", "just kidding")

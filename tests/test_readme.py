@@ -107,3 +107,15 @@ def test_demo_flags_in_readme_exist():
     shown = _shown_flags("demo.py")
     assert {"--model", "--data"} <= shown
     assert shown <= _parser_flags(cli.build_parser())
+
+
+def test_reference_sections_cited_in_the_code_exist():
+    """Comments cite the behaviour reference as ``docs/REFERENCE.md §N``; each N is a section."""
+    reference = (REPO / "docs" / "REFERENCE.md").read_text(encoding="utf-8")
+    sections = set(re.findall(r"^## (\d+)\. ", reference, flags=re.M))
+    assert sections == {str(n) for n in range(11)}
+    cited = set()
+    for path in REPO.rglob("*"):
+        if path.suffix in (".py", ".md") and ".git" not in path.parts and path.is_file():
+            cited |= set(re.findall(r"REFERENCE\.md\)? §(\d+)", path.read_text(encoding="utf-8")))
+    assert cited and cited <= sections, cited - sections

@@ -279,7 +279,7 @@ def test_gradient_checkpointing_gives_the_same_run(train_data, tmp_path, monkeyp
         assert torch.allclose(w_plain[key], w_recomputed[key], atol=1e-5), key
 
 
-# Per-turn weights (SPEC §1, §3): 0.0 = not learnt (no label at all), 0.5 = half weight.
+# Per-turn weights (docs/REFERENCE.md §1, §3): 0.0 = not learnt (no label at all), 0.5 = half weight.
 WEIGHTED_LINES = [
     ("1.0 hello there", "0.0 how are you", "0.5 fine thanks", "1.0 good to hear"),
     ("1.0 what about the weather", "1.0 it is sunny", "0.5 i like tea"),
@@ -405,7 +405,7 @@ def test_step_gradient_is_the_mean_over_accumulated_passes(train_data, tmp_path,
 @pytest.mark.parametrize(
     "schedule, flags, expected",
     [
-        # noam, SPEC §6: lr * 1e4 * d**-0.5 * min((s+1)**-0.5, (s+1) * warmup**-1.5), d = 32
+        # noam, docs/REFERENCE.md §6: lr * 1e4 * d**-0.5 * min((s+1)**-0.5, (s+1) * warmup**-1.5), d = 32
         (
             "noam",
             ("--warmup_steps", "2"),

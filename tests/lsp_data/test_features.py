@@ -1,4 +1,4 @@
-"""Feature construction against hand-worked examples (SPEC §3)."""
+"""Feature construction against hand-worked examples (docs/REFERENCE.md §3)."""
 
 from lsp_data.features import conversation_turns, make_feature, make_features
 

@@ -195,7 +195,7 @@ def test_dynamic_batching_truncation(tmp_path):
 
 def test_dynamic_batching_counts_and_reports_dropped_examples(tmp_path):
     # With max_seq_length 10, a context of 20 tokens and a response of 20 cannot be made to
-    # fit by cutting one of them: the example is dropped (SPEC §4); the others are cut.
+    # fit by cutting one of them: the example is dropped (docs/REFERENCE.md §4); the others are cut.
     tok = load_tokenizer()
     words = " ".join(["word"] * 20)
     path = tmp_path / "v.tsv"

@@ -1,4 +1,4 @@
-"""The text formats of SPEC §1, against hand-worked lines."""
+"""The text formats of docs/REFERENCE.md §1, against hand-worked lines."""
 
 import math
 

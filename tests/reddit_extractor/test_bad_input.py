@@ -1,6 +1,6 @@
 """Bad input, bad options and interrupted runs of the extractor's command lines: one clear
 message naming the file/line/option, no traceback, nothing lost silently, no output left
-half-written (developers' guide; SPEC §9)."""
+half-written (developers' guide; docs/REFERENCE.md §9)."""
 
 from __future__ import annotations
 

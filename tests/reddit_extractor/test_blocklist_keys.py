@@ -129,7 +129,7 @@ def test_keep_keys_select_at_both_stages(month, tmp_path):
 
 def test_discard_keys_weight_turns_zero(month, tmp_path):
     discard = tmp_path / "discard.gz"
-    # the discard-key format (SPEC §8): SHA-224 hex digest of the normalised turn, no weight
+    # the discard-key format (docs/REFERENCE.md §8): SHA-224 hex digest of the normalised turn, no weight
     fine, how = "I am fine , thanks !", "How are you doing today ?"
     assert turn_digest(fine) == hashlib.sha224(fine.encode()).hexdigest()
     write_keys(discard, [hashlib.sha224(t.encode()).hexdigest() for t in (fine, how)])

@@ -1,6 +1,6 @@
 """conv details beyond the output lines: the skip log in the published tool's format, the
 stat and skips files, and output that does not depend on block size, text cache size or
-worker processes (SPEC §8)."""
+worker processes (docs/REFERENCE.md §8)."""
 
 from __future__ import annotations
 
@@ -195,7 +195,7 @@ def clean_job(**kw) -> conv.SplitJob:
 @pytest.mark.parametrize(
     "src, tgt, reason",
     [
-        # SPEC §8 / the published filter_instance, at the edges of each rule
+        # docs/REFERENCE.md §8 / the published filter_instance, at the edges of each rule
         ("a", "1.0", "emptytarget"),  # only the weight left
         ("a", "1.0 x", ""),
         ("a", "1.0 " + "w" * 30, ""),  # 30 characters is not too long

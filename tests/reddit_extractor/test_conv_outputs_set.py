@@ -1,6 +1,6 @@
 """conv's four outputs change as one set: a run killed between two renames never leaves a
 mix of old and new files that looks complete, and the rerun writes exactly what an
-uninterrupted run writes (SPEC §9)."""
+uninterrupted run writes (docs/REFERENCE.md §9)."""
 
 from __future__ import annotations
 

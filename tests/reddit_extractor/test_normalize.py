@@ -92,7 +92,7 @@ def test_casual_only_without_nltk(without_nltk, monkeypatch):
 @pytest.mark.parametrize(
     "raw, expected",
     [
-        # the first 'http' of a word counts: what precedes it is kept (SPEC §8)
+        # the first 'http' of a word counts: what precedes it is kept (docs/REFERENCE.md §8)
         ("go to http://a.com/http-page ok", "go to __url__ ok"),
         ("xhttp://a/HTTP", "x __url__"),
     ],

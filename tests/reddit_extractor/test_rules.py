@@ -1,4 +1,4 @@
-"""Every SPEC §8 rule on a small hand-made month whose expected lines are worked by hand."""
+"""Every docs/REFERENCE.md §8 rule on a small hand-made month whose expected lines are worked by hand."""
 
 from __future__ import annotations
 
