@@ -17,6 +17,7 @@ SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["
 SHIMS = {
     "prepro.py": "lsp_data.prepro_cli",
     "decode.py": "lsp_decode.cli",
+    "chat.py": "lsp_decode.chat",
     "demo.py": "lsp_demo.cli",
 }
 
