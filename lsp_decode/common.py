@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from typing import Self
 
 import torch
 
@@ -114,7 +115,7 @@ class DecodingSettings:
     mmi_candidates: int = 16
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> DecodingSettings:
+    def from_args(cls, args: argparse.Namespace) -> Self:
         return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)})
 
     def check(self, mmi: bool) -> None:

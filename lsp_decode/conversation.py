@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -63,7 +64,7 @@ def parse_setting(settings: ChatSettings, assignment: str) -> ChatSettings:
             f"{assignment!r}: expected name=value with a name among {', '.join(known)}"
         )
     kind = type(getattr(settings, name))
-    value: object
+    value: Any
     try:
         if kind is bool:
             if raw.lower() not in ("on", "off", "true", "false", "1", "0"):

@@ -169,7 +169,7 @@ def build_app(bot: ChatModel, defaults: ChatSettings, max_input_chars: int) -> g
                 yield "", history, messages(history, reply), note
             yield "", [*history, reply], messages([*history, reply]), note
 
-        event = dict(
+        event: dict[str, Any] = dict(
             fn=respond,
             inputs=[message, turns, *inputs],
             outputs=[message, turns, chat, notice],
