@@ -20,14 +20,21 @@ from tqdm import tqdm
 
 from lsp_common.atomic import write_text_atomic
 from lsp_data.parsing import TURN_SEPARATOR
-from lsp_data.tokenizer import load_tokenizer
-from lsp_model.decoding import METHODS, check_options, generate_replies
-from lsp_model.loading import ModelLoadError, load_model, resolve_model_source
-from lsp_model.mmi import backward_scores
-from lsp_model.modeling import GPT2LMHeadModel
+from lsp_data.tokenizer import TokenizerError
+from lsp_decode.common import (
+    DecodingSettings,
+    add_decoding_arguments,
+    add_model_arguments,
+    add_runtime_arguments,
+    check_device,
+    check_dtype,
+    load_for_decoding,
+    mmi_pick,
+)
+from lsp_model.decoding import generate_replies
+from lsp_model.loading import ModelLoadError
 
 WEIGHT_TOKENS = ("0.0", "1.0")  # how this toolkit's data writes turn weights
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -36,59 +43,10 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
-    p.add_argument(
-        "--model_name_or_path",
-        required=True,
-        help="HF folder (e.g. RUN/hf_model), config folder with --init_checkpoint, or hub name",
-    )
-    p.add_argument(
-        "--init_checkpoint", default=None, help="state dict (.pkl) to load into the model"
-    )
+    add_model_arguments(p)
     p.add_argument("--input", required=True, help="contexts, one per line (first tab field)")
     p.add_argument("--output", required=True, help="hypotheses, one per line")
-    p.add_argument(
-        "--method",
-        choices=METHODS,
-        default="greedy",
-        help="greedy: the most likely token each step; sample: top-k/top-p sampling; "
-        "beam: beam search (ignored with --mmi_model, which samples)",
-    )
-    p.add_argument("--num_beams", type=int, default=4, help="beam search width")
-    p.add_argument(
-        "--top_k", type=int, default=0, help="sampling: keep the k best tokens (0 = all)"
-    )
-    p.add_argument("--top_p", type=float, default=1.0, help="sampling: nucleus mass (1.0 = off)")
-    p.add_argument(
-        "--temperature",
-        type=float,
-        default=1.0,
-        help="sampling: divide the scores by this (below 1 = more conservative)",
-    )
-    p.add_argument(
-        "--max_new_tokens",
-        type=int,
-        default=40,
-        help="longest reply in tokens; a reply normally ends at <|endoftext|>",
-    )
-    p.add_argument(
-        "--max_context_tokens",
-        type=int,
-        default=256,
-        help="context tokens kept, the most recent ones (also capped by the model's "
-        "positions minus --max_new_tokens)",
-    )
-    p.add_argument(
-        "--mmi_model",
-        default=None,
-        help="backward model (trained on prepro.py --reverse data): rerank "
-        "--mmi_candidates sampled replies by log P(context | reply)",
-    )
-    p.add_argument(
-        "--mmi_candidates",
-        type=int,
-        default=16,
-        help="sampled replies per context for --mmi_model to choose from",
-    )
+    add_decoding_arguments(p)
     p.add_argument(
         "--batch_size",
         type=int,
@@ -97,19 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         "depend on it up to float rounding at near-ties, sampled ones do (fixed by "
         "--seed for a given batch size)",
     )
-    p.add_argument("--seed", type=int, default=42, help="random seed for sampling")
-    p.add_argument(
-        "--device",
-        default="cuda" if torch.cuda.is_available() else "cpu",
-        help="cpu, cuda or cuda:N",
-    )
-    p.add_argument(
-        "--dtype",
-        choices=sorted(DTYPES),
-        default="float32",
-        help="weights and activations while decoding; float16 needs CUDA, bfloat16 "
-        "also runs on CPUs (half the memory; replies may differ at near-ties)",
-    )
+    add_runtime_arguments(p, seed_help="random seed for sampling")
     return p
 
 
@@ -147,54 +93,28 @@ def read_contexts(path: str) -> list[list[str]]:
     return contexts
 
 
-def check_device(device: str) -> None:
-    """Refuse a device this machine lacks before any model is loaded."""
-    try:
-        kind = torch.device(device).type
-    except RuntimeError as err:
-        raise ValueError(f"--device {device}: {err}") from None
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
-
-
-def _load(
-    name: str, checkpoint: str | None, device: str, dtype: torch.dtype
-) -> tuple[GPT2LMHeadModel, object]:
-    source = resolve_model_source(name)
-    tokenizer = load_tokenizer(source)  # falls back to the packaged GPT-2 files
-    model = load_model(name, checkpoint)
-    # transformers' decorator on .to() hides `self` from the type checker
-    model.to(device=device, dtype=dtype)  # type: ignore[call-arg]
-    return model.eval(), tokenizer
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    options = dict(
-        max_new_tokens=args.max_new_tokens,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        temperature=args.temperature,
-        num_beams=args.num_beams,
-    )
+    settings = DecodingSettings.from_args(args)
     try:
-        check_options(method="sample" if args.mmi_model else args.method, **options)
+        settings.check(mmi=bool(args.mmi_model))
         if args.batch_size < 1:
             raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
-        if args.mmi_model and args.mmi_candidates < 1:
-            raise ValueError(f"--mmi_candidates must be >= 1, got {args.mmi_candidates}")
         check_device(args.device)
-        if args.dtype == "float16" and torch.device(args.device).type != "cuda":
-            raise ValueError("--dtype float16 needs a CUDA device; use bfloat16 on a CPU")
-        dtype = DTYPES[args.dtype]
+        dtype = check_dtype(args.dtype, args.device)
         contexts = read_contexts(args.input)
-        model, tokenizer = _load(args.model_name_or_path, args.init_checkpoint, args.device, dtype)
-        reverse = _load(args.mmi_model, None, args.device, dtype)[0] if args.mmi_model else None
-    except (ValueError, OSError, ModelLoadError) as err:
+        model, tokenizer = load_for_decoding(
+            args.model_name_or_path, args.init_checkpoint, args.device, dtype
+        )
+        reverse = (
+            load_for_decoding(args.mmi_model, None, args.device, dtype)[0]
+            if args.mmi_model
+            else None
+        )
+    except (ValueError, OSError, ModelLoadError, TokenizerError) as err:
         print(f"decode.py: error: {err}", file=sys.stderr)
         return 2
     torch.manual_seed(args.seed)
-    options["max_context_tokens"] = args.max_context_tokens
     pbar = tqdm(total=len(contexts), desc="decoding", unit="line", file=sys.stderr, disable=None)
     try:
         if reverse is None:
@@ -205,24 +125,14 @@ def main(argv: list[str] | None = None) -> int:
                 method=args.method,
                 batch_size=args.batch_size,
                 progress=pbar.update,
-                **options,
+                **settings.generation_options(),
             )
         else:
             replies = []
             for history in contexts:
-                # The candidates of one context are sampled together, as one batch.
-                candidates = generate_replies(
-                    model,
-                    tokenizer,
-                    [history] * args.mmi_candidates,
-                    method="sample",
-                    batch_size=args.batch_size,
-                    **options,
+                replies.append(
+                    mmi_pick(model, reverse, tokenizer, history, settings, args.batch_size)
                 )
-                scores = backward_scores(
-                    reverse, tokenizer, history, candidates, batch_size=args.batch_size
-                )
-                replies.append(candidates[max(range(len(candidates)), key=scores.__getitem__)])
                 pbar.update(1)
     except ValueError as err:  # options that only the model can refuse, e.g. its positions
         print(f"decode.py: error: {err}", file=sys.stderr)

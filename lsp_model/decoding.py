@@ -15,6 +15,8 @@ import torch
 from lsp_data.tokenizer import EOS_ID
 
 if TYPE_CHECKING:
+    from transformers.generation.streamers import BaseStreamer
+
     from lsp_model.modeling import GPT2LMHeadModel
 
 __all__ = ["METHODS", "check_options", "encode_history", "generate_replies", "generate_reply"]
@@ -47,12 +49,15 @@ def check_options(
     top_p: float,
     temperature: float,
     num_beams: int,
+    repetition_penalty: float = 1.0,
 ) -> None:
     """Raise ValueError naming the first decoding option out of range for ``method``."""
     if method not in METHODS:
         raise ValueError(f"unknown decoding method {method!r}; choose one of {', '.join(METHODS)}")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if repetition_penalty <= 0:
+        raise ValueError(f"repetition_penalty must be > 0, got {repetition_penalty}")
     if method == "sample":
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0 for sampling, got {temperature}")
@@ -75,14 +80,19 @@ def generate_reply(
     top_p: float = 1.0,
     temperature: float = 1.0,
     num_beams: int = 4,
+    repetition_penalty: float = 1.0,
     max_context_tokens: int = 256,
+    streamer: BaseStreamer | None = None,
 ) -> str:
     """Generate the next turn after ``history`` and return it as stripped text.
 
     ``method``: "greedy", "sample" (``top_k`` 0 = off, ``top_p`` 1.0 = off, ``temperature``)
-    or "beam" (``num_beams``). Generation stops at ``<|endoftext|>`` or after
-    ``max_new_tokens``. The model is run in eval mode (its previous mode is restored), so
-    dropout never perturbs a reply.
+    or "beam" (``num_beams``); ``repetition_penalty`` above 1 divides the scores of tokens
+    already in the context or the reply (CTRL's penalty; 1.0 = off). Generation stops at
+    ``<|endoftext|>`` or after ``max_new_tokens``. The model is run in eval mode (its
+    previous mode is restored), so dropout never perturbs a reply. ``streamer``: a
+    transformers streamer that receives the reply's tokens as they are made (greedy and
+    sampling; beam search hands it only the finished beam).
     """
     return generate_replies(
         model,
@@ -94,7 +104,9 @@ def generate_reply(
         top_p=top_p,
         temperature=temperature,
         num_beams=num_beams,
+        repetition_penalty=repetition_penalty,
         max_context_tokens=max_context_tokens,
+        streamer=streamer,
     )[0]
 
 
@@ -110,8 +122,10 @@ def generate_replies(
     top_p: float = 1.0,
     temperature: float = 1.0,
     num_beams: int = 4,
+    repetition_penalty: float = 1.0,
     max_context_tokens: int = 256,
     progress: Callable[[int], object] | None = None,
+    streamer: BaseStreamer | None = None,
 ) -> list[str]:
     """:func:`generate_reply` for many histories, ``batch_size`` at a time.
 
@@ -130,9 +144,13 @@ def generate_replies(
         top_p=top_p,
         temperature=temperature,
         num_beams=num_beams,
+        repetition_penalty=repetition_penalty,
     )
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if streamer is not None and len(histories) != 1:
+        # transformers' streamers take one sequence; rows of a batch would interleave.
+        raise ValueError(f"a streamer takes one history at a time, got {len(histories)}")
     n_positions = getattr(model.config, "n_positions", None)
     if n_positions is not None:
         if max_new_tokens >= n_positions:
@@ -148,7 +166,10 @@ def generate_replies(
         pad_token_id=EOS_ID,
         eos_token_id=EOS_ID,
         num_return_sequences=1,
+        repetition_penalty=repetition_penalty,
     )
+    if streamer is not None:
+        kwargs["streamer"] = streamer
     if method == "sample":
         # top_k is always passed: transformers would otherwise apply its default of 50.
         kwargs.update(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import struct
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -308,7 +309,17 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             f"refused to load {path}: it is not a valid weights-only checkpoint ({reason}); "
             "treated as unsafe and not unpickled further (corrupt file, or not a torch state dict?)"
         ) from err
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
+    except (
+        RuntimeError,
+        EOFError,
+        OSError,
+        ValueError,
+        LookupError,
+        TypeError,
+        struct.error,
+    ) as err:
+        # The weights-only reader meets bytes that are no pickle at all (a text file, say)
+        # with whatever its opcode handlers raise: KeyError for a missing memo entry, ...
         raise ModelLoadError(
             f"{path} is not a readable torch checkpoint: "
             f"{type(err).__name__}: {err or 'empty or truncated file'}"

@@ -25,7 +25,7 @@ LAYER = {
     "lsp_demo": 4,
 }
 STANDALONE = {"dstc", "reddit_extractor"}
-SCRIPTS = ["LSP_train.py", "data_loader.py", "decode.py", "demo.py", "prepro.py"]
+SCRIPTS = ["LSP_train.py", "chat.py", "data_loader.py", "decode.py", "demo.py", "prepro.py"]
 TOOLKIT = set(LAYER) | STANDALONE
 
 

@@ -17,6 +17,7 @@ SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["
 SHIMS = {
     "prepro.py": "lsp_data.prepro_cli:main",
     "decode.py": "lsp_decode.cli:main",
+    "chat.py": "lsp_decode.chat:main",
     "demo.py": "lsp_demo.cli:main",
     "reddit_extractor/src/reddit.py": "reddit_extractor.cli:main",
     "reddit_extractor/src/download.py": "reddit_extractor.cli:download_main",

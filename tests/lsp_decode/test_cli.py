@@ -310,3 +310,17 @@ def test_bfloat16_decoding_on_cpu(hf_model, tmp_path):
     for extra in (["--method", "beam"], ["--mmi_model", str(hf_model), "--mmi_candidates", "3"]):
         assert decode.main(base + extra) == 0
         assert len(out.read_text().splitlines()) == 2
+
+
+def test_repetition_penalty_flag(hf_model, tmp_path, capsys):
+    src = tmp_path / "t.tsv"
+    src.write_text("hello there\n")
+    out = tmp_path / "hyp.txt"
+    argv = ["--model_name_or_path", str(hf_model), "--input", str(src), "--output", str(out),
+            "--max_new_tokens", "8"]  # fmt: skip
+    assert decode.main(argv) == 0
+    plain = out.read_text()
+    assert decode.main([*argv, "--repetition_penalty", "1e4"]) == 0
+    assert out.read_text() != plain
+    assert decode.main([*argv, "--repetition_penalty", "0"]) == 2
+    assert "decode.py: error: repetition_penalty must be > 0" in capsys.readouterr().err

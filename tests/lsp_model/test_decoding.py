@@ -246,3 +246,24 @@ def test_batched_sampling_is_seeded_and_rows_differ(peaked_model, tokenizer):
     torch.manual_seed(3)
     assert generate_replies(peaked_model, tokenizer, [["hello there"]] * 4, **options) == first
     assert len(set(first)) > 1  # each row draws its own sample
+
+
+def test_repetition_penalty_and_streamer(tokenizer):
+    from transformers import TextIteratorStreamer
+
+    yes = tokenizer.encode(" yes")[0]
+    m = forced_model(yes)
+    assert generate_reply(m, tokenizer, ["Hi"], max_new_tokens=3) == "yes yes yes"
+    # Penalised once generated, " yes" (score 100) drops below the other tokens.
+    penalised = generate_reply(m, tokenizer, ["Hi"], max_new_tokens=3, repetition_penalty=1e4)
+    assert penalised.startswith("yes") and "yes yes" not in penalised
+    with pytest.raises(ValueError, match="repetition_penalty must be > 0"):
+        generate_reply(m, tokenizer, ["Hi"], repetition_penalty=0)
+
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    assert generate_reply(m, tokenizer, ["Hi"], max_new_tokens=3, streamer=streamer) == (
+        "yes yes yes"
+    )
+    assert "".join(streamer).strip() == "yes yes yes"  # the reply's tokens, not the context
+    with pytest.raises(ValueError, match="one history at a time"):
+        generate_replies(m, tokenizer, [["Hi"], ["Yo"]], streamer=streamer)

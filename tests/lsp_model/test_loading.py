@@ -305,6 +305,12 @@ def test_bad_files(tmp_path):
     (tmp_path / "junk.pkl").write_bytes(b"not a checkpoint at all")
     with pytest.raises(ModelLoadError, match="junk.pkl"):
         load_state_dict_file(tmp_path / "junk.pkl")
+    # Text whose first bytes the weights-only reader takes for opcodes ("h": memo lookup,
+    # "}": empty dict then "h"...): refused with a message, not a KeyError/IndexError.
+    for i, text in enumerate((b"hello", b"}hello world", b"(lp0\nI1\na.", b"\x80\x02X")):
+        (tmp_path / f"text{i}.pkl").write_bytes(text)
+        with pytest.raises(ModelLoadError, match=f"text{i}.pkl"):
+            load_state_dict_file(tmp_path / f"text{i}.pkl")
     (tmp_path / "junk.safetensors").write_bytes(b"\x00\x01")
     with pytest.raises(ModelLoadError, match="safetensors"):
         load_state_dict_file(tmp_path / "junk.safetensors")
