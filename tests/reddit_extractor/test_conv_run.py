@@ -310,9 +310,10 @@ class SpyPool(ProcessPoolExecutor):
         self.sigint = self.submit(signal.getsignal, signal.SIGINT).result()
         SpyPool.made.append(self)
 
-    def map(self, fn, *iterables, **kw):
+    def map(self, fn, chunks, **kw):
         self.mapped += 1
-        return super().map(fn, *iterables, **kw)
+        self.chunks = [len(c) for c in chunks]
+        return super().map(fn, chunks, **kw)
 
     def shutdown(self, *args, **kw):
         self.closed = True
@@ -346,3 +347,19 @@ def test_worker_pool_only_for_big_parallel_months(
     assert made.args == (2, multiprocessing.get_context("fork"))
     assert made.sigint is signal.SIG_IGN
     assert made.mapped == 1 and made.closed
+
+
+def test_big_month_is_shared_out_by_worker_count(tmp_path, monkeypatch):
+    """3200 texts to normalise and 2 workers: 16 chunks of 200 (8 per worker)."""
+    comments = []
+    for i in range(1600):
+        comments.append(com(f"a{i}", "t3_s1", f"top {letters(i)} here"))
+        comments.append(com(f"b{i}", f"t1_a{i}", f"reply {letters(i)} there"))
+    out, _ = extracted(tmp_path, comments)
+    monkeypatch.setattr(conv, "MIN_PARALLEL_BYTES", 0)
+    monkeypatch.setattr(conv, "ProcessPoolExecutor", SpyPool)
+    monkeypatch.setattr(SpyPool, "made", [])
+    assert conv_run(out, "--parallel", "True", "--workers", "2") == 0
+    [made] = SpyPool.made
+    assert made.chunks == [200] * 16
+    assert len((out / "conv" / f"{MONTH}.tsv").read_text().splitlines()) == 1600
