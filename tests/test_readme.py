@@ -119,3 +119,11 @@ def test_reference_sections_cited_in_the_code_exist():
         if path.suffix in (".py", ".md") and ".git" not in path.parts and path.is_file():
             cited |= set(re.findall(r"REFERENCE\.md\)? §(\d+)", path.read_text(encoding="utf-8")))
     assert cited and cited <= sections, cited - sections
+
+
+def test_chat_flags_in_readme_exist():
+    from lsp_decode import chat
+
+    shown = _shown_flags("chat.py")
+    assert {"--model_name_or_path", "--web", "--port"} <= shown
+    assert shown <= _parser_flags(chat.build_parser())
