@@ -38,13 +38,13 @@ USER_ERRORS = (
 def main(argv: list[str] | None = None) -> Path | int:
     """Returns the run folder, or an exit status after a reported error."""
     try:
-        args = parse_args(argv)
+        cfg = parse_args(argv)
     except ArgumentError as err:
         print(f"LSP_train.py: error: {err}", file=sys.stderr)
         return 2
     ctx = DistContext()
     try:
-        ctx = init_distributed(args.local_rank, args.dist_backend)
+        ctx = init_distributed(cfg.local_rank, cfg.dist_backend)
         logging.basicConfig(
             level=logging.INFO if ctx.is_main else logging.WARNING,
             format=f"%(asctime)s [rank {ctx.rank}] %(levelname)s %(message)s"
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> Path | int:
             datefmt="%H:%M:%S",
             force=True,
         )
-        run_dir = train(args, ctx)
+        run_dir = train(cfg, ctx)
     except BaseException as err:
         prefix = (
             f"LSP_train.py [rank {ctx.rank}/{ctx.world_size}]" if ctx.enabled else "LSP_train.py"
