@@ -237,7 +237,9 @@ def field_docs(cls: type = TrainConfig) -> dict[str, str]:
         source = textwrap.dedent(inspect.getsource(cls))
     except (OSError, TypeError):  # no source shipped: flags keep working, without help text
         return {}
-    body = ast.parse(source).body[0].body
+    (class_def,) = ast.parse(source).body
+    assert isinstance(class_def, ast.ClassDef)
+    body = class_def.body
     docs = {}
     for node, after in zip(body, body[1:]):
         if (

@@ -20,7 +20,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,7 +119,7 @@ def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
 
 def _batch_stream(
     loader: BucketingDataLoader, epoch: int, skip: int
-) -> Iterator[tuple[int, Batch]]:
+) -> Generator[tuple[int, Batch], None, None]:
     """(epoch, batch) forever: training stops on a step count, not at an epoch end."""
     while True:
         yield from ((epoch, b) for b in loader.iter_epoch(epoch, skip_batches=skip))
@@ -157,19 +157,19 @@ class Gradients:
         self.divisor = accum * ctx.world_size
         self.scaler = scaler  # torch GradScaler (possibly disabled) or StaticLossScaler
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self.module: torch.nn.Module = model  # what the passes call: the model or its wrapper
-        self.distributed = ctx.enabled
+        self.ddp: DistributedDataParallel | None = None
         if ctx.enabled:
             device = ctx.device
-            self.module = DistributedDataParallel(
+            self.ddp = DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None
             )
-            self.module.register_comm_hook(None, _allreduce_sum)
+            self.ddp.register_comm_hook(None, _allreduce_sum)
+        self.module: torch.nn.Module = self.ddp or model  # what the passes call
 
     def pass_context(self, micro: int) -> contextlib.AbstractContextManager:
         """Around pass ``micro``'s forward and backward: all-reduce on the last pass only."""
-        if self.distributed and micro < self.accum - 1:
-            return self.module.no_sync()
+        if self.ddp is not None and micro < self.accum - 1:
+            return self.ddp.no_sync()
         return contextlib.nullcontext()
 
     def backward(self, loss: torch.Tensor) -> None:
@@ -244,7 +244,13 @@ class Progress:
 class RunLogs:
     """What rank 0 writes as it goes; the other ranks hold one that writes nothing."""
 
-    def __init__(self, train_log=None, eval_log=None, tb=None, pbar=None):  # noqa: ANN001
+    def __init__(
+        self,
+        train_log: CsvLog | None = None,
+        eval_log: CsvLog | None = None,
+        tb: Any = None,  # torch.utils.tensorboard.SummaryWriter, imported only when asked for
+        pbar: Any = None,  # tqdm.tqdm, likewise
+    ):
         self.train_log, self.eval_log, self.tb, self.pbar = train_log, eval_log, tb, pbar
 
     @classmethod
@@ -512,6 +518,7 @@ def log_train_step(run: Run, progress: Progress, lr: float) -> None:
 def validate(run: Run, progress: Progress) -> None:
     """Rank 0: validation loss and perplexity into eval_log.txt."""
     cfg = run.cfg
+    assert run.eval_loader is not None  # built on rank 0 unless --skip_eval
     loss, ppl = eval_model_loss(
         run.model, run.eval_loader, run.ctx.device, cfg.no_token_id, run.precision.autocast()
     )
@@ -599,7 +606,16 @@ def train(cfg: TrainConfig, ctx: DistContext) -> Path:
     model, tokenizer, optimizer, precision, grads = build_model_and_optimizer(cfg, ctx, resumed)
     train_loader, eval_loader = build_loaders(cfg, ctx, tokenizer)
     run = Run(
-        cfg, ctx, run_dir, model, tokenizer, optimizer, precision, grads, train_loader, eval_loader
+        cfg=cfg,
+        ctx=ctx,
+        dir=run_dir,
+        model=model,
+        tokenizer=tokenizer,
+        optimizer=optimizer,
+        precision=precision,
+        grads=grads,
+        train_loader=train_loader,
+        eval_loader=eval_loader,
     )
     progress = Progress.start(cfg, ctx, resumed)
     try:

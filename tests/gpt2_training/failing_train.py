@@ -15,7 +15,7 @@ def main() -> None:
     rank, step = int(sys.argv.pop(1)), int(sys.argv.pop(1))
     original = trainer.train_step
 
-    def failing(run, progress, stream):  # noqa: ANN001, ANN202 - train_step's signature
+    def failing(run, progress, stream):  # train_step's signature
         if run.ctx.rank == rank and progress.global_step + 1 == step:
             raise RuntimeError(f"injected failure on rank {rank} at step {step}")
         return original(run, progress, stream)

@@ -213,7 +213,7 @@ def test_checks_accept_the_boundaries(train_data, tmp_path):
 
 
 def test_a_schedule_in_the_registry_is_a_choice(train_data, tmp_path, monkeypatch):
-    def halved(step, base_lr, params):  # noqa: ANN001, ANN202
+    def halved(step, base_lr, params):
         """half the base learning rate"""
         return base_lr / 2
 

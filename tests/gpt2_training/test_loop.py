@@ -94,7 +94,7 @@ def test_eval_step_validates_without_saving(train_data, tmp_path, monkeypatch):
     hf_saves = []
     save_hf_folder = trainer.save_hf_folder
 
-    def counting(model, tokenizer, folder):  # noqa: ANN001, ANN202
+    def counting(model, tokenizer, folder):
         hf_saves.append(len(_train_rows(folder.parent)))  # the step it was saved after
         return save_hf_folder(model, tokenizer, folder)
 
@@ -120,7 +120,7 @@ def test_failed_step_then_resume_gives_the_uninterrupted_losses(
     full = LSP_train.main(train_argv(train_data, tmp_path / "full", *common))
     train_step = trainer.train_step
 
-    def failing(run, progress, stream):  # noqa: ANN001, ANN202
+    def failing(run, progress, stream):
         if progress.global_step + 1 == 3:
             raise RuntimeError("injected failure at step 3")
         return train_step(run, progress, stream)
