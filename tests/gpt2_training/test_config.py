@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 
@@ -10,6 +11,7 @@ import pytest
 from gpt2_training.args import (
     ArgumentError,
     TrainConfig,
+    boolean_string,
     build_parser,
     field_docs,
     parse_args,
@@ -87,9 +89,31 @@ def test_every_field_has_a_docstring_that_is_its_help():
     for f in dataclasses.fields(TrainConfig):
         assert len(docs.get(f.name, "")) > 10, f"{f.name} has no docstring"
         assert actions[f.name].help.startswith(docs[f.name].replace("%", "%%")), f.name
-    build_parser().format_help()  # every help string formats
     assert "save GP2-pretrain-step-N.pkl + HF folder and validate" in actions["valid_step"].help
     assert "without saving" in actions["eval_step"].help
+    assert actions["config"].help == "JSON file of arguments; command-line flags win"
+    assert actions["lr_schedule"].help == (
+        "learning-rate schedule: noam: linear warmup over warmup_steps, then inverse square "
+        "root decay (scaled by n_embd**-0.5); noamwd: noam, halved at step 500 and at every "
+        "1000 steps after; BERT: linear warmup over warmup_proportion of num_optim_steps, then "
+        "linear decay to 0; None: the base learning rate at every step"
+    )
+    text = " ".join(build_parser().format_help().split())
+    assert text.startswith("usage: LSP_train.py [-h] [--model_name_or_path MODEL_NAME_OR_PATH]")
+    description = "Train or fine-tune a GPT-2 dialogue model (DialoGPT) on a prepro database."
+    assert f"[--config CONFIG] {description} options:" in text
+    assert "--valid_step VALID_STEP every N optimizer steps" in text
+    assert "and validate (default: 10000)" in text  # defaults are shown
+
+
+def test_boolean_strings():
+    for word in ("true", "True", " TRUE ", "1", "yes", "YES", "y", "Y", "on", "On", True):
+        assert boolean_string(word) is True, word
+    for word in ("false", "FALSE", "0", "no", "No", "n", "N", "off", "OFF", False):
+        assert boolean_string(word) is False, word
+    for word in ("maybe", "", "2", "tru"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected true or false"):
+            boolean_string(word)
 
 
 @pytest.mark.parametrize(
@@ -180,9 +204,6 @@ def test_missing_config_file(train_data, tmp_path):
             "--warmup_proportion must be in (0, 1] for the BERT schedule, got 1.5",
         ),
         ({"lr_schedule": "cosine"}, "--lr_schedule: unknown lr schedule 'cosine'"),
-        ({"model_name_or_path": None}, "--model_name_or_path is required"),
-        ({"output_dir": None}, "--output_dir is required"),
-        ({"eval_input_file": None}, "--eval_input_file is required unless --skip_eval"),
     ],
 )
 def test_config_checks_itself_however_it_is_made(train_data, tmp_path, changes, message):
@@ -190,6 +211,40 @@ def test_config_checks_itself_however_it_is_made(train_data, tmp_path, changes, 
     with pytest.raises(ArgumentError) as err:
         TrainConfig(**values)
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (
+            {"train_input_file": None},
+            "--train_input_file is required (a database folder made by prepro.py)",
+        ),
+        (
+            {"model_name_or_path": None},
+            "--model_name_or_path is required: a folder with config.json (e.g. configs/117M), "
+            "a Hugging Face folder, or a hub name",
+        ),
+        ({"output_dir": None}, "--output_dir is required"),
+        (
+            {"eval_input_file": None},
+            "--eval_input_file is required unless --skip_eval is given",
+        ),
+        (
+            {"eval_step": 2, "skip_eval": True},
+            "--eval_step asks for validation, --skip_eval for none: drop one",
+        ),
+        (
+            {"resume": "latest", "continue_from": 3},
+            "--resume restores the step counters itself; drop --continue_from",
+        ),
+    ],
+)
+def test_whole_messages(train_data, tmp_path, changes, message):
+    values = {**_required(train_data), "output_dir": str(tmp_path), **changes}
+    with pytest.raises(ArgumentError) as err:
+        TrainConfig(**values)
+    assert str(err.value) == message
 
 
 def test_checks_accept_the_boundaries(train_data, tmp_path):
@@ -210,17 +265,23 @@ def test_checks_accept_the_boundaries(train_data, tmp_path):
     assert cfg.to_dict()["warmup_proportion"] == 1.0
     TrainConfig(**_required(train_data), output_dir=str(tmp_path), warmup_steps=1)
     TrainConfig(**_required(train_data), output_dir=str(tmp_path), skip_eval=True, eval_step=0)
+    TrainConfig(**_required(train_data), output_dir=str(tmp_path), resume="latest")
+    for no_checkpoint in ("None", "none", ""):  # the published way to say "random init"
+        TrainConfig(
+            **_required(train_data), output_dir=str(tmp_path), init_checkpoint=no_checkpoint
+        )
 
 
 def test_a_schedule_in_the_registry_is_a_choice(train_data, tmp_path, monkeypatch):
     def halved(step, base_lr, params):
-        """half the base learning rate"""
+        """half the base learning rate (50% of it)"""
         return base_lr / 2
 
     monkeypatch.setitem(SCHEDULES, "half", halved)
     action = _actions()["lr_schedule"]
     assert action.choices[-1] == "half"
-    assert "half: half the base learning rate" in action.help
+    assert action.help.endswith("; half: half the base learning rate (50%% of it)")
+    assert "half: half the base learning rate (50% of it)" in build_parser().format_help()
     argv = _flags({**_required(train_data), "output_dir": tmp_path, "lr_schedule": "half"})
     assert parse_args(argv).lr_schedule == "half"
     kw = dict(warmup_steps=1, warmup_proportion=0.1, num_optim_steps=10, n_embd=8)
