@@ -286,3 +286,19 @@ def test_a_schedule_in_the_registry_is_a_choice(train_data, tmp_path, monkeypatc
     assert parse_args(argv).lr_schedule == "half"
     kw = dict(warmup_steps=1, warmup_proportion=0.1, num_optim_steps=10, n_embd=8)
     assert lr_at_step("half", 3, 1e-3, **kw) == 5e-4
+
+
+def test_schedule_ranges_and_their_boundaries():
+    kw = dict(warmup_steps=1, warmup_proportion=1.0, num_optim_steps=1, n_embd=4)
+    for name in SCHEDULES:  # the smallest allowed values are allowed
+        assert lr_at_step(name, 0, 1e-3, **kw) >= 0.0
+    assert lr_at_step("BERT", 5, 1e-3, **kw) == 0.0  # past the end with all-warmup: 0, no error
+    assert lr_at_step("noamwd", 0, 1e-3, **kw) == lr_at_step("noam", 0, 1e-3, **kw)
+    for name, changes, message in [
+        ("BERT", {"num_optim_steps": 0}, "the BERT schedule needs num_optim_steps at least 1"),
+        ("BERT", {"warmup_proportion": 0.0}, "the BERT schedule needs warmup_proportion in (0, 1]"),
+        ("noamwd", {"warmup_steps": 0}, "the noamwd schedule needs warmup_steps at least 1"),
+    ]:
+        with pytest.raises(ValueError) as err:
+            lr_at_step(name, 0, 1e-3, **{**kw, **changes})
+        assert str(err.value) == f"{message}, got {next(iter(changes.values()))}"
