@@ -5,77 +5,12 @@ One process:   python LSP_train.py --model_name_or_path configs/117M --train_inp
                    data/train.128len.db --eval_input_file data/valid.tsv --output_dir models
 N GPUs:        torchrun --nproc_per_node=N LSP_train.py ...
                (or python -m torch.distributed.launch --nproc_per_node=N LSP_train.py ...)
-Run `python LSP_train.py --help` for every option.
+Run `python LSP_train.py --help` for every option. The code is in gpt2_training.cli.
 """
 
-from __future__ import annotations
+from gpt2_training.cli import main, run
 
-import logging
-import os
-import sys
-import traceback
-from pathlib import Path
-
-from gpt2_training.args import ArgumentError, parse_args
-from gpt2_training.checkpoint import CheckpointError
-from gpt2_training.distributed import DistContext, LaunchError, init_distributed, shutdown
-from gpt2_training.trainer import train
-from lsp_data.db import DatabaseError
-from lsp_data.loaders import DataError
-from lsp_model.loading import ModelLoadError
-
-# Failures a user can fix: reported in one line, no traceback.
-USER_ERRORS = (
-    ArgumentError,
-    CheckpointError,
-    DatabaseError,
-    DataError,
-    LaunchError,
-    ModelLoadError,
-)
-
-
-def main(argv: list[str] | None = None) -> Path | int:
-    """Returns the run folder, or an exit status after a reported error."""
-    try:
-        args = parse_args(argv)
-    except ArgumentError as err:
-        print(f"LSP_train.py: error: {err}", file=sys.stderr)
-        return 2
-    ctx = DistContext()
-    try:
-        ctx = init_distributed(args.local_rank, args.dist_backend)
-        logging.basicConfig(
-            level=logging.INFO if ctx.is_main else logging.WARNING,
-            format=f"%(asctime)s [rank {ctx.rank}] %(levelname)s %(message)s"
-            if ctx.enabled
-            else "%(asctime)s %(levelname)s %(message)s",
-            datefmt="%H:%M:%S",
-            force=True,
-        )
-        run_dir = train(args, ctx)
-    except BaseException as err:
-        prefix = (
-            f"LSP_train.py [rank {ctx.rank}/{ctx.world_size}]" if ctx.enabled else "LSP_train.py"
-        )
-        if isinstance(err, USER_ERRORS):
-            print(f"{prefix}: error: {err}", file=sys.stderr)
-        elif isinstance(err, KeyboardInterrupt):
-            print(f"{prefix}: interrupted", file=sys.stderr)
-        else:
-            print(f"{prefix}: failed:", file=sys.stderr)
-            traceback.print_exc()
-        if ctx.enabled:
-            # Leave at once: a clean shutdown would wait on the other ranks, which are
-            # blocked in a collective this rank will never join; the launcher ends them.
-            sys.stderr.flush()
-            sys.stdout.flush()
-            os._exit(1)
-        return 1
-    shutdown(ctx)
-    return run_dir
-
+__all__ = ["main"]
 
 if __name__ == "__main__":
-    result = main()
-    sys.exit(result if isinstance(result, int) else 0)
+    run()

@@ -84,20 +84,6 @@ def init_distributed(
     )
 
 
-def allreduce_sum_hook(process_group, bucket):  # noqa: ANN001 - DDP rejects string annotations
-    """DDP communication hook that sums gradients without DDP's division by world size.
-
-    The trainer divides each pass's loss by (accumulation x world size) itself, so every
-    per-batch gradient is computed with the same scale as in a single process that runs
-    the same batches with ``accumulation x world size`` passes; only the summation order
-    differs, which keeps multi-process runs equal to single-process ones to rounding.
-    (Parameters: a ProcessGroup or None, and a ``dist.GradBucket``; returns a Future.)
-    """
-    group = process_group if process_group is not None else dist.group.WORLD
-    work = dist.all_reduce(bucket.buffer(), group=group, async_op=True)
-    return work.get_future().then(lambda fut: fut.value()[0])
-
-
 def sum_over_ranks(values: list[float], ctx: DistContext) -> list[float]:
     """Element-wise sum of a few numbers over all ranks (one collective)."""
     if not ctx.enabled:
@@ -124,11 +110,6 @@ def broadcast_object(obj: Any, ctx: DistContext) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
-
-
-def barrier(ctx: DistContext) -> None:
-    if ctx.enabled:
-        dist.barrier()
 
 
 def shutdown(ctx: DistContext) -> None:

@@ -1,30 +1,37 @@
-"""The training run of LSP_train.py, top to bottom: setup, one plain loop, saving, validation.
+"""The training run of LSP_train.py, in the shape of nanoGPT's train.py and litgpt's recipes.
+
+``train`` reads top to bottom: find the run folder (new, or the one resumed), build the
+model, optimizer and data, start or restore the counters, then ``fit`` loops over
+``train_step`` (one optimizer step), ``log_train_step``, and ``validate_and_save``.
 
 Per optimizer step each process runs ``gradient_accumulation_steps`` forward/backward
 passes of ``train_batch_size / gradient_accumulation_steps`` examples; under DDP the
-gradients are all-reduced only on the last of them. Logged means and token counts are
-reduced over ranks; only rank 0 writes logs and checkpoints.
+gradients are all-reduced only on the last of them. ``Gradients`` is the one place that
+decides the gradients' scale. Logged means and token counts are reduced over ranks; only
+rank 0 writes logs and checkpoints.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime
 import json
 import logging
 import math
-import os
 import random
 import time
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import transformers
 from torch.nn.parallel import DistributedDataParallel
 
+from gpt2_training.args import TrainConfig
 from gpt2_training.checkpoint import (
     CheckpointError,
     atomic_torch_save,
@@ -34,14 +41,13 @@ from gpt2_training.checkpoint import (
 )
 from gpt2_training.distributed import (
     DistContext,
-    allreduce_sum_hook,
     broadcast_object,
     gather_objects,
     sum_over_ranks,
 )
 from gpt2_training.evaluation import eval_model_loss
 from gpt2_training.logs import EVAL_HEADER, TRAIN_HEADER, CsvLog
-from gpt2_training.precision import setup_precision
+from gpt2_training.precision import Precision, setup_precision
 from lsp_common.atomic import write_text_atomic
 from lsp_data.loaders import BucketingDataLoader, DataError, DynamicBatchingLoader
 from lsp_data.tokenizer import load_tokenizer
@@ -51,6 +57,7 @@ from lsp_model.loading import (
     resolve_model_source,
     save_hf_folder,
 )
+from lsp_model.modeling import GPT2LMHeadModel
 from lsp_model.optim import MAX_GRAD_NORM, build_optimizer, lr_at_step, set_lr
 
 logger = logging.getLogger("LSP_train")
@@ -58,7 +65,8 @@ transformers.utils.logging.disable_progress_bar()  # no "Writing model shards" b
 
 INF = 1e12  # a batch perplexity above this is not averaged in (as the original)
 HF_FOLDER = "hf_model"
-FAIL_AT_ENV = "LSP_FAIL_AT"  # "RANK:STEP": raise on that rank at that step (fault-injection tests)
+
+Batch = tuple[torch.Tensor, ...]
 
 
 class RunningStats:
@@ -91,10 +99,9 @@ class RunningStats:
         self.n_steps += 1
 
 
-def run_folder_name(args: argparse.Namespace, n_gpu: int) -> str:
+def run_folder_name(cfg: TrainConfig, n_gpu: int) -> str:
     timestamp = datetime.datetime.now().strftime("%Y-%m-%d%H%M%S")
-    micro = args.train_batch_size // args.gradient_accumulation_steps
-    return f"GPT2.{args.learning_rate}.{micro}.{n_gpu}gpu.{timestamp}"
+    return f"GPT2.{cfg.learning_rate}.{cfg.micro_batch_size}.{n_gpu}gpu.{timestamp}"
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
@@ -111,7 +118,9 @@ def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def _batch_stream(loader: BucketingDataLoader, epoch: int, skip: int):
+def _batch_stream(
+    loader: BucketingDataLoader, epoch: int, skip: int
+) -> Generator[tuple[int, Batch], None, None]:
     """(epoch, batch) forever: training stops on a step count, not at an epoch end."""
     while True:
         yield from ((epoch, b) for b in loader.iter_epoch(epoch, skip_batches=skip))
@@ -123,337 +132,518 @@ def _real_tokens(position_ids: torch.Tensor) -> int:
     return int(position_ids.shape[0] + (position_ids[:, 1:] > 0).sum())
 
 
-def train(args: argparse.Namespace, ctx: DistContext) -> Path:
-    """Run training; returns the run folder."""
-    seed = args.seed
+def _allreduce_sum(process_group, bucket):  # noqa: ANN001, ANN202 - DDP rejects string annotations
+    """DDP communication hook: sum the ranks' gradients, without DDP's division by world size.
+
+    (Parameters: a ProcessGroup or None, and a ``dist.GradBucket``; returns a Future.)
+    """
+    group = process_group if process_group is not None else dist.group.WORLD
+    work = dist.all_reduce(bucket.buffer(), group=group, async_op=True)
+    return work.get_future().then(lambda fut: fut.value()[0])
+
+
+class Gradients:
+    """The one owner of the gradients' scale: loss division, rank sum, loss scale, clipping.
+
+    Each pass's loss is divided by ``accumulation x world size`` and the ranks' gradients
+    are summed (``_allreduce_sum`` replaces DDP's averaging), so every per-batch gradient
+    has the scale it has in one process running the same batches in ``accumulation x
+    world size`` passes; only the summation order differs, which keeps multi-process runs
+    equal to single-process ones to rounding. The fp16 loss scale is applied in
+    ``backward`` and removed in ``step``, before clipping to ``MAX_GRAD_NORM``.
+    """
+
+    def __init__(self, model: torch.nn.Module, ctx: DistContext, accum: int, scaler: Any):
+        self.accum = accum
+        self.divisor = accum * ctx.world_size
+        self.scaler = scaler  # torch GradScaler (possibly disabled) or StaticLossScaler
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.ddp: DistributedDataParallel | None = None
+        if ctx.enabled:
+            device = ctx.device
+            self.ddp = DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+            self.ddp.register_comm_hook(None, _allreduce_sum)
+        self.module: torch.nn.Module = self.ddp or model  # what the passes call
+
+    def pass_context(self, micro: int) -> contextlib.AbstractContextManager:
+        """Around pass ``micro``'s forward and backward: all-reduce on the last pass only."""
+        if self.ddp is not None and micro < self.accum - 1:
+            return self.ddp.no_sync()
+        return contextlib.nullcontext()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.scaler.scale(loss / self.divisor).backward()
+
+    def step(self, optimizer: torch.optim.Optimizer) -> bool:
+        """Unscale, clip, update unless a gradient is inf/nan, clear; False when skipped."""
+        self.scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, MAX_GRAD_NORM)
+        finite = bool(torch.isfinite(grad_norm))
+        if self.scaler.is_enabled():
+            self.scaler.step(optimizer)  # skips the update itself on inf/nan
+            self.scaler.update()
+        elif finite:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return finite
+
+
+@dataclass
+class Progress:
+    """Counters and data position of one rank: what a checkpoint keeps to resume exactly."""
+
+    global_step: int = 0  # optimizer steps done
+    step: int = 0  # forward/backward passes done
+    epoch: int = 0  # 0-based; logged 1-based
+    batches_in_epoch: int = 0
+    stats: RunningStats = field(default_factory=RunningStats)
+    epoch_start: float = field(default_factory=time.time)
+    n_skipped_steps: int = 0  # optimizer steps skipped for inf/nan gradients
+
+    @classmethod
+    def start(cls, cfg: TrainConfig, ctx: DistContext, resumed: dict | None) -> Progress:
+        """Fresh counters (from --continue_from), or a checkpoint's, with its RNG states."""
+        if resumed is None:
+            accum = cfg.gradient_accumulation_steps
+            return cls(global_step=cfg.continue_from, step=cfg.continue_from * accum)
+        mine = resumed["ranks"][ctx.rank]
+        _set_rng_state(mine["rng"], ctx.device)
+        logger.info(
+            "resumed from %s at step %d (epoch %d, batch %d)",
+            resumed["checkpoint"],
+            resumed["global_step"],
+            mine["epoch"] + 1,
+            mine["batches_in_epoch"],
+        )
+        return cls(
+            global_step=resumed["global_step"],
+            step=resumed["step"],
+            epoch=mine["epoch"],
+            batches_in_epoch=mine["batches_in_epoch"],
+            stats=RunningStats(mine["stats"]),
+            epoch_start=time.time() - mine["epoch_elapsed"],
+            n_skipped_steps=resumed.get("n_skipped_steps", 0),
+        )
+
+    def new_epoch(self, epoch: int) -> None:
+        self.epoch, self.batches_in_epoch = epoch, 0
+        self.stats = RunningStats()
+        self.epoch_start = time.time()
+
+    def rank_state(self, device: torch.device) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "batches_in_epoch": self.batches_in_epoch,
+            "stats": vars(self.stats).copy(),
+            "epoch_elapsed": time.time() - self.epoch_start,
+            "rng": _rng_state(device),
+        }
+
+
+class RunLogs:
+    """What rank 0 writes as it goes; the other ranks hold one that writes nothing."""
+
+    def __init__(
+        self,
+        train_log: CsvLog | None = None,
+        eval_log: CsvLog | None = None,
+        tb: Any = None,  # torch.utils.tensorboard.SummaryWriter, imported only when asked for
+        pbar: Any = None,  # tqdm.tqdm, likewise
+    ):
+        self.train_log, self.eval_log, self.tb, self.pbar = train_log, eval_log, tb, pbar
+
+    @classmethod
+    def open(cls, cfg: TrainConfig, log_dir: Path, global_step: int, resumed: bool) -> RunLogs:
+        """train_log.txt, eval_log.txt (unless --skip_eval), TensorBoard, progress bar."""
+        keep = global_step if resumed else None  # a resumed run drops rows it will redo
+        train_log = CsvLog(log_dir / "train_log.txt", TRAIN_HEADER, keep_upto_step=keep)
+        eval_log = tb = pbar = None
+        if not cfg.skip_eval:
+            eval_log = CsvLog(log_dir / "eval_log.txt", EVAL_HEADER, keep_upto_step=keep)
+        if cfg.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            tb = SummaryWriter(str(log_dir / "tensorboard"), purge_step=global_step + 1)
+        if cfg.pbar:
+            import tqdm
+
+            pbar = tqdm.tqdm(
+                total=cfg.num_optim_steps, initial=global_step, desc="training", dynamic_ncols=True
+            )
+        return cls(train_log, eval_log, tb, pbar)
+
+    def train_row(
+        self, p: Progress, loss: float, ppl: float, n_real: int, n_total: int, lr: float
+    ) -> None:
+        if self.train_log is None:
+            return
+        epoch_time = time.time() - p.epoch_start
+        self.train_log.write(
+            p.epoch + 1, p.global_step, p.step, loss, ppl, n_real, n_total, epoch_time
+        )
+        tokens_per_s = n_real / max(epoch_time, 1e-9)
+        if self.pbar is not None:
+            self.pbar.set_postfix_str(
+                f"tok/s: {tokens_per_s / 1000:.1f}k ppl: {ppl:.2f} epoch: {p.epoch + 1}"
+            )
+            self.pbar.update(1)
+        if self.tb is not None:
+            for name, value in (("loss", loss), ("ppl", ppl), ("lr", lr)):
+                self.tb.add_scalar(f"train/{name}", value, p.global_step)
+            self.tb.add_scalar("train/tokens_per_s", tokens_per_s, p.global_step)
+
+    def eval_row(self, p: Progress, loss: float, ppl: float) -> None:
+        if self.eval_log is None:
+            return
+        self.eval_log.write(p.epoch + 1, p.global_step, p.step, loss, ppl)
+        if self.tb is not None:
+            self.tb.add_scalar("eval/loss", loss, p.global_step)
+            self.tb.add_scalar("eval/ppl", ppl, p.global_step)
+
+    def close(self) -> None:
+        for closable in (self.train_log, self.eval_log, self.tb, self.pbar):
+            if closable is not None:
+                closable.close()
+
+
+@dataclass
+class Run:
+    """What set-up builds and the loop works with."""
+
+    cfg: TrainConfig
+    ctx: DistContext
+    dir: Path
+    model: GPT2LMHeadModel
+    tokenizer: Any
+    optimizer: torch.optim.Optimizer
+    precision: Precision
+    grads: Gradients
+    train_loader: BucketingDataLoader
+    eval_loader: DynamicBatchingLoader | None
+    logs: RunLogs = field(default_factory=RunLogs)
+
+    @property
+    def log_dir(self) -> Path:
+        return Path(self.cfg.log_dir) if self.cfg.log_dir else self.dir
+
+
+# ----------------------------------------------------------------------------- set up
+
+
+def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    device = ctx.device
-    accum = args.gradient_accumulation_steps
-    micro_batch = args.train_batch_size // accum
 
-    # --- where this run lives: a new folder, or the folder of the checkpoint resumed
-    resumed: dict[str, Any] | None = None
-    if args.resume:
-        if ctx.is_main:  # finds the newest intact checkpoint, loading it once
-            found, resumed = resolve_resume(args.resume, args.output_dir)
-        path = broadcast_object(str(found) if ctx.is_main else None, ctx)
-        if not ctx.is_main:
-            resumed = load_checkpoint(path)
-        run_dir = Path(path).parent.parent
-        if resumed["world_size"] != ctx.world_size:
-            raise CheckpointError(
-                f"{path} was written by {resumed['world_size']} processes; "
-                f"resume it with the same number (this job has {ctx.world_size})"
-            )
-    else:
+
+def locate_run(cfg: TrainConfig, ctx: DistContext) -> tuple[Path, dict[str, Any] | None]:
+    """The run folder (not created yet) and, with --resume, the checkpoint's state."""
+    assert cfg.output_dir is not None  # TrainConfig requires it
+    if not cfg.resume:
         n_gpu = ctx.world_size if ctx.enabled else torch.cuda.device_count()
-        run_dir = Path(args.output_dir) / broadcast_object(run_folder_name(args, n_gpu), ctx)
-    log_dir = Path(args.log_dir) if args.log_dir else run_dir
+        return Path(cfg.output_dir) / broadcast_object(run_folder_name(cfg, n_gpu), ctx), None
+    if ctx.is_main:  # finds the newest intact checkpoint, loading it once
+        found, resumed = resolve_resume(cfg.resume, cfg.output_dir)
+    path = broadcast_object(str(found) if ctx.is_main else None, ctx)
+    if not ctx.is_main:
+        resumed = load_checkpoint(path)
+    if resumed["world_size"] != ctx.world_size:
+        raise CheckpointError(
+            f"{path} was written by {resumed['world_size']} processes; "
+            f"resume it with the same number (this job has {ctx.world_size})"
+        )
+    return Path(path).parent.parent, resumed
 
-    # --- model, tokenizer, optimizer, precision
-    source = resolve_model_source(args.model_name_or_path)
+
+def enable_gradient_checkpointing(model: GPT2LMHeadModel) -> None:
+    # Non-reentrant: works under DDP and no_sync, and replays dropout's RNG state.
+    # (transformers 5 renamed gradient_checkpointing_enable; both exist until v6.)
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def build_model_and_optimizer(
+    cfg: TrainConfig, ctx: DistContext, resumed: dict[str, Any] | None
+) -> tuple[GPT2LMHeadModel, Any, torch.optim.Optimizer, Precision, Gradients]:
+    """Tokenizer, model, optimizer, precision and gradient handling, restored when resuming."""
+    source = resolve_model_source(cfg.model_name_or_path)
     tokenizer = load_tokenizer(source)  # falls back to the packaged GPT-2 files
-    model = load_model(args.model_name_or_path, args.init_checkpoint)
+    model = load_model(cfg.model_name_or_path, cfg.init_checkpoint)
     if resumed is not None:
         model.load_state_dict(resumed["model"])
-    model.to(device).train()
-    if args.gradient_checkpointing:
-        # Non-reentrant: works under DDP and no_sync, and replays dropout's RNG state.
-        # (transformers 5 renamed gradient_checkpointing_enable; both exist until v6.)
-        enable = getattr(model, "activation_checkpointing_enable", None)
-        if enable is not None:
-            enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            model.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False}
-            )
-    optimizer = build_optimizer(model, args.learning_rate)
-    precision = setup_precision(args.fp16, args.bf16, args.loss_scale, device)
+    # transformers' decorator on .to() hides `self` from the type checker
+    model.to(ctx.device)  # type: ignore[arg-type]
+    model.train()
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    optimizer = build_optimizer(model, cfg.learning_rate)
+    precision = setup_precision(cfg.fp16, cfg.bf16, cfg.loss_scale, ctx.device)
     if resumed is not None:
         optimizer.load_state_dict(resumed["optimizer"])
         if resumed.get("scaler") and precision.scaler.is_enabled():
             precision.scaler.load_state_dict(resumed["scaler"])
-    ddp_model = model
-    if ctx.enabled:
-        ddp_model = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-        ddp_model.register_comm_hook(None, allreduce_sum_hook)
-    loss_divisor = accum * ctx.world_size  # gradients are summed over passes and ranks
-    params = [p for p in model.parameters() if p.requires_grad]
-    n_embd = model.config.n_embd
+    grads = Gradients(model, ctx, cfg.gradient_accumulation_steps, precision.scaler)
+    return model, tokenizer, optimizer, precision, grads
 
-    # --- data
+
+def build_loaders(
+    cfg: TrainConfig, ctx: DistContext, tokenizer: Any
+) -> tuple[BucketingDataLoader, DynamicBatchingLoader | None]:
+    """This rank's share of the training data; the validation pairs on rank 0."""
+    assert cfg.train_input_file is not None  # TrainConfig requires it
     train_loader = BucketingDataLoader(
-        args.train_input_file,
-        micro_batch,
-        args.max_seq_length,
-        shuffle=args.shuffle_data,
-        seed=seed,
-        prefetch=args.num_prefetch,
-        pin_memory=device.type == "cuda",
-        with_weights=args.use_weights,
+        cfg.train_input_file,
+        cfg.micro_batch_size,
+        cfg.max_seq_length,
+        shuffle=cfg.shuffle_data,
+        seed=cfg.seed,
+        prefetch=cfg.num_prefetch,
+        pin_memory=ctx.device.type == "cuda",
+        with_weights=cfg.use_weights,
         rank=ctx.rank,
         world_size=ctx.world_size,
     )
-    eval_loader = None
-    if ctx.is_main and not args.skip_eval:
-        eval_loader = DynamicBatchingLoader(
-            args.eval_input_file,
-            tokenizer,
-            args.normalize_data,
-            args.eval_batch_size,
-            args.max_seq_length,
+    if not ctx.is_main or cfg.skip_eval:
+        return train_loader, None
+    assert cfg.eval_input_file is not None  # TrainConfig requires it without --skip_eval
+    eval_loader = DynamicBatchingLoader(
+        cfg.eval_input_file,
+        tokenizer,
+        cfg.normalize_data,
+        cfg.eval_batch_size,
+        cfg.max_seq_length,
+    )
+    if len(eval_loader) == 0:  # found now, not at the first validation hours later
+        raise DataError(
+            f"--eval_input_file {cfg.eval_input_file}: no CONTEXT<TAB>RESPONSE "
+            f"pair in it that fits --max_seq_length {cfg.max_seq_length} "
+            f"({eval_loader.n_skipped_lines} malformed lines skipped, "
+            f"{eval_loader.n_dropped} examples too long dropped)"
         )
-        if len(eval_loader) == 0:  # found now, not at the first validation hours later
-            raise DataError(
-                f"--eval_input_file {args.eval_input_file}: no CONTEXT<TAB>RESPONSE "
-                f"pair in it that fits --max_seq_length {args.max_seq_length} "
-                f"({eval_loader.n_skipped_lines} malformed lines skipped, "
-                f"{eval_loader.n_dropped} examples too long dropped)"
-            )
+    return train_loader, eval_loader
 
-    # --- counters and data position
-    global_step, step = args.continue_from, args.continue_from * accum
-    epoch, batches_in_epoch = 0, 0
-    stats = RunningStats()
-    epoch_elapsed = 0.0
-    n_skipped_steps = 0
-    if resumed is not None:
-        global_step, step = resumed["global_step"], resumed["step"]
-        n_skipped_steps = resumed.get("n_skipped_steps", 0)
-        mine = resumed["ranks"][ctx.rank]
-        epoch, batches_in_epoch = mine["epoch"], mine["batches_in_epoch"]
-        stats = RunningStats(mine["stats"])
-        epoch_elapsed = mine["epoch_elapsed"]
-        _set_rng_state(mine["rng"], device)
-        logger.info(
-            "resumed from %s at step %d (epoch %d, batch %d)",
-            resumed["checkpoint"],
-            global_step,
-            epoch + 1,
-            batches_in_epoch,
+
+def open_run_folder(run: Run, progress: Progress, resumed: bool) -> None:
+    """Rank 0: create the folders, write args.json, open the logs (only now, so that a run
+    that cannot start leaves nothing behind)."""
+    cfg, ctx = run.cfg, run.ctx
+    run.dir.mkdir(parents=True, exist_ok=True)
+    run.log_dir.mkdir(parents=True, exist_ok=True)
+    resolved = {
+        **cfg.to_dict(),
+        "run_dir": str(run.dir),
+        "world_size": ctx.world_size,
+        "device": str(ctx.device),
+        "precision": run.precision.name,
+        "micro_batch_size": cfg.micro_batch_size,
+        "effective_batch_size": cfg.train_batch_size * ctx.world_size,
+    }
+    write_text_atomic(run.dir / "args.json", json.dumps(resolved, indent=2) + "\n")
+    run.logs = RunLogs.open(cfg, run.log_dir, progress.global_step, resumed)
+    logger.info(
+        "run folder %s; %d process(es) on %s, %s; %d examples per optimizer step "
+        "(%d per pass x %d accumulation x %d processes)",
+        run.dir,
+        ctx.world_size,
+        ctx.device,
+        run.precision.name,
+        cfg.train_batch_size * ctx.world_size,
+        cfg.micro_batch_size,
+        cfg.gradient_accumulation_steps,
+        ctx.world_size,
+    )
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def forward_backward(run: Run, progress: Progress, stream: Iterator[tuple[int, Batch]]) -> None:
+    """The step's passes: gradients accumulate; losses go to the stats of their batch's epoch."""
+    cfg, device = run.cfg, run.ctx.device
+    pending = []  # per pass: (its epoch's stats, loss, ppl, tokens); read once per step
+    for micro in range(cfg.gradient_accumulation_steps):
+        batch_epoch, batch = next(stream)
+        if batch_epoch != progress.epoch:
+            progress.new_epoch(batch_epoch)
+        progress.batches_in_epoch += 1
+        n_real = _real_tokens(batch[1])  # counted on the CPU copy: no device sync
+        input_ids, position_ids, token_ids, labels, *rest = (
+            t.to(device, non_blocking=True) for t in batch
         )
+        weights = rest[0] if cfg.use_weights else None
+        with run.grads.pass_context(micro):
+            with run.precision.autocast():
+                loss, ppl = run.grads.module(
+                    input_ids, position_ids, None if cfg.no_token_id else token_ids, labels, weights
+                )
+            run.grads.backward(loss)
+        pending.append((progress.stats, loss.detach(), ppl, n_real, input_ids.numel()))
+        progress.step += 1
+    values = torch.stack([torch.stack([p[1].float(), p[2].float()]) for p in pending]).tolist()
+    for (owner, _, _, n_real, n_total), (loss_value, ppl_value) in zip(pending, values):
+        owner.add(loss_value, ppl_value, n_real, n_total)
 
-    train_log = eval_log = tb = pbar = None
-    if ctx.is_main:  # folders only now: a run that cannot start leaves nothing behind
-        run_dir.mkdir(parents=True, exist_ok=True)
-        log_dir.mkdir(parents=True, exist_ok=True)
-        keep = global_step if resumed is not None else None
-        train_log = CsvLog(log_dir / "train_log.txt", TRAIN_HEADER, keep_upto_step=keep)
-        if not args.skip_eval:
-            eval_log = CsvLog(log_dir / "eval_log.txt", EVAL_HEADER, keep_upto_step=keep)
-        resolved = {
-            **vars(args),
-            "run_dir": str(run_dir),
-            "world_size": ctx.world_size,
-            "device": str(device),
-            "precision": precision.name,
-            "micro_batch_size": micro_batch,
-            "effective_batch_size": args.train_batch_size * ctx.world_size,
-        }
-        write_text_atomic(run_dir / "args.json", json.dumps(resolved, indent=2) + "\n")
-        if args.tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
 
-            tb = SummaryWriter(str(log_dir / "tensorboard"), purge_step=global_step + 1)
-        if args.pbar:
-            import tqdm
-
-            pbar = tqdm.tqdm(
-                total=args.num_optim_steps, initial=global_step, desc="training", dynamic_ncols=True
-            )
-        logger.info(
-            "run folder %s; %d process(es) on %s, %s; %d examples per optimizer step "
-            "(%d per pass x %d accumulation x %d processes)",
-            run_dir,
-            ctx.world_size,
-            device,
-            precision.name,
-            args.train_batch_size * ctx.world_size,
-            micro_batch,
-            accum,
-            ctx.world_size,
+def train_step(run: Run, progress: Progress, stream: Iterator[tuple[int, Batch]]) -> float:
+    """One optimizer step: the passes, then the update at this step's rate (returned)."""
+    cfg = run.cfg
+    forward_backward(run, progress, stream)
+    lr = lr_at_step(
+        cfg.lr_schedule,
+        progress.global_step,
+        cfg.learning_rate,
+        warmup_steps=cfg.warmup_steps,
+        warmup_proportion=cfg.warmup_proportion,
+        num_optim_steps=cfg.num_optim_steps,
+        n_embd=run.model.config.n_embd,
+    )
+    set_lr(run.optimizer, lr)
+    if not run.grads.step(run.optimizer):
+        progress.n_skipped_steps += 1
+        logger.warning(
+            "step %d: non-finite gradients, update skipped (%d so far)",
+            progress.global_step + 1,
+            progress.n_skipped_steps,
         )
+    progress.global_step += 1
+    return lr
 
-    fail_at = os.environ.get(FAIL_AT_ENV)
 
-    def save_and_validate() -> None:
-        if not ctx.is_main:
-            return
-        atomic_torch_save(
-            checkpoint_state_dict(model), run_dir / f"GP2-pretrain-step-{global_step}.pkl"
-        )
-        save_hf_folder(model, tokenizer, run_dir / HF_FOLDER)
-        if eval_loader is not None:
-            eval_loss, eval_ppl = eval_model_loss(
-                model, eval_loader, device, args.no_token_id, precision.autocast()
-            )
-            model.train()
-            eval_log.write(epoch + 1, global_step, step, eval_loss, eval_ppl)
-            logger.info(
-                "step %d: validation loss %.4f, perplexity %.2f", global_step, eval_loss, eval_ppl
-            )
-            if tb is not None:
-                tb.add_scalar("eval/loss", eval_loss, global_step)
-                tb.add_scalar("eval/ppl", eval_ppl, global_step)
+def log_train_step(run: Run, progress: Progress, lr: float) -> None:
+    """One train_log.txt row: this epoch's running means averaged over ranks, tokens summed."""
+    stats, world = progress.stats, run.ctx.world_size
+    loss, ppl, n_real, n_total = sum_over_ranks(
+        [stats.mean_loss, stats.mean_ppl, stats.n_token_real, stats.n_token_total], run.ctx
+    )
+    run.logs.train_row(progress, loss / world, ppl / world, int(n_real), int(n_total), lr)
 
-    def checkpoint() -> None:
-        mine = {
-            "epoch": epoch,
-            "batches_in_epoch": batches_in_epoch,
-            "stats": vars(stats).copy(),
-            "epoch_elapsed": time.time() - epoch_start,
-            "rng": _rng_state(device),
-        }
-        ranks = gather_objects(mine, ctx)
-        if ctx.is_main:
-            state = {
-                "model": checkpoint_state_dict(model),
-                "optimizer": optimizer.state_dict(),
-                "scaler": precision.scaler.state_dict() if precision.scaler.is_enabled() else None,
-                "global_step": global_step,
-                "step": step,
-                "world_size": ctx.world_size,
-                "n_skipped_steps": n_skipped_steps,
-                "ranks": ranks,
-            }
-            save_checkpoint(run_dir, global_step, state, args.keep_checkpoints)
 
-    save_step = args.save_step or args.valid_step
-    stream = _batch_stream(train_loader, epoch, batches_in_epoch)
-    epoch_start = time.time() - epoch_elapsed
+def validate(run: Run, progress: Progress) -> None:
+    """Rank 0: validation loss and perplexity into eval_log.txt."""
+    cfg = run.cfg
+    assert run.eval_loader is not None  # built on rank 0 unless --skip_eval
+    loss, ppl = eval_model_loss(
+        run.model, run.eval_loader, run.ctx.device, cfg.no_token_id, run.precision.autocast()
+    )
+    run.model.train()
+    run.logs.eval_row(progress, loss, ppl)
+    logger.info("step %d: validation loss %.4f, perplexity %.2f", progress.global_step, loss, ppl)
+
+
+def save_weights(run: Run, global_step: int) -> None:
+    """Rank 0: GP2-pretrain-step-N.pkl (the published state dict) and the HF folder."""
+    pkl = run.dir / f"GP2-pretrain-step-{global_step}.pkl"
+    atomic_torch_save(checkpoint_state_dict(run.model), pkl)
+    save_hf_folder(run.model, run.tokenizer, run.dir / HF_FOLDER)
+
+
+def save_training_state(run: Run, progress: Progress) -> None:
+    """A resumable checkpoint: the model, optimizer and scaler, and every rank's Progress."""
+    ranks = gather_objects(progress.rank_state(run.ctx.device), run.ctx)
+    if not run.ctx.is_main:
+        return
+    scaler = run.precision.scaler
+    state = {
+        "model": checkpoint_state_dict(run.model),
+        "optimizer": run.optimizer.state_dict(),
+        "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+        "global_step": progress.global_step,
+        "step": progress.step,
+        "world_size": run.ctx.world_size,
+        "n_skipped_steps": progress.n_skipped_steps,
+        "ranks": ranks,
+    }
+    save_checkpoint(run.dir, progress.global_step, state, run.cfg.keep_checkpoints)
+
+
+def validate_and_save(run: Run, progress: Progress) -> None:
+    """After a step: --valid_step saves weights and validates, --eval_step only validates,
+    --save_step writes a resumable checkpoint; the last step does all three."""
+    cfg, step = run.cfg, progress.global_step
+    done = step >= cfg.num_optim_steps
+    publish = step % cfg.valid_step == 0 or done
+    if run.ctx.is_main:
+        if publish:
+            save_weights(run, step)
+        evaluate = publish or (cfg.eval_step > 0 and step % cfg.eval_step == 0)
+        if run.eval_loader is not None and evaluate:
+            validate(run, progress)
+    if step % (cfg.save_step or cfg.valid_step) == 0 or done:
+        save_training_state(run, progress)
+
+
+def fit(run: Run, progress: Progress) -> None:
+    """Optimizer steps until --num_optim_steps, looping over the data as often as needed."""
+    stream = _batch_stream(run.train_loader, progress.epoch, progress.batches_in_epoch)
     try:
-        while global_step < args.num_optim_steps:
-            pending = []  # per pass: (its epoch's stats, loss, ppl, tokens); read once per step
-            for micro in range(accum):
-                batch_epoch, batch = next(stream)
-                if batch_epoch != epoch:
-                    epoch, batches_in_epoch = batch_epoch, 0
-                    stats = RunningStats()
-                    epoch_start = time.time()
-                batches_in_epoch += 1
-                n_real = _real_tokens(batch[1])  # counted on the CPU copy: no device sync
-                input_ids, position_ids, token_ids, labels, *rest = (
-                    t.to(device, non_blocking=True) for t in batch
-                )
-                weights = rest[0] if args.use_weights else None
-                last = micro == accum - 1
-                sync = ddp_model.no_sync() if ctx.enabled and not last else contextlib.nullcontext()
-                with sync:
-                    with precision.autocast():
-                        loss, ppl = ddp_model(
-                            input_ids,
-                            position_ids,
-                            None if args.no_token_id else token_ids,
-                            labels,
-                            weights,
-                        )
-                    precision.scaler.scale(loss / loss_divisor).backward()
-                pending.append((stats, loss.detach(), ppl, n_real, input_ids.numel()))
-                step += 1
-            values = torch.stack(
-                [torch.stack([p[1].float(), p[2].float()]) for p in pending]
-            ).tolist()
-            for (owner, _, _, n_real, n_total), (loss_value, ppl_value) in zip(pending, values):
-                owner.add(loss_value, ppl_value, n_real, n_total)
-
-            if fail_at == f"{ctx.rank}:{global_step + 1}":
-                raise RuntimeError(
-                    f"{FAIL_AT_ENV}: injected failure on rank {ctx.rank} at step {global_step + 1}"
-                )
-            lr = lr_at_step(
-                args.lr_schedule,
-                global_step,
-                args.learning_rate,
-                warmup_steps=args.warmup_steps,
-                warmup_proportion=args.warmup_proportion,
-                num_optim_steps=args.num_optim_steps,
-                n_embd=n_embd,
-            )
-            set_lr(optimizer, lr)
-            precision.scaler.unscale_(optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
-            finite = bool(torch.isfinite(grad_norm))
-            if precision.scaler.is_enabled():
-                precision.scaler.step(optimizer)  # skips the update itself on inf/nan
-                precision.scaler.update()
-            elif finite:
-                optimizer.step()
-            if not finite:
-                n_skipped_steps += 1
-                logger.warning(
-                    "step %d: non-finite gradients, update skipped (%d so far)",
-                    global_step + 1,
-                    n_skipped_steps,
-                )
-            optimizer.zero_grad(set_to_none=True)
-            global_step += 1
-
-            mean_loss, mean_ppl, n_real, n_total = sum_over_ranks(
-                [stats.mean_loss, stats.mean_ppl, stats.n_token_real, stats.n_token_total], ctx
-            )
-            mean_loss /= ctx.world_size
-            mean_ppl /= ctx.world_size
-            if ctx.is_main:
-                epoch_time = time.time() - epoch_start
-                train_log.write(
-                    epoch + 1,
-                    global_step,
-                    step,
-                    mean_loss,
-                    mean_ppl,
-                    int(n_real),
-                    int(n_total),
-                    epoch_time,
-                )
-                if pbar is not None:
-                    pbar.set_postfix_str(
-                        f"tok/s: {n_real / max(epoch_time, 1e-9) / 1000:.1f}k "
-                        f"ppl: {mean_ppl:.2f} epoch: {epoch + 1}"
-                    )
-                    pbar.update(1)
-                if tb is not None:
-                    tb.add_scalar("train/loss", mean_loss, global_step)
-                    tb.add_scalar("train/ppl", mean_ppl, global_step)
-                    tb.add_scalar("train/lr", lr, global_step)
-                    tb.add_scalar("train/tokens_per_s", n_real / max(epoch_time, 1e-9), global_step)
-
-            done = global_step >= args.num_optim_steps
-            if global_step % args.valid_step == 0 or done:
-                save_and_validate()
-            if global_step % save_step == 0 or done:
-                checkpoint()
+        while progress.global_step < run.cfg.num_optim_steps:
+            lr = train_step(run, progress, stream)
+            log_train_step(run, progress, lr)
+            validate_and_save(run, progress)
     finally:
         stream.close()
+
+
+def report_end(run: Run, progress: Progress) -> None:
+    """Rank 0: what was skipped or dropped, and where the run is."""
+    skipped = progress.n_skipped_steps
+    if progress.stats.n_nonfinite or skipped:
+        logger.warning(
+            "%d non-finite batch losses, %d optimizer steps skipped",
+            progress.stats.n_nonfinite,
+            skipped,
+        )
+    if run.train_loader.n_dropped_long:
+        logger.info(
+            "%d features longer than --max_seq_length %d were left out",
+            run.train_loader.n_dropped_long,
+            run.cfg.max_seq_length,
+        )
+    evals = run.eval_loader
+    if evals is not None and (evals.n_skipped_lines or evals.n_dropped):
+        logger.info(
+            "validation (%s): %d malformed lines skipped, %d of %d examples dropped as "
+            "too long for --max_seq_length %d",
+            run.cfg.eval_input_file,
+            evals.n_skipped_lines,
+            evals.n_dropped,
+            evals.n_examples,
+            run.cfg.max_seq_length,
+        )
+    logger.info("done: %d optimizer steps; run folder %s", progress.global_step, run.dir)
+
+
+def train(cfg: TrainConfig, ctx: DistContext) -> Path:
+    """Run training; returns the run folder."""
+    seed_everything(cfg.seed)
+    run_dir, resumed = locate_run(cfg, ctx)
+    model, tokenizer, optimizer, precision, grads = build_model_and_optimizer(cfg, ctx, resumed)
+    train_loader, eval_loader = build_loaders(cfg, ctx, tokenizer)
+    run = Run(
+        cfg=cfg,
+        ctx=ctx,
+        dir=run_dir,
+        model=model,
+        tokenizer=tokenizer,
+        optimizer=optimizer,
+        precision=precision,
+        grads=grads,
+        train_loader=train_loader,
+        eval_loader=eval_loader,
+    )
+    progress = Progress.start(cfg, ctx, resumed)
+    try:
+        if ctx.is_main:
+            open_run_folder(run, progress, resumed is not None)
+        fit(run, progress)
+    finally:
         train_loader.close()
-        for closable in (train_log, eval_log, tb, pbar):
-            if closable is not None:
-                closable.close()
+        run.logs.close()
     if ctx.is_main:
-        if stats.n_nonfinite or n_skipped_steps:
-            logger.warning(
-                "%d non-finite batch losses, %d optimizer steps skipped",
-                stats.n_nonfinite,
-                n_skipped_steps,
-            )
-        if train_loader.n_dropped_long:
-            logger.info(
-                "%d features longer than --max_seq_length %d were left out",
-                train_loader.n_dropped_long,
-                args.max_seq_length,
-            )
-        if eval_loader is not None and (eval_loader.n_skipped_lines or eval_loader.n_dropped):
-            logger.info(
-                "validation (%s): %d malformed lines skipped, %d of %d examples dropped as "
-                "too long for --max_seq_length %d",
-                args.eval_input_file,
-                eval_loader.n_skipped_lines,
-                eval_loader.n_dropped,
-                eval_loader.n_examples,
-                args.max_seq_length,
-            )
-        logger.info("done: %d optimizer steps; run folder %s", global_step, run_dir)
+        report_end(run, progress)
     return run_dir

@@ -51,7 +51,7 @@ def run_cli(
 
 
 TRUE_WORDS = frozenset({"true", "1", "yes", "y", "t", "on"})
-FALSE_WORDS = frozenset({"false", "0", "no", "n", "f", "off", ""})
+FALSE_WORDS = frozenset({"false", "0", "no", "n", "f", "off"})
 
 
 def parse_bool(value: str | bool) -> bool:

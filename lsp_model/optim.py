@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 
 __all__ = [
     "MAX_GRAD_NORM",
     "NO_DECAY_SUBSTRINGS",
     "SCHEDULES",
+    "ScheduleError",
+    "ScheduleParams",
     "build_optimizer",
     "lr_at_step",
     "param_groups",
@@ -18,7 +23,6 @@ MAX_GRAD_NORM = 1.0
 # The original matched these substrings anywhere in the parameter name ("ln" catches
 # ln_1, ln_2, ln_f); kept verbatim so that the same parameters are decayed.
 NO_DECAY_SUBSTRINGS = ("bias", "ln")
-SCHEDULES = ("noam", "noamwd", "BERT", "None")
 
 # noamwd's step decay, as in the original: halve every 1000 steps, counted from step 500.
 _NOAMWD_RATE = 0.5
@@ -69,11 +73,75 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def _noam(step: int, base_lr: float, warmup_steps: int, n_embd: int) -> float:
-    if warmup_steps <= 0:
-        raise ValueError(f"noam schedules need warmup_steps > 0, got {warmup_steps}")
+@dataclass(frozen=True)
+class ScheduleParams:
+    """What the schedules read besides the step and the base rate."""
+
+    warmup_steps: int
+    warmup_proportion: float
+    num_optim_steps: int
+    n_embd: int
+
+
+class ScheduleError(ValueError):
+    """A schedule parameter out of its range, named so a caller can point at its own option."""
+
+    def __init__(self, schedule: str, param: str, requirement: str, value: object):
+        self.schedule, self.param, self.requirement, self.value = (
+            schedule,
+            param,
+            requirement,
+            value,
+        )
+        super().__init__(f"the {schedule} schedule needs {param} {requirement}, got {value}")
+
+
+def noam(step: int, base_lr: float, p: ScheduleParams) -> float:
+    """linear warmup over warmup_steps, then inverse square root decay (scaled by n_embd**-0.5)"""
+    if p.warmup_steps < 1:
+        raise ScheduleError("noam", "warmup_steps", "at least 1", p.warmup_steps)
     s = step + 1
-    return base_lr * 1e4 * n_embd**-0.5 * min(s**-0.5, s * warmup_steps**-1.5)
+    return base_lr * 1e4 * p.n_embd**-0.5 * min(s**-0.5, s * p.warmup_steps**-1.5)
+
+
+def noamwd(step: int, base_lr: float, p: ScheduleParams) -> float:
+    """noam, halved at step 500 and at every 1000 steps after"""
+    if p.warmup_steps < 1:
+        raise ScheduleError("noamwd", "warmup_steps", "at least 1", p.warmup_steps)
+    s = step + 1
+    exponent = max(s - _NOAMWD_START_STEP + _NOAMWD_DECAY_STEPS, 0) // _NOAMWD_DECAY_STEPS
+    return noam(step, base_lr, p) * _NOAMWD_RATE**exponent
+
+
+def bert(step: int, base_lr: float, p: ScheduleParams) -> float:
+    """linear warmup over warmup_proportion of num_optim_steps, then linear decay to 0"""
+    if p.num_optim_steps < 1:
+        raise ScheduleError("BERT", "num_optim_steps", "at least 1", p.num_optim_steps)
+    if not 0.0 < p.warmup_proportion <= 1.0:
+        raise ScheduleError("BERT", "warmup_proportion", "in (0, 1]", p.warmup_proportion)
+    x = step / p.num_optim_steps
+    if x < p.warmup_proportion:
+        factor = x / p.warmup_proportion
+    elif p.warmup_proportion == 1.0:
+        factor = 0.0
+    else:
+        factor = (1.0 - x) / (1.0 - p.warmup_proportion)
+    return base_lr * max(factor, 0.0)
+
+
+def constant(step: int, base_lr: float, p: ScheduleParams) -> float:
+    """the base learning rate at every step"""
+    return base_lr
+
+
+# The one list of schedules: lr_at_step dispatches on it, LSP_train.py takes its choices and
+# help text (each function's docstring) from it.
+SCHEDULES: dict[str, Callable[[int, float, ScheduleParams], float]] = {
+    "noam": noam,
+    "noamwd": noamwd,
+    "BERT": bert,
+    "None": constant,
+}
 
 
 def lr_at_step(
@@ -94,32 +162,15 @@ def lr_at_step(
             ``(1 - x) / (1 - wp)``; clamped at 0 so that steps past ``num_optim_steps``
             never get a negative rate (within the run this changes nothing).
     None:   ``lr`` (the string "None" or Python None).
+
+    Raises ``ScheduleError`` (a ValueError) for parameters out of the schedule's range.
     """
     if step < 0:
         raise ValueError(f"step must be >= 0, got {step}")
-    if schedule is None or schedule == "None":
-        return base_lr
-    if schedule == "noam":
-        return _noam(step, base_lr, warmup_steps, n_embd)
-    if schedule == "noamwd":
-        s = step + 1
-        exponent = max(s - _NOAMWD_START_STEP + _NOAMWD_DECAY_STEPS, 0) // _NOAMWD_DECAY_STEPS
-        return _noam(step, base_lr, warmup_steps, n_embd) * _NOAMWD_RATE**exponent
-    if schedule == "BERT":
-        if num_optim_steps <= 0:
-            raise ValueError(f"BERT schedule needs num_optim_steps > 0, got {num_optim_steps}")
-        if not 0.0 < warmup_proportion <= 1.0:
-            raise ValueError(
-                f"BERT schedule needs 0 < warmup_proportion <= 1, got {warmup_proportion}"
-            )
-        x = step / num_optim_steps
-        if x < warmup_proportion:
-            factor = x / warmup_proportion
-        elif warmup_proportion == 1.0:
-            factor = 0.0
-        else:
-            factor = (1.0 - x) / (1.0 - warmup_proportion)
-        return base_lr * max(factor, 0.0)
-    raise ValueError(
-        f"unknown lr schedule {schedule!r}; choose one of {', '.join(SCHEDULES)} (or None)"
-    )
+    function = SCHEDULES.get("None" if schedule is None else schedule)
+    if function is None:
+        raise ValueError(
+            f"unknown lr schedule {schedule!r}; choose one of {', '.join(SCHEDULES)} (or None)"
+        )
+    params = ScheduleParams(warmup_steps, warmup_proportion, num_optim_steps, n_embd)
+    return function(step, base_lr, params)

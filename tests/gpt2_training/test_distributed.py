@@ -42,6 +42,7 @@ def torchrun(
     launcher: str = "torchrun",
     timeout: int = 240,
     env: dict[str, str] | None = None,
+    script: tuple[str, ...] = (SCRIPT,),
 ) -> subprocess.CompletedProcess:
     """Start LSP_train.py on ``nproc`` CPU processes with torchrun or torch.distributed.launch."""
     if launcher == "torchrun":
@@ -60,7 +61,7 @@ def torchrun(
             "--master_addr=127.0.0.1",
             f"--master_port={_free_port()}",
         ]
-    cmd += [f"--nproc_per_node={nproc}", SCRIPT, *argv]
+    cmd += [f"--nproc_per_node={nproc}", *script, *argv]
     return subprocess.run(
         cmd, capture_output=True, text=True, timeout=timeout, env=env or _env(), cwd=REPO
     )
@@ -163,9 +164,10 @@ def test_launch_style_local_rank_flag(train_data, uniform_db, tmp_path):
 
 
 def test_one_rank_failing_ends_the_job(train_data, uniform_db, tmp_path):
-    env = dict(_env(), LSP_FAIL_AT="1:2")
+    failing = (str(Path(__file__).with_name("failing_train.py")), "1", "2")  # rank 1, step 2
     start = time.time()
-    result = torchrun(2, _argv(train_data, uniform_db, tmp_path, 4, 1, 50), env=env, timeout=180)
+    argv = _argv(train_data, uniform_db, tmp_path, 4, 1, 50)
+    result = torchrun(2, argv, timeout=180, script=failing)
     assert result.returncode != 0
     assert time.time() - start < 180
     assert "[rank 1/2]" in result.stderr and "injected failure" in result.stderr

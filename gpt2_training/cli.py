@@ -1,0 +1,83 @@
+"""LSP_train.py's entry point: parse the configuration, join the process group, train.
+
+Failures a user can fix are reported in one line without a traceback; anything else
+prints its traceback. Under torchrun a failing rank leaves at once (see ``main``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import NoReturn
+
+from gpt2_training.args import ArgumentError, parse_args
+from gpt2_training.checkpoint import CheckpointError
+from gpt2_training.distributed import DistContext, LaunchError, init_distributed, shutdown
+from gpt2_training.trainer import train
+from lsp_data.db import DatabaseError
+from lsp_data.loaders import DataError
+from lsp_model.loading import ModelLoadError
+
+PROG = "LSP_train.py"
+
+# Failures a user can fix: reported in one line, no traceback.
+USER_ERRORS = (
+    ArgumentError,
+    CheckpointError,
+    DatabaseError,
+    DataError,
+    LaunchError,
+    ModelLoadError,
+)
+
+
+def _configure_logging(ctx: DistContext) -> None:
+    logging.basicConfig(
+        level=logging.INFO if ctx.is_main else logging.WARNING,
+        format=f"%(asctime)s [rank {ctx.rank}] %(levelname)s %(message)s"
+        if ctx.enabled
+        else "%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+        force=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> Path | int:
+    """Returns the run folder, or an exit status after a reported error."""
+    try:
+        cfg = parse_args(argv)
+    except ArgumentError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    ctx = DistContext()
+    try:
+        ctx = init_distributed(cfg.local_rank, cfg.dist_backend)
+        _configure_logging(ctx)
+        run_dir = train(cfg, ctx)
+    except BaseException as err:
+        prefix = f"{PROG} [rank {ctx.rank}/{ctx.world_size}]" if ctx.enabled else PROG
+        if isinstance(err, USER_ERRORS):
+            print(f"{prefix}: error: {err}", file=sys.stderr)
+        elif isinstance(err, KeyboardInterrupt):
+            print(f"{prefix}: interrupted", file=sys.stderr)
+        else:
+            print(f"{prefix}: failed:", file=sys.stderr)
+            traceback.print_exc()
+        if ctx.enabled:
+            # Leave at once: a clean shutdown would wait on the other ranks, which are
+            # blocked in a collective this rank will never join; the launcher ends them.
+            sys.stderr.flush()
+            sys.stdout.flush()
+            os._exit(1)
+        return 1
+    shutdown(ctx)
+    return run_dir
+
+
+def run() -> NoReturn:
+    """``main`` as a script: exit status 0 after a finished run."""
+    result = main()
+    sys.exit(result if isinstance(result, int) else 0)
