@@ -18,21 +18,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from gpt2_training.logs import EVAL_HEADER, TRAIN_HEADER
 from lsp_common.atomic import atomic_file
 
 __all__ = ["EVAL_COLUMNS", "TRAIN_COLUMNS", "LogError", "main", "plot_run", "read_log"]
 
-TRAIN_COLUMNS = (
-    "epoch",
-    "global_step",
-    "step",
-    "mean_loss",
-    "mean_ppl",
-    "n_token_real",
-    "n_token_total",
-    "epoch_time",
-)
-EVAL_COLUMNS = ("epoch", "global_step", "step", "eval_loss", "eval_ppl")
+# The columns as the trainer writes them (gpt2_training/logs.py, the one home of the format).
+TRAIN_COLUMNS = TRAIN_HEADER
+EVAL_COLUMNS = EVAL_HEADER
 
 
 class LogError(ValueError):
