@@ -16,6 +16,7 @@ from tests.conftest import REPO
 SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
 SHIMS = {
     "prepro.py": "lsp_data.prepro_cli:main",
+    "LSP_train.py": "gpt2_training.cli:run",
     "decode.py": "lsp_decode.cli:main",
     "chat.py": "lsp_decode.chat:main",
     "demo.py": "lsp_demo.cli:main",
