@@ -187,11 +187,11 @@ def test_bert_with_a_single_step():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (dict(num_optim_steps=0), "BERT schedule needs num_optim_steps > 0, got 0"),
-        (dict(num_optim_steps=-5), "BERT schedule needs num_optim_steps > 0, got -5"),
-        (dict(warmup_proportion=0.0), r"needs 0 < warmup_proportion <= 1, got 0.0"),
-        (dict(warmup_proportion=1.5), r"needs 0 < warmup_proportion <= 1, got 1.5"),
-        (dict(warmup_proportion=-0.1), r"needs 0 < warmup_proportion <= 1, got -0.1"),
+        (dict(num_optim_steps=0), r"BERT schedule needs num_optim_steps at least 1, got 0$"),
+        (dict(num_optim_steps=-5), r"BERT schedule needs num_optim_steps at least 1, got -5$"),
+        (dict(warmup_proportion=0.0), r"needs warmup_proportion in \(0, 1\], got 0.0$"),
+        (dict(warmup_proportion=1.5), r"needs warmup_proportion in \(0, 1\], got 1.5$"),
+        (dict(warmup_proportion=-0.1), r"needs warmup_proportion in \(0, 1\], got -0.1$"),
     ],
 )
 def test_bert_rejects_bad_settings(overrides, message):
