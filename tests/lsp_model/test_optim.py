@@ -234,3 +234,36 @@ def test_training_steps_reduce_loss():
         assert math.isfinite(ppl.item())
     assert losses[-1] < 0.5 * losses[0]
     assert model.lm_head.weight is model.transformer.wte.weight
+
+
+@pytest.mark.parametrize("schedule", ["noam", "noamwd"])
+@pytest.mark.parametrize("warmup_steps", [0, -3])
+def test_noam_schedules_name_the_bad_warmup(schedule: str, warmup_steps: int) -> None:
+    from lsp_model.optim import ScheduleError
+
+    with pytest.raises(ScheduleError) as caught:
+        lr_at_step(
+            schedule,
+            0,
+            1e-3,
+            warmup_steps=warmup_steps,
+            warmup_proportion=0.1,
+            num_optim_steps=10,
+            n_embd=16,
+        )
+    err = caught.value
+    assert str(err) == f"the {schedule} schedule needs warmup_steps at least 1, got {warmup_steps}"
+    assert (err.schedule, err.param, err.requirement, err.value) == (
+        schedule,
+        "warmup_steps",
+        "at least 1",
+        warmup_steps,
+    )
+    # noam's own check, reached directly (noamwd checks first when called through it)
+    from lsp_model.optim import ScheduleParams, noam
+
+    with pytest.raises(
+        ScheduleError,
+        match=rf"^the noam schedule needs warmup_steps at least 1, got {warmup_steps}$",
+    ):
+        noam(0, 1e-3, ScheduleParams(warmup_steps, 0.1, 10, 16))
