@@ -94,11 +94,21 @@ def bot_texts(page) -> list[str]:
     return [t.strip() for t in page.locator('#chat [data-testid="bot"]').all_inner_texts()]
 
 
+def type_message(page, text: str) -> None:
+    """Type ``text`` into the message box once the page takes input again (the box is
+    disabled while a reply is being made; on a loaded machine that can outlast the reply's
+    last word by a moment) and press Enter."""
+    page.wait_for_function(
+        "() => !document.querySelector('#message textarea').disabled", timeout=30_000
+    )
+    page.fill("#message textarea", text)
+    page.keyboard.press("Enter")
+
+
 def send(page, text: str, expected: str) -> list[str]:
     """Send ``text``, wait until the last reply reads ``expected``; return its partial texts."""
     page.evaluate("window.seen = []")
-    page.fill("#message textarea", text)
-    page.keyboard.press("Enter")
+    type_message(page, text)
     page.wait_for_function(
         """(want) => {
             const bots = document.querySelectorAll('#chat [data-testid="bot"]');
@@ -157,7 +167,7 @@ def test_chat_page_in_a_browser(server, reference, tmp_path):
             # Reset clears the page and the model's history: the same turn, the same reply.
             page.click("#reset")
             page.wait_for_function(
-                "() => !document.querySelector('#chat [data-testid=\"user\"]')", timeout=10_000
+                "() => !document.querySelector('#chat [data-testid=\"user\"]')", timeout=30_000
             )
             send(page, "how are you ?", reply(["how are you ?"]))
             assert bot_texts(page) == [reply(["how are you ?"])]
@@ -176,10 +186,9 @@ def test_chat_page_in_a_browser(server, reference, tmp_path):
             send(page, "hello there", sampled)
 
             # Over-long input: refused with a visible message, nothing sent.
-            page.fill("#message textarea", "x" * (MAX_CHARS + 1))
-            page.keyboard.press("Enter")
+            type_message(page, "x" * (MAX_CHARS + 1))
             notice = page.locator("#notice")
-            notice.get_by_text("Not sent").wait_for(timeout=10_000)
+            notice.get_by_text("Not sent").wait_for(timeout=30_000)
             assert f"{MAX_CHARS + 1} characters" in notice.inner_text()
             assert len(bot_texts(page)) == 2
             assert page.input_value("#message textarea") == "x" * (MAX_CHARS + 1)
