@@ -12,6 +12,11 @@ from lsp_model.mmi import backward_scores
 from tests.gpt2_training.conftest import TINY
 
 
+def io_args(model, src, out, *extra) -> list[str]:
+    """decode.py's command line for ``model`` reading ``src`` and writing ``out``."""
+    return ["--model_name_or_path", str(model), "--input", str(src), "--output", str(out), *extra]
+
+
 @pytest.fixture(scope="module")
 def hf_model(tmp_path_factory):
     import json
@@ -32,21 +37,7 @@ def test_greedy_and_beam_write_one_line_per_context(hf_model, tmp_path):
     src = tmp_path / "test.tsv"
     src.write_text("0.0 hello there EOS 1.0 how are you ?\t1.0|fine\nwhat is up\nthird one\n")
     out = tmp_path / "hyp.txt"
-    assert (
-        decode.main(
-            [
-                "--model_name_or_path",
-                str(hf_model),
-                "--input",
-                str(src),
-                "--output",
-                str(out),
-                "--max_new_tokens",
-                "6",
-            ]
-        )
-        == 0
-    )
+    assert decode.main(io_args(hf_model, src, out, "--max_new_tokens", "6")) == 0
     greedy = out.read_text().splitlines()
     # the replies generate_replies gives for the contexts read by hand (weights dropped)
     model, tokenizer = load_model(str(hf_model)).eval(), load_tokenizer(hf_model)
@@ -57,56 +48,25 @@ def test_greedy_and_beam_write_one_line_per_context(hf_model, tmp_path):
         return [" ".join(r.split()) for r in replies]
 
     assert greedy == expected() and len(greedy) == 3
-    assert (
-        decode.main(
-            [
-                "--model_name_or_path",
-                str(hf_model),
-                "--input",
-                str(src),
-                "--output",
-                str(out),
-                "--max_new_tokens",
-                "6",
-            ]
-        )
-        == 0
-    )
+    assert decode.main(io_args(hf_model, src, out, "--max_new_tokens", "6")) == 0
     assert out.read_text().splitlines() == greedy  # deterministic
     assert (
-        decode.main(
-            [
-                "--model_name_or_path",
-                str(hf_model),
-                "--input",
-                str(src),
-                "--output",
-                str(out),
-                "--max_new_tokens",
-                "6",
-                "--batch_size",
-                "1",
-            ]
-        )
-        == 0
+        decode.main(io_args(hf_model, src, out, "--max_new_tokens", "6", "--batch_size", "1")) == 0
     )
     assert out.read_text().splitlines() == greedy  # batching does not change greedy replies
     assert (
         decode.main(
-            [
-                "--model_name_or_path",
-                str(hf_model),
-                "--input",
-                str(src),
-                "--output",
-                str(out),
+            io_args(
+                hf_model,
+                src,
+                out,
                 "--method",
                 "beam",
                 "--num_beams",
                 "3",
                 "--max_new_tokens",
                 "6",
-            ]
+            )
         )
         == 0
     )
@@ -144,13 +104,10 @@ def test_mmi_prefers_replies_that_predict_the_context(hf_model, tmp_path):
     out = tmp_path / "hyp.txt"
     assert (
         decode.main(
-            [
-                "--model_name_or_path",
-                str(hf_model),
-                "--input",
-                str(src),
-                "--output",
-                str(out),
+            io_args(
+                hf_model,
+                src,
+                out,
                 "--mmi_model",
                 str(hf_model),
                 "--mmi_candidates",
@@ -159,7 +116,7 @@ def test_mmi_prefers_replies_that_predict_the_context(hf_model, tmp_path):
                 "4",
                 "--top_k",
                 "20",
-            ]
+            )
         )
         == 0
     )
@@ -184,34 +141,10 @@ def test_mmi_batched_scores_equal_one_at_a_time(hf_model, monkeypatch):
 
 
 def test_bad_input_is_a_clear_error(hf_model, tmp_path, capsys):
-    assert (
-        decode.main(
-            [
-                "--model_name_or_path",
-                str(hf_model),
-                "--input",
-                str(tmp_path / "no.txt"),
-                "--output",
-                str(tmp_path / "o.txt"),
-            ]
-        )
-        == 2
-    )
+    assert decode.main(io_args(hf_model, tmp_path / "no.txt", tmp_path / "o.txt")) == 2
     assert "no.txt: no such file" in capsys.readouterr().err
     (tmp_path / "empty.txt").write_text("")
-    assert (
-        decode.main(
-            [
-                "--model_name_or_path",
-                str(hf_model),
-                "--input",
-                str(tmp_path / "empty.txt"),
-                "--output",
-                str(tmp_path / "o.txt"),
-            ]
-        )
-        == 2
-    )
+    assert decode.main(io_args(hf_model, tmp_path / "empty.txt", tmp_path / "o.txt")) == 2
     assert "no line to decode" in capsys.readouterr().err
 
 
@@ -240,20 +173,7 @@ def test_bad_options_are_one_line_errors(hf_model, tmp_path, capsys, extra, mess
     src = tmp_path / "t.tsv"
     src.write_text("hello there\n")
     out = tmp_path / "o.txt"
-    assert (
-        decode.main(
-            [
-                "--model_name_or_path",
-                str(hf_model),
-                "--input",
-                str(src),
-                "--output",
-                str(out),
-                *extra,
-            ]
-        )
-        == 2
-    )
+    assert decode.main(io_args(hf_model, src, out, *extra)) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not out.exists()
@@ -266,19 +186,7 @@ def test_unreadable_input_is_located(hf_model, tmp_path, capsys):
         ("folder", "folder: is a folder"),
         ("bad.txt", "bad.txt:2: not valid UTF-8"),
     ):
-        assert (
-            decode.main(
-                [
-                    "--model_name_or_path",
-                    str(hf_model),
-                    "--input",
-                    str(tmp_path / name),
-                    "--output",
-                    str(tmp_path / "o.txt"),
-                ]
-            )
-            == 2
-        )
+        assert decode.main(io_args(hf_model, tmp_path / name, tmp_path / "o.txt")) == 2
         assert message in capsys.readouterr().err
 
 
@@ -295,18 +203,9 @@ def test_bfloat16_decoding_on_cpu(hf_model, tmp_path):
     src = tmp_path / "t.tsv"
     src.write_text("hello there\nhow are you ?\n")
     out = tmp_path / "o.txt"
-    base = [
-        "--model_name_or_path",
-        str(hf_model),
-        "--input",
-        str(src),
-        "--output",
-        str(out),
-        "--dtype",
-        "bfloat16",
-        "--max_new_tokens",
-        "5",
-    ]
+    base = io_args(
+        str(hf_model), str(src), str(out), "--dtype", "bfloat16", "--max_new_tokens", "5"
+    )
     for extra in (["--method", "beam"], ["--mmi_model", str(hf_model), "--mmi_candidates", "3"]):
         assert decode.main(base + extra) == 0
         assert len(out.read_text().splitlines()) == 2
