@@ -1,5 +1,9 @@
 """Mixed precision with torch AMP: what to autocast to and how to scale the loss.
 
+* neither ``--fp16`` nor ``--bf16`` given: the fastest precision the hardware computes
+  natively (``auto_precision``): bfloat16 on GPUs that have it (Ampere and newer) and on
+  CPUs with bf16 matrix instructions (AMX or AVX512-BF16); float16 with a dynamic loss scale
+  on older GPUs (the published setting); float32 elsewhere.
 * ``--bf16 true``: bfloat16 autocast on CUDA, or CPU autocast (bf16 needs no loss scale).
 * ``--fp16 true`` on CUDA: float16 autocast with a dynamic loss scale (``GradScaler``), or
   a static one when ``--loss_scale > 0``, as apex's ``FP16_Optimizer`` offered.
@@ -72,7 +76,28 @@ class Precision:
         return torch.autocast(device_type=self.device_type, dtype=self.dtype)
 
 
-def setup_precision(fp16: bool, bf16: bool, loss_scale: float, device: torch.device) -> Precision:
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs with bfloat16 matrix instructions, where bf16 autocast is faster."""
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def auto_precision(device: torch.device) -> tuple[bool, bool]:
+    """(fp16, bf16) when neither flag was given."""
+    if device.type == "cuda":
+        bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+        return not bf16, bf16
+    return False, device.type == "cpu" and cpu_has_native_bf16()
+
+
+def setup_precision(
+    fp16: bool | None, bf16: bool | None, loss_scale: float, device: torch.device
+) -> Precision:
+    """The precision of a run; None for both flags means ``auto_precision``. A flag given
+    alone leaves the other off (``--fp16 false`` alone trains in float32, as it always did)."""
+    if fp16 is None and bf16 is None:
+        fp16, bf16 = auto_precision(device)
+    fp16, bf16 = bool(fp16), bool(bf16)
     device_type = device.type
     disabled = torch.amp.GradScaler(device_type if device_type == "cuda" else "cpu", enabled=False)
     if bf16:

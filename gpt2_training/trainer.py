@@ -161,8 +161,13 @@ class Gradients:
         self.ddp: DistributedDataParallel | None = None
         if ctx.enabled:
             device = ctx.device
+            # Gradients live in DDP's buckets: no copy between them per all-reduce.
+            # (static_graph=True would save a little more, but torch 2.13's reducer fails an
+            # internal assert when it meets no_sync's gradient accumulation.)
             self.ddp = DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None
+                model,
+                device_ids=[device.index] if device.type == "cuda" else None,
+                gradient_as_bucket_view=True,
             )
             self.ddp.register_comm_hook(None, _allreduce_sum)
         self.module: torch.nn.Module = self.ddp or model  # what the passes call
@@ -176,15 +181,24 @@ class Gradients:
     def backward(self, loss: torch.Tensor) -> None:
         self.scaler.scale(loss / self.divisor).backward()
 
-    def step(self, optimizer: torch.optim.Optimizer) -> bool:
-        """Unscale, clip, update unless a gradient is inf/nan, clear; False when skipped."""
+    def step(self, optimizer: torch.optim.Optimizer) -> torch.Tensor:
+        """Unscale, clip, update unless a gradient is inf/nan, clear.
+
+        Returns whether the update was made as a 0-dim bool tensor on the device, read only
+        when the step is logged: the step itself waits for the device nowhere (a fused
+        optimizer takes the inf/nan flag as a tensor and skips the update on the device).
+        """
         self.scaler.unscale_(optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, MAX_GRAD_NORM)
-        finite = bool(torch.isfinite(grad_norm))
+        finite = torch.isfinite(grad_norm)
         if self.scaler.is_enabled():
             self.scaler.step(optimizer)  # skips the update itself on inf/nan
             self.scaler.update()
-        elif finite:
+        elif getattr(optimizer, "_step_supports_amp_scaling", False):
+            optimizer.found_inf = (~finite).float()  # type: ignore[attr-defined]
+            optimizer.step()
+            del optimizer.found_inf  # type: ignore[attr-defined]
+        elif bool(finite):
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return finite
@@ -286,7 +300,8 @@ class RunLogs:
         tokens_per_s = n_real / max(epoch_time, 1e-9)
         if self.pbar is not None:
             self.pbar.set_postfix_str(
-                f"tok/s: {tokens_per_s / 1000:.1f}k ppl: {ppl:.2f} epoch: {p.epoch + 1}"
+                f"tok/s: {tokens_per_s / 1000:.1f}k ppl: {ppl:.2f} epoch: {p.epoch + 1} "
+                f"pad: {100 * (1 - n_real / max(n_total, 1)):.0f}%"
             )
             self.pbar.update(1)
         if self.tb is not None:
@@ -388,6 +403,10 @@ def build_model_and_optimizer(
         if resumed.get("scaler") and precision.scaler.is_enabled():
             precision.scaler.load_state_dict(resumed["scaler"])
     grads = Gradients(model, ctx, cfg.gradient_accumulation_steps, precision.scaler)
+    if cfg.compile:
+        # In place, so the model keeps its class and its state dict its keys; DDP's wrapper
+        # is compiled when there is one, which lets it split the graph at its buckets.
+        grads.module.compile()
     return model, tokenizer, optimizer, precision, grads
 
 
@@ -407,6 +426,8 @@ def build_loaders(
         with_weights=cfg.use_weights,
         rank=ctx.rank,
         world_size=ctx.world_size,
+        max_tokens=cfg.max_tokens_per_batch,
+        pad_multiple=cfg.pad_to_multiple,
     )
     if not ctx.is_main or cfg.skip_eval:
         return train_loader, None
@@ -462,10 +483,22 @@ def open_run_folder(run: Run, progress: Progress, resumed: bool) -> None:
 # ----------------------------------------------------------------------------- the loop
 
 
-def forward_backward(run: Run, progress: Progress, stream: Iterator[tuple[int, Batch]]) -> None:
-    """The step's passes: gradients accumulate; losses go to the stats of their batch's epoch."""
+@dataclass
+class StepResult:
+    """What one optimizer step leaves to log, still on the device until ``log_train_step``."""
+
+    lr: float
+    passes: list[tuple[RunningStats, torch.Tensor, torch.Tensor, int, int]]
+    updated: torch.Tensor  # 0-dim bool: False when inf/nan gradients skipped the update
+
+
+def forward_backward(
+    run: Run, progress: Progress, stream: Iterator[tuple[int, Batch]]
+) -> list[tuple[RunningStats, torch.Tensor, torch.Tensor, int, int]]:
+    """The step's passes: gradients accumulate. Returns per pass (its epoch's stats, loss,
+    ppl, real tokens, padded tokens), the losses still on the device."""
     cfg, device = run.cfg, run.ctx.device
-    pending = []  # per pass: (its epoch's stats, loss, ppl, tokens); read once per step
+    pending = []
     for micro in range(cfg.gradient_accumulation_steps):
         batch_epoch, batch = next(stream)
         if batch_epoch != progress.epoch:
@@ -484,15 +517,13 @@ def forward_backward(run: Run, progress: Progress, stream: Iterator[tuple[int, B
             run.grads.backward(loss)
         pending.append((progress.stats, loss.detach(), ppl, n_real, input_ids.numel()))
         progress.step += 1
-    values = torch.stack([torch.stack([p[1].float(), p[2].float()]) for p in pending]).tolist()
-    for (owner, _, _, n_real, n_total), (loss_value, ppl_value) in zip(pending, values):
-        owner.add(loss_value, ppl_value, n_real, n_total)
+    return pending
 
 
-def train_step(run: Run, progress: Progress, stream: Iterator[tuple[int, Batch]]) -> float:
-    """One optimizer step: the passes, then the update at this step's rate (returned)."""
+def train_step(run: Run, progress: Progress, stream: Iterator[tuple[int, Batch]]) -> StepResult:
+    """One optimizer step: the passes, then the update at this step's rate."""
     cfg = run.cfg
-    forward_backward(run, progress, stream)
+    passes = forward_backward(run, progress, stream)
     lr = lr_at_step(
         cfg.lr_schedule,
         progress.global_step,
@@ -503,19 +534,29 @@ def train_step(run: Run, progress: Progress, stream: Iterator[tuple[int, Batch]]
         n_embd=run.model.config.n_embd,
     )
     set_lr(run.optimizer, lr)
-    if not run.grads.step(run.optimizer):
+    updated = run.grads.step(run.optimizer)
+    progress.global_step += 1
+    return StepResult(lr, passes, updated)
+
+
+def log_train_step(run: Run, progress: Progress, result: StepResult) -> None:
+    """Read the step's values from the device (the one wait per step), add them to the
+    epoch's stats, and write one train_log.txt row: running means averaged over ranks,
+    tokens summed."""
+    values = torch.stack(
+        [torch.stack([loss.float(), ppl.float()]) for _, loss, ppl, _, _ in result.passes]
+        + [torch.stack([result.updated.float(), result.updated.float()])]
+    ).tolist()
+    for (owner, _, _, n_real, n_total), (loss_value, ppl_value) in zip(result.passes, values):
+        owner.add(loss_value, ppl_value, n_real, n_total)
+    if not values[-1][0]:
         progress.n_skipped_steps += 1
         logger.warning(
             "step %d: non-finite gradients, update skipped (%d so far)",
-            progress.global_step + 1,
+            progress.global_step,
             progress.n_skipped_steps,
         )
-    progress.global_step += 1
-    return lr
-
-
-def log_train_step(run: Run, progress: Progress, lr: float) -> None:
-    """One train_log.txt row: this epoch's running means averaged over ranks, tokens summed."""
+    lr = result.lr
     stats, world = progress.stats, run.ctx.world_size
     loss, ppl, n_real, n_total = sum_over_ranks(
         [stats.mean_loss, stats.mean_ppl, stats.n_token_real, stats.n_token_total], run.ctx
@@ -582,8 +623,8 @@ def fit(run: Run, progress: Progress) -> None:
     stream = _batch_stream(run.train_loader, progress.epoch, progress.batches_in_epoch)
     try:
         while progress.global_step < run.cfg.num_optim_steps:
-            lr = train_step(run, progress, stream)
-            log_train_step(run, progress, lr)
+            result = train_step(run, progress, stream)
+            log_train_step(run, progress, result)
             validate_and_save(run, progress)
     finally:
         stream.close()
@@ -597,6 +638,13 @@ def report_end(run: Run, progress: Progress) -> None:
             "%d non-finite batch losses, %d optimizer steps skipped",
             progress.stats.n_nonfinite,
             skipped,
+        )
+    loader = run.train_loader
+    if loader.n_tokens_padded:
+        logger.info(
+            "padding: %.1f%% of the %d tokens in the training batches",
+            100 * loader.padding_share,
+            loader.n_tokens_padded,
         )
     if run.train_loader.n_dropped_long:
         logger.info(
