@@ -214,13 +214,13 @@ class BucketingDataLoader:
         self.pad_multiple = pad_multiple
         self.epoch = 0
         self.n_dropped_long = 0
-        # Tokens in the batches made so far: real (the features' lengths) and padded.
+        # Tokens in the batches taken so far: real (the features' lengths) and padded.
         self.n_tokens_real = 0
         self.n_tokens_padded = 0
 
     @property
     def padding_share(self) -> float:
-        """Share of the batches' tokens that are padding, over the batches made so far."""
+        """Share of the batches' tokens that are padding, over the batches taken so far."""
         return 1.0 - self.n_tokens_real / self.n_tokens_padded if self.n_tokens_padded else 0.0
 
     def shard(self) -> list[tuple[str, int, int]]:
@@ -269,7 +269,7 @@ class BucketingDataLoader:
     def iter_epoch(self, epoch: int, skip_batches: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
         """The batches of ``epoch``, leaving out its first ``skip_batches``."""
 
-        def produce() -> Iterator[tuple[torch.Tensor, ...]]:
+        def produce() -> Iterator[tuple[int, tuple[torch.Tensor, ...]]]:
             to_skip = skip_batches
             n_batches = 0
             for index, key, first, stride in self._epoch_plan(epoch):
@@ -286,11 +286,9 @@ class BucketingDataLoader:
                     tensors = pad_batch(
                         chunk, starts[b], lens[b], self.with_weights, self.pad_multiple
                     )
-                    self.n_tokens_real += int(lens[b].sum())
-                    self.n_tokens_padded += tensors[0].numel()
                     if self.pin_memory:
                         tensors = tuple(t.pin_memory() for t in tensors)
-                    yield tensors
+                    yield int(lens[b].sum()), tensors
                 n_batches += len(batches)
                 to_skip = 0
             if n_batches == 0:
@@ -306,7 +304,11 @@ class BucketingDataLoader:
                     + "; use a smaller batch or a larger --max_seq_length"
                 )
 
-        yield from _background(produce, self.prefetch)
+        # Counted as batches are taken, not as they are made ahead of time.
+        for n_real, tensors in _background(produce, self.prefetch):
+            self.n_tokens_real += n_real
+            self.n_tokens_padded += tensors[0].numel()
+            yield tensors
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         epoch, self.epoch = self.epoch, self.epoch + 1

@@ -1,7 +1,8 @@
-"""gpt2_training.precision: the static loss scale and the CPU fallbacks."""
+"""gpt2_training.precision: the static loss scale, the CPU fallbacks, the automatic choice."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from gpt2_training.precision import StaticLossScaler, setup_precision
@@ -51,3 +52,25 @@ def test_cpu_precision_fallbacks():
     assert setup_precision(True, False, 0, cpu).name == "float32"  # fp16 needs CUDA
     bf16 = setup_precision(False, True, 0, cpu)
     assert bf16.dtype == torch.bfloat16 and not bf16.scaler.is_enabled()
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_neither_flag_gives_native_bf16_on_cpu_else_float32(monkeypatch, native):
+    from gpt2_training import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    cpu = torch.device("cpu")
+    chosen = setup_precision(None, None, 0, cpu)
+    assert chosen.dtype == (torch.bfloat16 if native else None)
+    # a flag given alone turns the automatic choice off: --fp16 false alone is float32
+    assert setup_precision(False, None, 0, cpu).dtype is None
+    assert setup_precision(None, False, 0, cpu).dtype is None
+    assert setup_precision(None, True, 0, cpu).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("bf16_gpu", [True, False])
+def test_neither_flag_on_cuda_gives_bf16_or_the_published_fp16(monkeypatch, bf16_gpu):
+    from gpt2_training import precision
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: bf16_gpu)
+    assert precision.auto_precision(torch.device("cuda", 0)) == (not bf16_gpu, bf16_gpu)
