@@ -303,3 +303,20 @@ def test_full_disk_while_writing_meta_is_a_clear_error(tmp_path, monkeypatch):
         writer.commit({})
     writer.abort()
     assert not list(tmp_path.iterdir())
+
+
+def test_verify_finds_damage_that_no_chunk_read_touches(small_db):
+    """A damaged free-list page: every chunk still reads, only SQLite's integrity check sees it."""
+    execute(small_db, "INSERT INTO features VALUES ('junk', zeroblob(20000))")
+    execute(small_db, "DELETE FROM features WHERE key = 'junk'")  # leaves free pages
+    path = small_db / "db.sqlite"
+    data = bytearray(path.read_bytes())
+    trunk = int.from_bytes(data[32:36], "big")  # first free-list trunk page (file header)
+    assert trunk > 0
+    data[(trunk - 1) * 4096 : (trunk - 1) * 4096 + 8] = b"\xff" * 8
+    path.write_bytes(bytes(data))
+    with FeatureDB(small_db) as db:
+        assert len(list(db.iter_features())) == 300
+    problems = verify_database(small_db).problems
+    assert problems and all("SQLite integrity check: " in p for p in problems)
+    assert any(f"freelist leaf count too big on page {trunk}" in p for p in problems)
