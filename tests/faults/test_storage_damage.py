@@ -278,3 +278,34 @@ def test_really_full_disk_during_the_sqlite_phase(pristine, baseline, tiny_tmpfs
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert read_all(tiny_tmpfs / "train.64len.db") == baseline["read"][1]
+
+
+@pytest.mark.slow
+def test_trainer_stops_on_a_chunk_damaged_mid_epoch(pristine, tmp_path):
+    """The damage is met in the loader's prefetch thread during training: the trainer must
+    end with the error, not wait for a batch that never comes."""
+    import json
+
+    from tests.gpt2_training.conftest import TINY, train_argv
+
+    folder = tmp_path / "train.64len.db"
+    shutil.copytree(pristine, folder)
+    with FeatureDB(folder) as db:
+        tail = db._read_blob("chunk_2")[-64:]
+    data = bytearray((folder / "db.sqlite").read_bytes())
+    page = data.index(tail) // PAGE  # the last overflow page of chunk_2
+    data[page * PAGE : (page + 1) * PAGE] = bytes(PAGE)
+    (folder / "db.sqlite").write_bytes(bytes(data))
+    (tmp_path / "tiny").mkdir()
+    (tmp_path / "tiny" / "config.json").write_text(json.dumps(TINY))
+    (tmp_path / "valid.tsv").write_text("hello there\tfine thanks\n", encoding="utf-8")
+    files = {"model": tmp_path / "tiny", "db": folder, "valid": tmp_path / "valid.tsv"}
+    argv = train_argv(files, tmp_path / "out", "--num_optim_steps", "25", "--valid_step", "1000")
+    done = subprocess.run(
+        [sys.executable, str(REPO / "LSP_train.py"), *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert f"LSP_train.py: error: {folder / 'db.sqlite'}: chunk 'chunk_2' is corrupt" in done.stderr
