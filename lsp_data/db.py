@@ -360,6 +360,7 @@ class FeatureDB:
         self.stored_keys: list[Any] = [row[0] for row in rows]
         valid = {k for k in self.stored_keys if isinstance(k, str) and _KEY.fullmatch(k)}
         self.keys = sorted(valid, key=_chunk_index)
+        self._key_set = set(self.keys)
         if check:
             problems = self.key_problems()
             if problems:
@@ -411,7 +412,7 @@ class FeatureDB:
         return DatabaseError(f"{self.db_file}: chunk {key!r} is corrupt ({why}); {_DAMAGED}")
 
     def _read_blob(self, key: str) -> bytes:
-        if key not in self.keys or _chunk_index(key) >= self.meta["n_chunk"]:
+        if key not in self._key_set or _chunk_index(key) >= self.meta["n_chunk"]:
             raise DatabaseError(f"{self.db_file}: no chunk {key!r}")
         rows = self._sqlite.rows(
             f'SELECT value FROM "{TABLE}" WHERE key = ?', (key,), f"reading chunk {key!r}"
