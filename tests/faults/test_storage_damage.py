@@ -162,6 +162,30 @@ def test_every_damaged_page_is_found_or_harmless(pristine, baseline, tmp_path):
     assert tally["random found"] == tally["zeros found"] == n_pages
 
 
+def test_flipped_bits_in_meta_json_are_found_or_harmless(pristine, baseline, tmp_path):
+    """meta.json is the reference the chunks are checked against: damage there must not let
+    other data through either (a flip in a free-text field such as ``corpus`` is harmless)."""
+    rng = random.Random(41)
+    text = (pristine / "meta.json").read_bytes()
+    tally: Counter[str] = Counter()
+    for offset in sorted(rng.sample(range(len(text)), 60)):
+        folder = tmp_path / "train.64len.db"
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(pristine, folder)
+        data = bytearray(text)
+        data[offset] ^= 1 << rng.randrange(8)
+        (folder / "meta.json").write_bytes(bytes(data))
+        for reader, (status, value) in outcomes(folder).items():
+            case = f"meta.json byte {offset} ({text[offset - 8 : offset + 8]!r}): {reader}"
+            if status == "ok":
+                assert value == baseline[reader][1], f"{case} read other data"
+            else:
+                assert str(folder) in value, f"{case}: error without the db: {value}"
+            tally[f"{reader} {status}"] += 1
+    print(f"meta.json flips: {dict(tally)}")
+    assert tally["--verify error"] > 0
+
+
 def test_damaged_last_page_ends_the_cli_promptly(pristine, tmp_path):
     """The case that hung: the sqlitedict worker thread died and prepro.py waited forever."""
     last = (pristine / "db.sqlite").stat().st_size // PAGE - 1
