@@ -67,12 +67,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=32, help="features per fixed batch")
     p.add_argument("--seq", type=int, default=128, help="--max_seq_length of the database")
     p.add_argument("--lines", type=int, default=4000, help="synthetic corpus lines")
+    p.add_argument("--turns", type=int, default=8, help="synthetic threads: at most N turns")
+    p.add_argument("--words", type=int, default=25, help="synthetic turns: at most N words")
     p.add_argument("--corpus", default=None, help="a training tsv to use instead")
+    p.add_argument("--db", default=None, help="a prepro database to use (skips prepro)")
     p.add_argument("--steps", type=int, default=4, help="timed steps per variant per round")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per variant first")
     p.add_argument("--precisions", default="fp32,bf16", help="toolkit precisions, comma list")
     p.add_argument("--compile", default="off", choices=("off", "on", "both"))
+    p.add_argument(
+        "--batching", default="both", choices=("fixed", "budget", "both"), help="toolkit batches"
+    )
+    p.add_argument(
+        "--pad_multiple",
+        type=int,
+        default=8,
+        help="toolkit batches' width rounding (64 helps compile)",
+    )
     p.add_argument("--no_baseline", action="store_true", help="toolkit variants only")
     p.add_argument("--json", default=None, help="write the results here too")
     return p.parse_args(argv)
@@ -207,10 +219,12 @@ def timed(step: Callable[[Batch], None], batches: list[Batch], device: torch.dev
 
 
 def make_data(args: argparse.Namespace, work: Path) -> Path:
+    if args.db:
+        return Path(args.db)
     corpus = Path(args.corpus) if args.corpus else work / "train.tsv"
     if not args.corpus:
         # Reddit-like threads: up to 8 turns of up to 25 words (a third of them context only).
-        write_corpus(corpus, args.lines, seed=1, max_turns=8, max_words=25)
+        write_corpus(corpus, args.lines, seed=1, max_turns=args.turns, max_words=args.words)
     folder, _ = run_prepro(
         str(corpus), max_seq_len=args.seq, progress=False, overwrite=True, log=lambda m: None
     )
@@ -258,9 +272,22 @@ def main(argv: list[str] | None = None) -> int:
         budget = round(sum(b[0].numel() for b in fixed) / len(fixed))
         budgeted = list(
             BucketingDataLoader(
-                str(db), args.batch, args.seq, seed=0, prefetch=0, max_tokens=budget
+                str(db),
+                args.batch,
+                args.seq,
+                seed=0,
+                prefetch=0,
+                max_tokens=budget,
+                pad_multiple=args.pad_multiple,
             )
         )
+        if args.pad_multiple > 8:  # the same fixed batches, widths rounded up further
+            repadded = BucketingDataLoader(
+                str(db), args.batch, args.seq, seed=0, prefetch=0, pad_multiple=args.pad_multiple
+            )
+            toolkit_fixed = list(repadded)
+        else:
+            toolkit_fixed = fixed
         real = sum(_real_tokens(b[1]) for b in fixed)
         mean_len = real / sum(b[0].shape[0] for b in fixed)
         fpt = flops_per_token(model_dir / "config.json", mean_len)
@@ -272,7 +299,12 @@ def main(argv: list[str] | None = None) -> int:
         for precision in args.precisions.split(","):
             for compiled in compiles:
                 tag = precision + (" compiled" if compiled else "")
-                for batches, label in ((fixed, "toolkit"), (budgeted, "toolkit+budget")):
+                kinds = {
+                    "fixed": [(toolkit_fixed, "toolkit")],
+                    "budget": [(budgeted, "toolkit+budget")],
+                }
+                kinds["both"] = kinds["fixed"] + kinds["budget"]
+                for batches, label in kinds[args.batching]:
                     out = work / f"run-{len(variants)}"
                     name = f"{label} {tag}"
                     variants.append(
@@ -299,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
             for variant, batches in variants:
                 start = args.warmup + r * args.steps
                 chunk = batches[start : start + args.steps] or batches[: args.steps]
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
                 seconds = timed(variant.step, chunk, device)
                 row = results.setdefault(
                     variant.name, {"seconds": 0.0, "real": 0, "padded": 0, "peak_mem_mb": 0.0}
