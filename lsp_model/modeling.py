@@ -57,6 +57,13 @@ class GPT2LMHeadModel(_HFGPT2LMHeadModel):
         # DialoGPT's LM head *is* the word embedding matrix.
         config.tie_word_embeddings = True
         super().__init__(config)
+        # GPT-2's "gelu_new" is the tanh approximation of GELU, which transformers writes as
+        # seven element-wise operations (each a pass over the MLP's activations, forward and
+        # backward); torch's fused kernel computes the same function in one. The config keeps
+        # its name, so saved checkpoints stay plain GPT-2 ones.
+        if config.activation_function == "gelu_new":
+            for block in self.transformer.h:
+                block.mlp.act = torch.nn.GELU(approximate="tanh")
 
     def forward(
         self,
