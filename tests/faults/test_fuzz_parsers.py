@@ -19,6 +19,7 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
@@ -494,6 +495,7 @@ def test_extractor_counts_every_record(
     dumps: tuple[bytes, bytes], clean: bool, leaves_only: int, use_title: int, max_len_type: str
 ) -> None:
     from reddit_extractor.conv import ConvOptions, conv_month
+    from reddit_extractor.errors import StrictError
     from reddit_extractor.extract import ExtractOptions, extract_month, split_folder
 
     rs, rc = dumps
@@ -516,6 +518,16 @@ def test_extractor_counts_every_record(
         assert summary.comments == summary.kept_comments + sum(
             skips[k] for k in skips if k.startswith("rc_") and k != "rc_truncated"
         )
+        # every bad record is logged naming its dump and line, and --strict stops at the first
+        logged = (folder / "extract.log").read_text(encoding="utf-8").splitlines()
+        bad = [entry for entry in (line.split("\t", 2) for line in logged)
+               if not entry[1].endswith("truncated")]  # fmt: skip
+        assert len(bad) == sum(skips[k] for k in skips if k.endswith(EXTRACT_BAD + ("bad_id",)))
+        assert all(re.match(rf"R[SC]_{MONTH}:\d+: ", message) for _, _, message in bad), bad
+        if bad:
+            with pytest.raises(StrictError, match=rf"^R[SC]_{MONTH}:\d+: "):
+                extract_month(ExtractOptions(MONTH, str(tmp / "in"), str(tmp / "o2"), strict=True))
+            assert not (tmp / "o2" / "extract" / MONTH).exists()
         rs_lines = [line for f in sorted(folder.glob("rs_sub*.tsv.gz")) for line in gz_lines(f)]
         rc_lines = [line for f in sorted(folder.glob("rc_sub*.tsv.gz")) for line in gz_lines(f)]
         assert len(rs_lines) == summary.kept_submissions
