@@ -494,6 +494,13 @@ def _found_month() -> tuple[bytes, bytes]:
 def test_extractor_counts_every_record(
     dumps: tuple[bytes, bytes], clean: bool, leaves_only: int, use_title: int, max_len_type: str
 ) -> None:
+    from lsp_data.parsing import (
+        BAD_TAB_COUNT,
+        EMPTY_LINE,
+        EMPTY_TURN,
+        MalformedLine,
+        parse_training_line,
+    )
     from reddit_extractor.conv import ConvOptions, conv_month
     from reddit_extractor.errors import StrictError
     from reddit_extractor.extract import ExtractOptions, extract_month, split_folder
@@ -552,6 +559,12 @@ def test_extractor_counts_every_record(
         lines = (conv / f"{MONTH}.tsv").read_text(encoding="utf-8").split("\n")
         assert lines.pop() == "" and len(lines) == selected
         assert all(line.count("\t") == 2 for line in lines)
+        # what the extractor writes, prepro reads: at worst a turn that normalised to nothing
+        for line in lines:
+            try:
+                parse_training_line(line.split("\t", 1)[1])
+            except MalformedLine as err:
+                assert err.reason in (EMPTY_TURN, EMPTY_LINE, BAD_TAB_COUNT), (line, err)
 
 
 # -- multi-reference files: written by reddit_extractor.multiref ----------------------------
