@@ -337,7 +337,8 @@ class DynamicBatchingLoader:
     Batches: ``(input_ids, position_ids, token_type_ids, labels, context_len, response_len)``.
 
     Malformed lines (``n_skipped_lines``) and dropped examples (``n_dropped``) are counted
-    at every pass and reported through ``log`` on the first complete one.
+    at every pass and reported through ``log`` on the first complete one; with the lines
+    read (``n_lines``) and the blank ones (``n_blank_lines``) they account for every line.
     ``len()`` is the number of batches, made by a full pass over the file.
     """
 
@@ -356,6 +357,8 @@ class DynamicBatchingLoader:
         self.max_seq_length = max_seq_length
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         self.backend = text_backend(tokenizer)
+        self.n_lines = 0
+        self.n_blank_lines = 0
         self.n_skipped_lines = 0
         self.n_dropped = 0
         self.n_examples = 0  # examples read in the last complete pass, dropped ones included
@@ -366,9 +369,10 @@ class DynamicBatchingLoader:
     def _examples(self) -> Iterator[tuple[str, str]]:
         # Malformed lines are reported on the first pass only, not at every validation.
         report = not self._reported
-        self.n_skipped_lines = 0
+        self.n_lines = self.n_blank_lines = self.n_skipped_lines = 0
         with open(self.corpus, "rb") as f:
             for lineno, raw in enumerate(f, start=1):
+                self.n_lines += 1
                 try:
                     # As prepro reads the corpus: a bad byte costs its line (counted), not a
                     # silent U+FFFD, and a lone \r ends a line as in text mode.
@@ -382,6 +386,8 @@ class DynamicBatchingLoader:
                     if report and self.n_skipped_lines <= 5:
                         self.log(f"{self.corpus}:{lineno}: skipped, {err}")
                     continue
+                if not pairs:
+                    self.n_blank_lines += 1
                 for context, responses in pairs:
                     for response in responses:
                         yield context, response

@@ -156,9 +156,33 @@ def test_malformed_lines_counted_and_reported(tmp_path, capsys):
         "not_exactly_one_tab": 2,
         "empty_turn": 1,
         "invalid_utf8": 1,
+        "bad_weight": 0,
     }
     assert meta["skipped_first_lines"]["not_exactly_one_tab"] == [3, 4]
     assert meta["n_example"] == 2 and meta["n_line"] == 7
+
+
+def _no_json_constants(name: str):
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def test_bad_weights_are_malformed_lines_and_inspect_prints_standard_json(tmp_path, capsys):
+    bad = ["nan", "inf", "-inf", "1e400", "-5", "1_000"]
+    # fewer than half of the lines malformed: this is about counting them, not refusing
+    good = ["0.0 hello\t1.0 there", "1.0 x\t0.0"] + ["1.0 q\t1.0 r"] * 6
+    lines = [f"1.0 a\t{w} b" for w in bad] + good
+    assert run(tmp_path, "\n".join(lines) + "\n") == 0
+    err = capsys.readouterr().err
+    assert "c.tsv:1: skipped, weight 'nan' is not a number (bad_weight)" in err
+    assert "c.tsv:5: skipped, weight '-5' is negative (bad_weight)" in err
+    meta = json.loads((tmp_path / "c.128len.db" / "meta.json").read_text())
+    assert meta["skipped"]["bad_weight"] == 6 and meta["n_line_skipped"] == 6
+    assert meta["skipped_first_lines"]["bad_weight"] == [1, 2, 3, 4, 5, 6]
+    assert meta["n_line"] == 14 and meta["n_example"] == 7  # "1.0 x<TAB>0.0": no target
+    assert prepro.main(["--inspect", str(tmp_path / "c.128len.db")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    feats = [json.loads(line, parse_constant=_no_json_constants) for line in out]
+    assert [max(f["weights"]) for f in feats] == [1.0] * 7
 
 
 def test_strict_stops_at_first_malformed_line(tmp_path, capsys):
