@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from transformers import GPT2Config, GPT2Tokenizer
 from transformers import GPT2LMHeadModel as _HFGPT2LMHeadModel
+from transformers.models.gpt2.modeling_gpt2 import GPT2MLP
 
 __all__ = ["IGNORE_LABEL", "GPT2Config", "GPT2LMHeadModel", "GPT2Tokenizer"]
 
@@ -62,8 +63,9 @@ class GPT2LMHeadModel(_HFGPT2LMHeadModel):
         # backward); torch's fused kernel computes the same function in one. The config keeps
         # its name, so saved checkpoints stay plain GPT-2 ones.
         if config.activation_function == "gelu_new":
-            for block in self.transformer.h:
-                block.mlp.act = torch.nn.GELU(approximate="tanh")
+            for module in self.modules():
+                if isinstance(module, GPT2MLP):
+                    module.act = torch.nn.GELU(approximate="tanh")
 
     def forward(
         self,
