@@ -720,6 +720,11 @@ def load_model(
             sd.update(load_state_dict_file(file, verify=False))
         model = _build(config, source)
         _load_into(model, sd, str(source))
+    elif source is not None and (source / SUMS_FILE).is_file():
+        # The toolkit saved weights here (SHA256SUMS lists them) and they are gone: say so,
+        # rather than fall back to the random initialisation.
+        _verify_hf_files(source, [])
+        raise ModelLoadError(f"{source}: {SUMS_FILE} lists no weights file this toolkit reads")
     elif source is not None and not Path(str(model_name_or_path)).expanduser().is_dir():
         # A config-only local folder (configs/117M) means "train from scratch", but a hub
         # name means pretrained weights: silently starting from random ones would be wrong.
