@@ -417,10 +417,15 @@ def read_config(config_file: str | os.PathLike) -> GPT2Config:
             + " (a typo? GPT-2's keys are n_layer, n_embd, n_head, n_positions, vocab_size, ...)"
         )
     _check_config_values(d, str(config_file))
+    from huggingface_hub.errors import StrictDataclassError
+
     try:
         config = GPT2Config.from_dict(d)
-    except (TypeError, ValueError, KeyError, AttributeError) as err:
-        raise ModelLoadError(f"{config_file}: not a valid GPT-2 config ({err})") from None
+    except (TypeError, ValueError, KeyError, AttributeError, StrictDataclassError) as err:
+        # transformers validates each field's type: keep its first line, which names it
+        raise ModelLoadError(
+            f"{config_file}: not a valid GPT-2 config ({_first_line(err)})"
+        ) from None
     if config.n_embd % config.n_head:
         raise ModelLoadError(
             f"{config_file}: n_embd {config.n_embd} is not a multiple of n_head {config.n_head}"
@@ -515,9 +520,11 @@ def load_state_dict_file(path: str | os.PathLike, verify: bool = True) -> dict[s
         MemoryError,
         OverflowError,
         RecursionError,
+        AssertionError,
     ) as err:
         # The weights-only reader meets bytes that are no pickle at all (a text file, say)
-        # with whatever its opcode handlers raise: KeyError for a missing memo entry, ...
+        # with whatever its opcode handlers raise: KeyError for a missing memo entry, an
+        # AssertionError for a storage key a damaged legacy file never defined, ...
         raise ModelLoadError(
             f"{path} is not a readable torch checkpoint: "
             f"{type(err).__name__}: {_unpickler_reason(err) if str(err) else 'empty or truncated file'}"
