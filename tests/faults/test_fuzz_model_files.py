@@ -94,7 +94,7 @@ def expect_model_or_named_error(load, file: Path) -> object | None:
         return None
 
 
-@fuzz(300)
+@fuzz(200)
 @given(
     changes=st.dictionaries(config_keys, json_values, max_size=4),
     drop=st.sets(st.sampled_from(sorted(BASE))),
