@@ -195,7 +195,8 @@ def load_for_decoding(
             "RUN/GP2-pretrain-step-N.pkl, or --random_init to decode with random weights "
             "on purpose"
         ) from None
-    if random_init and not checkpoint and source is not None and not has_weights(source):
+    no_checkpoint = checkpoint is None or str(checkpoint).strip().lower() in {"", "none", "null"}
+    if random_init and no_checkpoint and source is not None and not has_weights(source):
         logger.warning("%s: no weights, decoding with random ones (--random_init)", source)
     # transformers' decorator on .to() hides `self` from the type checker
     model.to(device=device, dtype=dtype)  # type: ignore[call-arg]

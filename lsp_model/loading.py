@@ -81,6 +81,7 @@ _CONFIG_AND_TOKENIZER = [
     "special_tokens_map.json",
     "vocab.json",
     "merges.txt",
+    SUMS_FILE,  # a repo uploaded from a toolkit hf_model/ folder carries its checksums
 ]
 _SAFETENSORS_WEIGHTS = ["*.safetensors", "model.safetensors.index.json"]
 _PICKLE_WEIGHTS = ["pytorch_model.bin", "pytorch_model.bin.index.json"]
