@@ -130,7 +130,9 @@ def load_checkpoint(folder: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         state = torch.load(state_path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means "refuse"
-        raise CheckpointError(f"{state_path}: cannot be loaded safely ({err})") from None
+        from lsp_model.loading import unpickling_refusal  # torch's advice left out
+
+        raise CheckpointError(unpickling_refusal(state_path, err)) from None
     state["checkpoint"] = str(folder)
     return state
 

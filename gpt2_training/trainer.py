@@ -34,7 +34,6 @@ from torch.nn.parallel import DistributedDataParallel
 from gpt2_training.args import TrainConfig
 from gpt2_training.checkpoint import (
     CheckpointError,
-    atomic_torch_save,
     load_checkpoint,
     resolve_resume,
     save_checkpoint,
@@ -56,6 +55,7 @@ from lsp_model.loading import (
     load_model,
     resolve_model_source,
     save_hf_folder,
+    save_state_dict_file,
 )
 from lsp_model.modeling import GPT2LMHeadModel
 from lsp_model.optim import MAX_GRAD_NORM, build_optimizer, lr_at_step, set_lr
@@ -579,9 +579,10 @@ def validate(run: Run, progress: Progress) -> None:
 
 
 def save_weights(run: Run, global_step: int) -> None:
-    """Rank 0: GP2-pretrain-step-N.pkl (the published state dict) and the HF folder."""
+    """Rank 0: GP2-pretrain-step-N.pkl (the published state dict, with its .sha256) and the
+    HF folder (with its SHA256SUMS)."""
     pkl = run.dir / f"GP2-pretrain-step-{global_step}.pkl"
-    atomic_torch_save(checkpoint_state_dict(run.model), pkl)
+    save_state_dict_file(checkpoint_state_dict(run.model), pkl)
     save_hf_folder(run.model, run.tokenizer, run.dir / HF_FOLDER)
 
 

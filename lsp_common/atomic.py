@@ -71,7 +71,10 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
             reason = "it is a folder" if path.is_dir() else (exc.strerror or str(exc))
             raise OutputError(f"cannot write {path}: {reason}") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        # On a read-only mount even this unlink fails (EROFS, though there is no file): its
+        # error must not replace the one that says why the write failed.
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -91,3 +91,24 @@ def test_failed_rename_names_the_output_not_the_temporary_file(tmp_path):
     with pytest.raises(OutputError, match=r"blocker/z.tsv: a file is in the way of its folder$"):
         with atomic_text(str(tmp_path / "blocker" / "z.tsv")):
             pass
+
+
+def test_failed_cleanup_does_not_hide_the_write_error(tmp_path, monkeypatch):
+    # On a file system remounted read-only after an I/O error, removing the temporary file
+    # fails too (EROFS even when it does not exist): the write's own error must surface.
+    import errno
+    from pathlib import Path
+
+    from lsp_common.atomic import write_text_atomic
+
+    def unlink(self, missing_ok=False):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    def no_room(*args, **kwargs):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    monkeypatch.setattr("builtins.open", no_room)
+    with pytest.raises(OSError) as err:
+        write_text_atomic(tmp_path / "out.txt", "x")
+    assert err.value.errno == errno.EIO
