@@ -83,9 +83,8 @@ class TrainConfig:
     """collapse whitespace in the validation tsv"""
     fp16: bool | None = None
     """float16 mixed precision on CUDA (dynamic loss scale unless --loss_scale > 0); without
-    CUDA: a warning and float32. Neither --fp16 nor --bf16 given (None): bfloat16 where the
-    hardware computes it natively (Ampere and newer GPUs; CPUs with AMX or AVX512-BF16),
-    float16 on older GPUs, float32 elsewhere"""
+    CUDA: a warning and float32. Neither --fp16 nor --bf16 given (None): bfloat16 on GPUs
+    that compute it natively (Ampere and newer), float16 on older GPUs, float32 on CPUs"""
     lr_schedule: str = field(default="noam", metadata={"choices": SCHEDULES})
     """learning-rate schedule"""
     loss_scale: float = 0

@@ -1,9 +1,8 @@
 """Mixed precision with torch AMP: what to autocast to and how to scale the loss.
 
-* neither ``--fp16`` nor ``--bf16`` given: the fastest precision the hardware computes
-  natively (``auto_precision``): bfloat16 on GPUs that have it (Ampere and newer) and on
-  CPUs with bf16 matrix instructions (AMX or AVX512-BF16); float16 with a dynamic loss scale
-  on older GPUs (the published setting); float32 elsewhere.
+* neither ``--fp16`` nor ``--bf16`` given (``auto_precision``): bfloat16 on GPUs that
+  compute it natively (Ampere and newer); float16 with a dynamic loss scale on older GPUs
+  (the published setting); float32 on CPUs.
 * ``--bf16 true``: bfloat16 autocast on CUDA, or CPU autocast (bf16 needs no loss scale).
 * ``--fp16 true`` on CUDA: float16 autocast with a dynamic loss scale (``GradScaler``), or
   a static one when ``--loss_scale > 0``, as apex's ``FP16_Optimizer`` offered.
@@ -76,18 +75,16 @@ class Precision:
         return torch.autocast(device_type=self.device_type, dtype=self.dtype)
 
 
-def cpu_has_native_bf16() -> bool:
-    """True on CPUs with bfloat16 matrix instructions, where bf16 autocast is faster."""
-    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-
-
 def auto_precision(device: torch.device) -> tuple[bool, bool]:
-    """(fp16, bf16) when neither flag was given."""
+    """(fp16, bf16) when neither flag was given.
+
+    CPUs keep float32: even with AMX, bf16 autocast made the training step slower there
+    (bench/train_bench.py: the step is bound by memory traffic over the vocabulary-sized
+    logits, which the casts add to, not by matrix products)."""
     if device.type == "cuda":
         bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
         return not bf16, bf16
-    return False, device.type == "cpu" and cpu_has_native_bf16()
+    return False, False
 
 
 def setup_precision(

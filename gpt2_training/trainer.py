@@ -547,9 +547,7 @@ def log_train_step(run: Run, progress: Progress, result: StepResult) -> None:
         [torch.stack([loss.float(), ppl.float()]) for _, loss, ppl, _, _ in result.passes]
         + [torch.stack([result.updated.float(), result.updated.float()])]
     ).tolist()
-    for (owner, _, _, pass_real, pass_total), (loss_value, ppl_value) in zip(
-        result.passes, values
-    ):
+    for (owner, _, _, pass_real, pass_total), (loss_value, ppl_value) in zip(result.passes, values):
         owner.add(loss_value, ppl_value, pass_real, pass_total)
     if not values[-1][0]:
         progress.n_skipped_steps += 1

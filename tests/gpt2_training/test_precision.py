@@ -54,15 +54,10 @@ def test_cpu_precision_fallbacks():
     assert bf16.dtype == torch.bfloat16 and not bf16.scaler.is_enabled()
 
 
-@pytest.mark.parametrize("native", [True, False])
-def test_neither_flag_gives_native_bf16_on_cpu_else_float32(monkeypatch, native):
-    from gpt2_training import precision
-
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+def test_neither_flag_on_cpu_is_float32_and_one_flag_alone_decides():
     cpu = torch.device("cpu")
-    chosen = setup_precision(None, None, 0, cpu)
-    assert chosen.dtype == (torch.bfloat16 if native else None)
-    # a flag given alone turns the automatic choice off: --fp16 false alone is float32
+    assert setup_precision(None, None, 0, cpu).dtype is None
+    # a flag given alone turns the automatic choice off
     assert setup_precision(False, None, 0, cpu).dtype is None
     assert setup_precision(None, False, 0, cpu).dtype is None
     assert setup_precision(None, True, 0, cpu).dtype == torch.bfloat16
@@ -74,3 +69,5 @@ def test_neither_flag_on_cuda_gives_bf16_or_the_published_fp16(monkeypatch, bf16
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: bf16_gpu)
     assert precision.auto_precision(torch.device("cuda", 0)) == (not bf16_gpu, bf16_gpu)
+    chosen = precision.setup_precision(None, None, 0, torch.device("cuda", 0))
+    assert chosen.dtype == (torch.bfloat16 if bf16_gpu else torch.float16)
