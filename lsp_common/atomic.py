@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import gzip
+import io
 import os
 import shutil
 import tempfile
@@ -87,13 +88,21 @@ def atomic_text(
     # newline="": "\n" is written as it is, so files are the same on every platform.
     with atomic_file(path) as tmp:
         if compress:
-            fh = gzip.open(
-                tmp, "wt", encoding="utf-8", compresslevel=level, newline="", errors=errors
+            # The gzip header names the final file (not the random temporary) and carries no
+            # time stamp, so the same content gives the same bytes on every run.
+            raw = open(tmp, "wb")
+            gz = gzip.GzipFile(
+                filename=Path(path).name, mode="wb", compresslevel=level, fileobj=raw, mtime=0
             )
+            fh: IO[str] = io.TextIOWrapper(gz, encoding="utf-8", newline="", errors=errors)
+            try:
+                with fh:
+                    yield fh
+            finally:
+                raw.close()
         else:
-            fh = open(tmp, "w", encoding="utf-8", newline="", errors=errors)
-        with fh:
-            yield fh
+            with open(tmp, "w", encoding="utf-8", newline="", errors=errors) as fh:
+                yield fh
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:

@@ -91,3 +91,20 @@ def test_failed_rename_names_the_output_not_the_temporary_file(tmp_path):
     with pytest.raises(OutputError, match=r"blocker/z.tsv: a file is in the way of its folder$"):
         with atomic_text(str(tmp_path / "blocker" / "z.tsv")):
             pass
+
+
+def test_compressed_text_is_the_same_bytes_every_run(tmp_path, monkeypatch):
+    """gzip output names the final file, not the random temporary, and has no time stamp:
+    the extractor's outputs are then byte-identical between runs (and after a kill)."""
+    import gzip
+    import time
+
+    a, b = tmp_path / "a" / "x.tsv.gz", tmp_path / "b" / "x.tsv.gz"
+    with atomic_text(a, compress=True) as fh:
+        fh.write("one\ttwo\n")
+    monkeypatch.setattr(time, "time", lambda: 2_000_000_000.0)  # a later clock
+    with atomic_text(b, compress=True) as fh:
+        fh.write("one\ttwo\n")
+    assert a.read_bytes() == b.read_bytes()
+    assert b".tmp-" not in a.read_bytes() and b"x.tsv\x00" in a.read_bytes()
+    assert gzip.decompress(a.read_bytes()) == b"one\ttwo\n"
