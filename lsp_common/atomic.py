@@ -12,6 +12,7 @@ raises OutputError, which names the output (not its temporary name) and the reas
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import gzip
 import io
@@ -54,6 +55,19 @@ def temp_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
 
 
+# Failures that only a write can meet: whatever the block was doing, the output is at fault.
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+
+
+def _is_storage_error(exc: OSError, tmp: Path) -> bool:
+    """Whether ``exc``, raised inside an atomic write's block, is the output's fault (a full
+    disk, a read-only file system, or any failure on the temporary file itself) rather than
+    the block's own business (e.g. reading an input)."""
+    if exc.filename is not None and os.fsdecode(exc.filename) == str(tmp):
+        return True
+    return exc.errno in _STORAGE_ERRNOS and exc.filename in (None, str(tmp))
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success rename it onto ``path``.
@@ -65,14 +79,22 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
     _make_parent(path)
     tmp = temp_sibling(path)
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as exc:
+            if _is_storage_error(exc, tmp):
+                raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+            raise
         try:
             os.replace(tmp, path)
         except OSError as exc:
             reason = "it is a folder" if path.is_dir() else (exc.strerror or str(exc))
             raise OutputError(f"cannot write {path}: {reason}") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        # On a read-only file system even removing a file that is not there fails (EROFS):
+        # that error must not replace the one that says why the write failed.
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -108,3 +108,42 @@ def test_compressed_text_is_the_same_bytes_every_run(tmp_path, monkeypatch):
     assert a.read_bytes() == b.read_bytes()
     assert b".tmp-" not in a.read_bytes() and b"x.tsv\x00" in a.read_bytes()
     assert gzip.decompress(a.read_bytes()) == b"one\ttwo\n"
+
+
+def test_full_disk_inside_the_block_names_the_output(tmp_path):
+    """A write that fails for want of room (or on a read-only file system) is the output's
+    error, named by its final path; the block's own errors (an input that is missing) pass
+    through as they were."""
+    import errno
+
+    target = tmp_path / "out.txt"
+    target.write_text("previous\n")
+    with pytest.raises(OutputError, match=f"cannot write {target}: No space left on device"):
+        with atomic_text(target) as fh:
+            fh.write("half")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    with pytest.raises(OutputError, match=f"cannot write {target}: Read-only file system"):
+        with atomic_file(target) as tmp:
+            raise OSError(errno.EROFS, "Read-only file system", str(tmp))
+    with pytest.raises(FileNotFoundError) as caught:
+        with atomic_file(target):
+            open(tmp_path / "missing-input.txt")
+    assert not isinstance(caught.value, OutputError)
+    assert target.read_text() == "previous\n" and listdir(tmp_path) == ["out.txt"]
+
+
+def test_read_only_folder_reports_the_write_not_the_cleanup(tmp_path, monkeypatch):
+    """On a read-only mount, removing the (never created) temporary fails too; the error
+    that comes out is still the one naming the output."""
+    import errno
+    from pathlib import Path
+
+    target = tmp_path / "out.txt"
+
+    def refuse(self, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    with pytest.raises(OutputError, match=f"cannot write {target}: Read-only file system"):
+        with atomic_file(target) as tmp:
+            raise OSError(errno.EROFS, "Read-only file system", str(tmp))
