@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import json
 import random
+import re
 import shutil
 from pathlib import Path
 
@@ -379,7 +380,9 @@ def test_training_killed_then_resumed(train_reference, tmp_path, point):
             return len(seen) >= nth
 
         killed = run_killed(train_cmd(data, out), when=saving, log=tmp_path / "killed.err")
-        what = "killed mid-save"
+        newest = max(seen, key=lambda p: p.stat().st_mtime if p.exists() else 0, default=None)
+        kind = re.sub(r"^\.|\.tmp-\w+$|-\d+", "", newest.name) if newest else "?"
+        what = f"killed writing {kind}"
     elif point % 3 == 1:
         rows = rng.randint(1, TRAIN_STEPS - 1)
 
