@@ -89,8 +89,11 @@ def test_prepro_killed_then_rerun(prepro_reference, tmp_path, point):
     log = tmp_path / "killed.err"
     if point % 2:
         share = kill_fraction("prepro", point) * db_bytes
-        pattern = f"{tmp_path}/.{db.name}.tmp-*/db.sqlite*"
-        killed = run_killed(cmd, when=lambda pid: bytes_under(pattern) >= share, log=log, grace=0.2)
+        patterns = (f"{tmp_path}/.{db.name}.tmp-*/db.sqlite*", f"{db}/db.sqlite*")
+        killed = run_killed(
+            cmd, when=lambda pid: bytes_under(*patterns) >= share, log=log, grace=0.2
+        )
+        assert killed.landed, "the database never reached the kill point"
     else:
         delay = kill_delays("prepro", seconds * 1.1)[point]
         killed = run_killed(cmd, delay=delay, log=log, grace=0.2)
@@ -170,8 +173,9 @@ def test_extract_killed_then_rerun(reddit_reference, tmp_path, point):
     cmd, log = extract_cmd(ref["inp"], out), tmp_path / "killed.err"
     if point % 2:
         share = kill_fraction("extract", point) * ref["extract_bytes"]
-        pattern = f"{out}/extract/.{MONTH}.*.tmp/*"
-        killed = run_killed(cmd, when=lambda pid: bytes_under(pattern) >= share, log=log)
+        patterns = (f"{out}/extract/.{MONTH}.*.tmp/*", f"{out}/extract/{MONTH}/*")
+        killed = run_killed(cmd, when=lambda pid: bytes_under(*patterns) >= share, log=log)
+        assert killed.landed, "the output never reached the kill point"
     else:
         delay = kill_delays("extract", ref["extract_seconds"] * 1.1)[point]
         killed = run_killed(cmd, delay=delay, log=log)
@@ -200,8 +204,9 @@ def test_conv_killed_then_rerun(reddit_reference, tmp_path, point):
     cmd, log = conv_cmd(out), tmp_path / "killed.err"
     if point % 2:
         share = kill_fraction("conv", point) * ref["conv_bytes"]
-        pattern = f"{out}/conv/.{MONTH}.*.tmp/*"
-        killed = run_killed(cmd, when=lambda pid: bytes_under(pattern) >= share, log=log)
+        patterns = (f"{out}/conv/.{MONTH}.*.tmp/*", f"{out}/conv/{MONTH}*")
+        killed = run_killed(cmd, when=lambda pid: bytes_under(*patterns) >= share, log=log)
+        assert killed.landed, "the output never reached the kill point"
     else:
         delay = kill_delays("conv", ref["conv_seconds"] * 1.1)[point]
         killed = run_killed(cmd, delay=delay, log=log)
@@ -380,6 +385,7 @@ def test_training_killed_then_resumed(train_reference, tmp_path, point):
             return len(seen) >= nth
 
         killed = run_killed(train_cmd(data, out), when=saving, log=tmp_path / "killed.err")
+        assert killed.landed, f"fewer than {nth} temporaries seen: {sorted(seen)}"
         newest = max(seen, key=lambda p: p.stat().st_mtime if p.exists() else 0, default=None)
         kind = re.sub(r"^\.|\.tmp-\w+$|-\d+", "", newest.name) if newest else "?"
         what = f"killed writing {kind}"
@@ -391,6 +397,7 @@ def test_training_killed_then_resumed(train_reference, tmp_path, point):
             return bool(logs) and Path(logs[0]).read_bytes().count(b"\n") > rows
 
         killed = run_killed(train_cmd(data, out), when=trained, log=tmp_path / "killed.err")
+        assert killed.landed, f"train_log.txt never reached {rows} rows"
         what = f"killed after {rows} steps"
     else:
         delay = kill_delays("training", seconds * 1.1)[point]
