@@ -358,15 +358,24 @@ def train_reference(tmp_path_factory):
     return data, run, seconds
 
 
+# What a save writes under a hidden temporary name, by kind (the name without the leading dot,
+# step numbers and the random tag): a checkpoint folder, the published weights, hf_model/.
+SAVE_KINDS = ("step", "GP2-pretrain-step.pkl", "hf_model")
+
+
+def temp_kind(path: Path) -> str:
+    return re.sub(r"^\.|\.tmp-\w+$|-\d+", "", path.name)
+
+
 def temp_entries(out: Path) -> set[Path]:
-    return {p for p in out.rglob(".*") if ".tmp" in p.name}
+    return {p for p in out.rglob(".*") if ".tmp-" in p.name}
 
 
 @pytest.mark.parametrize("point", POINTS)
 def test_training_killed_then_resumed(train_reference, tmp_path, point):
     """Kill points in turn: after a seeded delay; once train_log.txt has a seeded number of
-    rows; while a checkpoint, weights file or hf_model is being written (the seeded n-th
-    hidden temporary appears)."""
+    rows; while a save is being written (a checkpoint folder, the .pkl weights, hf_model/ in
+    turn; the seeded n-th such save), i.e. once its hidden temporary appears."""
     import torch
 
     from gpt2_training.checkpoint import list_checkpoints, load_checkpoint
@@ -374,21 +383,21 @@ def test_training_killed_then_resumed(train_reference, tmp_path, point):
     data, ref_run, seconds = train_reference
     out = tmp_path / "out"
     rng = stage_rng(f"training:{point}")
-    mid_save = point % 3 == 2
-    if mid_save:
-        nth = rng.randint(1, 4)  # the n-th temporary seen: some of the first saves
+    if point % 3 == 2:
+        kind = SAVE_KINDS[(point // 3) % len(SAVE_KINDS)]
+        # 12 steps: checkpoints at 3, 6, 9, 12 (a later one, so that a complete one is there
+        # to resume from); weights at 6 and 12
+        nth = rng.randint(2, 3) if kind == "step" else rng.randint(1, 2)
         seen: set[Path] = set()
 
         def saving(pid: int) -> bool:
             if out.exists():
-                seen.update(temp_entries(out))
+                seen.update(p for p in temp_entries(out) if temp_kind(p) == kind)
             return len(seen) >= nth
 
         killed = run_killed(train_cmd(data, out), when=saving, log=tmp_path / "killed.err")
-        assert killed.landed, f"fewer than {nth} temporaries seen: {sorted(seen)}"
-        newest = max(seen, key=lambda p: p.stat().st_mtime if p.exists() else 0, default=None)
-        kind = re.sub(r"^\.|\.tmp-\w+$|-\d+", "", newest.name) if newest else "?"
-        what = f"killed writing {kind}"
+        assert killed.landed, f"fewer than {nth} saves of {kind} seen"
+        what = f"killed writing {kind} #{nth}"
     elif point % 3 == 1:
         rows = rng.randint(1, TRAIN_STEPS - 1)
 
