@@ -311,16 +311,20 @@ def train_cmd(data: dict[str, Path], out: Path, *extra: str) -> list[str]:
     return python(REPO / "LSP_train.py", *argv)
 
 
-def train_rows(run: Path) -> list[list[str]]:
-    """train_log.txt without its timing column(s); only whole lines."""
-    text = (run / "train_log.txt").read_text()
-    lines = text.splitlines(keepends=True)
+def log_rows(path: Path) -> list[list[str]]:
+    """A csv log's whole rows (a killed run may leave a torn last line), timing columns left
+    out: they differ from run to run."""
+    lines = path.read_text().splitlines(keepends=True)
     header = lines[0].rstrip("\n").split(",")
     keep = [i for i, name in enumerate(header) if "time" not in name]
     return [
         [cells[i] for i in keep]
         for cells in (line.rstrip("\n").split(",") for line in lines[1:] if line.endswith("\n"))
     ]
+
+
+def train_rows(run: Path) -> list[list[str]]:
+    return log_rows(run / "train_log.txt")
 
 
 def state_dict(path: Path) -> dict:
@@ -428,9 +432,12 @@ def test_training_killed_then_resumed(train_reference, tmp_path, point):
             hf = state_dict(run / "hf_model" / "model.safetensors")
             pkls = [state_dict(p) for p in run.glob("GP2-pretrain-step-*.pkl")]
             assert any(all(torch.equal(t, pkl[k]) for k, t in hf.items()) for pkl in pkls)
-        if (run / "train_log.txt").exists():
-            rows = train_rows(run)
-            assert rows == ref_rows[: len(rows)]
+        for name in ("train_log.txt", "eval_log.txt"):
+            if (run / name).exists():
+                rows = log_rows(run / name)
+                assert rows == log_rows(ref_run / name)[: len(rows)], name
+        if (run / "args.json").exists():
+            json.loads((run / "args.json").read_text())
 
     if run is not None and list_checkpoints(run):
         run_ok(train_cmd(data, out, "--resume", "latest"))
@@ -443,6 +450,7 @@ def test_training_killed_then_resumed(train_reference, tmp_path, point):
         what += ", rerun"
     tally("training", killed.landed, what)
     assert train_rows(run) == ref_rows  # loss sequence, step for step
+    assert log_rows(run / "eval_log.txt") == log_rows(ref_run / "eval_log.txt")
     final = f"GP2-pretrain-step-{TRAIN_STEPS}.pkl"
     assert_same_weights(state_dict(run / final), state_dict(ref_run / final))
     assert visible_files(run / "hf_model") == visible_files(ref_run / "hf_model")
