@@ -122,6 +122,9 @@ class TrainConfig:
     """recompute each layer's activations in the backward pass: same results, far less
     activation memory (762M or long sequences on a small GPU), one more forward pass of
     compute"""
+    resume_force: bool = False
+    """with --resume: continue although run-defining arguments (data, batch sizes, learning
+    rate and schedule, seed, model, precision) differ from the run's args.json"""
 
     def __post_init__(self) -> None:
         """The one place where options are checked, alone and in combination."""
