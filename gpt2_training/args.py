@@ -135,6 +135,9 @@ class TrainConfig:
     compile: bool = False
     """torch.compile the model (first steps are slow while it compiles; pays off on GPUs and
     long runs)"""
+    resume_force: bool = False
+    """with --resume: continue although run-defining arguments (data, batch sizes, learning
+    rate and schedule, seed, model, precision) differ from the run's args.json"""
 
     def __post_init__(self) -> None:
         """The one place where options are checked, alone and in combination."""

@@ -18,7 +18,9 @@ import datetime
 import json
 import logging
 import math
+import os
 import random
+import tempfile
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
@@ -34,9 +36,12 @@ from torch.nn.parallel import DistributedDataParallel
 from gpt2_training.args import TrainConfig
 from gpt2_training.checkpoint import (
     CheckpointError,
+    disk_use_line,
     load_checkpoint,
+    prune_weights,
     resolve_resume,
     save_checkpoint,
+    sweep_run_leftovers,
 )
 from gpt2_training.distributed import (
     DistContext,
@@ -47,7 +52,7 @@ from gpt2_training.distributed import (
 from gpt2_training.evaluation import eval_model_loss
 from gpt2_training.logs import EVAL_HEADER, TRAIN_HEADER, CsvLog
 from gpt2_training.precision import Precision, setup_precision
-from lsp_common.atomic import write_text_atomic
+from lsp_common.atomic import OutputError, write_text_atomic
 from lsp_data.loaders import BucketingDataLoader, DataError, DynamicBatchingLoader
 from lsp_data.tokenizer import load_tokenizer
 from lsp_model.loading import (
@@ -353,9 +358,104 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+# What defines a run: changing one of these on --resume would make the resumed steps
+# those of another run (other data, batches, rates, model or numerics). The rest (how long,
+# how often to validate and save, where logs go, what is shown) may change freely.
+RUN_DEFINING = (
+    "model_name_or_path",
+    "init_checkpoint",
+    "train_input_file",
+    "seed",
+    "max_seq_length",
+    "train_batch_size",
+    "gradient_accumulation_steps",
+    "learning_rate",
+    "lr_schedule",
+    "warmup_proportion",
+    "warmup_steps",
+    "fp16",
+    "bf16",
+    "loss_scale",
+    "no_token_id",
+    "use_weights",
+    "shuffle_data",
+)
+_PATH_ARGS = ("model_name_or_path", "init_checkpoint", "train_input_file")
+
+
+def _same_arg(name: str, old: Any, new: Any) -> bool:
+    if name in _PATH_ARGS and isinstance(old, str) and isinstance(new, str):
+        # the same folder named from another working directory is the same run
+        return old == new or os.path.realpath(old) == os.path.realpath(new)
+    return old == new
+
+
+def check_resume_args(cfg: TrainConfig, run_dir: Path, step: int, is_main: bool = True) -> None:
+    """Refuse a resume whose run-defining arguments differ from the run's args.json,
+    unless --resume_force; then say which changed and keep the old arguments as
+    ``args.before-step-N.json`` (args.json gets the new ones)."""
+    path = run_dir / "args.json"
+    try:
+        before = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        logger.warning("%s is missing or unreadable: resumed arguments cannot be compared", path)
+        return
+    now = cfg.to_dict()
+    changed = [
+        f"--{name} {before[name]!s} -> {now[name]!s}"
+        for name in RUN_DEFINING
+        if name in before and not _same_arg(name, before[name], now[name])
+    ]
+    if changed and not cfg.resume_force:
+        raise CheckpointError(
+            f"--resume: this run ({run_dir}) was started with other arguments: "
+            f"{'; '.join(changed)}. Resume with the same ones, or add --resume_force true "
+            "to continue with the new ones anyway"
+        )
+    if changed and is_main:
+        kept = run_dir / f"args.before-step-{step}.json"
+        write_text_atomic(kept, json.dumps(before, indent=2) + "\n")
+        logger.warning(
+            "--resume_force: continuing with changed arguments: %s (the previous ones are in %s)",
+            "; ".join(changed),
+            kept,
+        )
+    if before.get("num_optim_steps") != cfg.num_optim_steps and cfg.lr_schedule == "BERT":
+        logger.warning(
+            "--num_optim_steps %s -> %s changes the BERT schedule's learning rates from here on",
+            before.get("num_optim_steps"),
+            cfg.num_optim_steps,
+        )
+
+
+def check_writable(folder: str | os.PathLike[str], flag: str) -> None:
+    """Fail now, before the model is loaded, if ``folder`` cannot take files: checked in the
+    nearest folder that exists (nothing is created for a run that cannot start)."""
+    target = Path(folder).absolute()
+    probe_dir = target
+    while not probe_dir.exists() and probe_dir != probe_dir.parent:
+        probe_dir = probe_dir.parent
+    where = f"{flag} {folder}"
+    if not probe_dir.is_dir():
+        raise OutputError(f"{where}: cannot be created, {probe_dir} is not a folder")
+    try:
+        # A real write, synced: a read-only mount or a full disk fails here, not at the
+        # first save hours later.
+        with tempfile.TemporaryFile(dir=probe_dir, prefix=".write-test-") as f:
+            f.write(b"\0" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as err:
+        raise OutputError(f"{where}: cannot write in {probe_dir} ({err.strerror or err})") from None
+
+
 def locate_run(cfg: TrainConfig, ctx: DistContext) -> tuple[Path, dict[str, Any] | None]:
     """The run folder (not created yet) and, with --resume, the checkpoint's state."""
     assert cfg.output_dir is not None  # TrainConfig requires it
+    if ctx.is_main:
+        check_writable(cfg.output_dir, "--output_dir")
+        if cfg.log_dir:
+            check_writable(cfg.log_dir, "--log_dir")
     if not cfg.resume:
         n_gpu = ctx.world_size if ctx.enabled else torch.cuda.device_count()
         return Path(cfg.output_dir) / broadcast_object(run_folder_name(cfg, n_gpu), ctx), None
@@ -369,7 +469,11 @@ def locate_run(cfg: TrainConfig, ctx: DistContext) -> tuple[Path, dict[str, Any]
             f"{path} was written by {resumed['world_size']} processes; "
             f"resume it with the same number (this job has {ctx.world_size})"
         )
-    return Path(path).parent.parent, resumed
+    run_dir = Path(path).parent.parent
+    if ctx.is_main:
+        check_writable(run_dir, "--resume")
+    check_resume_args(cfg, run_dir, resumed["global_step"], ctx.is_main)
+    return run_dir, resumed
 
 
 def enable_gradient_checkpointing(model: GPT2LMHeadModel) -> None:
@@ -455,6 +559,7 @@ def open_run_folder(run: Run, progress: Progress, resumed: bool) -> None:
     cfg, ctx = run.cfg, run.ctx
     run.dir.mkdir(parents=True, exist_ok=True)
     run.log_dir.mkdir(parents=True, exist_ok=True)
+    sweep_run_leftovers(run.dir, run.log_dir)  # what a killed earlier session left
     resolved = {
         **cfg.to_dict(),
         "run_dir": str(run.dir),
@@ -578,10 +683,15 @@ def validate(run: Run, progress: Progress) -> None:
 
 def save_weights(run: Run, global_step: int) -> None:
     """Rank 0: GP2-pretrain-step-N.pkl (the published state dict, with its .sha256) and the
-    HF folder (with its SHA256SUMS)."""
+    HF folder (with its SHA256SUMS).
+
+    The newest --keep_checkpoints .pkl files are kept; the oldest go before the new one is
+    written, so the disk holds at most that many plus the one being written."""
     pkl = run.dir / f"GP2-pretrain-step-{global_step}.pkl"
+    prune_weights(run.dir, global_step, run.cfg.keep_checkpoints)
     save_state_dict_file(checkpoint_state_dict(run.model), pkl)
     save_hf_folder(run.model, run.tokenizer, run.dir / HF_FOLDER)
+    logger.info("saved %s and %s/; %s", pkl.name, HF_FOLDER, disk_use_line(run.dir))
 
 
 def save_training_state(run: Run, progress: Progress) -> None:
@@ -664,7 +774,12 @@ def report_end(run: Run, progress: Progress) -> None:
             evals.n_examples,
             run.cfg.max_seq_length,
         )
-    logger.info("done: %d optimizer steps; run folder %s", progress.global_step, run.dir)
+    logger.info(
+        "done: %d optimizer steps; run folder %s; %s",
+        progress.global_step,
+        run.dir,
+        disk_use_line(run.dir),
+    )
 
 
 def train(cfg: TrainConfig, ctx: DistContext) -> Path:

@@ -23,6 +23,8 @@ import re
 import shutil
 import signal
 import sys
+import threading
+import time
 import zlib
 from collections import Counter
 from collections.abc import Iterator
@@ -416,6 +418,24 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _watch_parent(interval: float = 0.5) -> None:
+    """End this worker when the main process is gone: killed (SIGKILL skips every
+    cleanup), it would leave the workers waiting for work forever."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+
+
+def _worker_init() -> None:
+    _ignore_sigint()
+    _watch_parent()
+
+
 @contextlib.contextmanager
 def _closing_pool(pool):
     try:
@@ -479,7 +499,7 @@ def _conv_into(opts: ConvOptions, folder: str, work: str, outputs: list[str]) ->
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             pool = ProcessPoolExecutor(
-                workers, mp_context=multiprocessing.get_context("fork"), initializer=_ignore_sigint
+                workers, mp_context=multiprocessing.get_context("fork"), initializer=_worker_init
             )
             pool.submit(int).result()  # the first task forks all the workers
         finally:

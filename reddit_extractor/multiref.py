@@ -9,6 +9,7 @@ plain) and a list of reference ids, one test instance per line:
 
 from __future__ import annotations
 
+import glob
 import gzip
 import os
 import sys
@@ -87,6 +88,7 @@ def build(
             raise UserError(
                 f"--out {out_path!r} is also the {what} input; writing it would destroy it"
             )
+    remove_stale_temps(out_path)
     data = load_instances(data_path, counts)
     try:
         fi = open(ids_path, encoding="utf-8")
@@ -99,6 +101,22 @@ def build(
         raise UserError(
             f"reference ids {ids_path!r} are not UTF-8: {exc.reason} at {where}"
         ) from None
+
+
+def remove_stale_temps(out_path: str) -> list[str]:
+    """Delete the temporary siblings (``.NAME.tmp-*``) that a killed earlier run writing
+    ``out_path`` left; two runs writing the same output at once are not supported."""
+    folder, name = os.path.split(os.path.abspath(out_path))
+    stale = glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.tmp-*"))
+    removed = []
+    for path in stale:
+        if os.path.isfile(path) and not os.path.islink(path):
+            try:
+                os.remove(path)
+            except OSError:
+                continue
+            removed.append(path)
+    return removed
 
 
 def _write(
