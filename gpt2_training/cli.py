@@ -63,6 +63,20 @@ def how_to_continue(cfg: TrainConfig) -> str:
     )
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """A handler writing to whatever ``sys.stderr`` is when a record comes, not to the one
+    there was when logging was set up: ``main`` called from Python (tests, notebooks) may
+    outlive a replaced and closed stderr."""
+
+    @property
+    def stream(self):  # noqa: ANN201 - the StreamHandler attribute
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # noqa: ANN001 - set by StreamHandler.__init__
+        pass
+
+
 def _configure_logging(ctx: DistContext) -> None:
     logging.basicConfig(
         level=logging.INFO if ctx.is_main else logging.WARNING,
@@ -71,6 +85,7 @@ def _configure_logging(ctx: DistContext) -> None:
         else "%(asctime)s %(levelname)s %(message)s",
         datefmt="%H:%M:%S",
         force=True,
+        handlers=[_CurrentStderr()],
     )
 
 

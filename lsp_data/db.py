@@ -46,7 +46,10 @@ logger = logging.getLogger(__name__)
 DB_FILE = "db.sqlite"
 META_FILE = "meta.json"
 TABLE = "features"
-FORMAT_VERSION = 1
+# 2: meta.json lists every chunk's feature count, size and SHA-256. Format 1 databases
+# (written before the checksums) are still read, with a warning.
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 FIELDS = (
     "conv_id",
     "input_ids",
@@ -164,10 +167,10 @@ def _read_meta(meta_path: Path) -> dict[str, Any]:
         raise DatabaseError(f"{meta_path}: unreadable ({err}); {REBUILD}") from None
     if not isinstance(meta, dict):
         raise DatabaseError(f"{meta_path}: not a JSON object; {REBUILD}")
-    if meta.get("format") != FORMAT_VERSION:
+    if meta.get("format") not in READABLE_FORMATS:
         raise DatabaseError(
             f"{meta_path}: database format {meta.get('format')!r}, this toolkit reads "
-            f"{FORMAT_VERSION}; {REBUILD}"
+            f"{' and '.join(map(str, READABLE_FORMATS))}; {REBUILD}"
         )
     problem = _meta_problem(meta)
     if problem:
@@ -188,7 +191,8 @@ def _meta_problem(meta: dict[str, Any]) -> str | None:
         return f"{n_example} features cannot fill {n_chunk} chunks of {size}"
     chunks = meta.get("chunks")
     if chunks is None:
-        return None
+        # Only format 1 predates the checksums: a later meta.json without them is damaged.
+        return None if meta.get("format") == 1 else "the chunk checksums ('chunks') are missing"
     if not isinstance(chunks, list) or len(chunks) != n_chunk:
         return f"'chunks' does not list n_chunk = {n_chunk} chunks"
     for k, info in enumerate(chunks):

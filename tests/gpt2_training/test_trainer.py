@@ -50,7 +50,8 @@ def test_checkpoints_reload_to_identical_logits(trained, train_data):
     ours = load_model(str(train_data["model"]), str(pkl))
     hf = AutoModelForCausalLM.from_pretrained(trained / "hf_model").eval()
     with torch.no_grad():
-        assert torch.equal(ours(x), hf(x).logits)
+        # transformers' own class computes the same tanh-GELU in seven operations
+        torch.testing.assert_close(ours(x), hf(x).logits, rtol=0, atol=1e-5)
     tok = AutoTokenizer.from_pretrained(trained / "hf_model")
     ids = tok.encode("hello there" + tok.eos_token, return_tensors="pt")
     reply = hf.generate(ids, max_new_tokens=5, do_sample=False, pad_token_id=tok.eos_token_id)

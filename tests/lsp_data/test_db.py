@@ -167,7 +167,7 @@ def test_meta_that_contradicts_itself_is_refused(small_db):
 def test_database_without_checksums_loads_with_a_warning(small_db, caplog):
     with FeatureDB(small_db) as db:
         expected = list(db.iter_features())
-    edit_meta(small_db, chunks=None)  # as written before checksums existed
+    edit_meta(small_db, chunks=None, format=1)  # as written before checksums existed
     with caplog.at_level(logging.WARNING, logger="lsp_data.db"):
         with FeatureDB(small_db) as db:
             assert not db.has_checksums
@@ -176,8 +176,18 @@ def test_database_without_checksums_loads_with_a_warning(small_db, caplog):
     assert verify_database(small_db).ok
 
 
-def test_database_without_checksums_still_checks_shapes_and_crcs(small_db):
+def test_current_format_without_checksums_is_damaged_not_old(small_db):
+    # A damaged "chunks" key must not pass the database off as one written before checksums.
     edit_meta(small_db, chunks=None)
+    with pytest.raises(DatabaseError, match=r"the chunk checksums \('chunks'\) are missing"):
+        FeatureDB(small_db)
+    edit_meta(small_db, format=3)
+    with pytest.raises(DatabaseError, match="database format 3, this toolkit reads 1 and 2"):
+        FeatureDB(small_db)
+
+
+def test_database_without_checksums_still_checks_shapes_and_crcs(small_db):
+    edit_meta(small_db, chunks=None, format=1)
     stored = blobs(small_db)
     # A chunk with 99 of its 100 features: the count comes from chunk_size and n_example.
     with FeatureDB(small_db) as db:
@@ -198,7 +208,7 @@ def test_chunk_with_inconsistent_arrays_is_corrupt(small_db):
         chunk = db.read_chunk("chunk_0")
     chunk.weights = chunk.weights[:-1]
     execute(small_db, "UPDATE features SET value = ? WHERE key = 'chunk_0'", chunk.to_bytes())
-    edit_meta(small_db, chunks=None)  # no digest to stop it earlier
+    edit_meta(small_db, chunks=None, format=1)  # no digest to stop it earlier
     with FeatureDB(small_db) as db, pytest.raises(DatabaseError, match="weights does not hold"):
         db.read_chunk("chunk_0")
 
@@ -229,7 +239,7 @@ def test_verify_names_every_problem_and_exits_1(small_db, capsys):
 
 def test_verify_checks_feature_ids(small_db):
     """Without checksums a chunk copied over another is found by its feature ids (§3)."""
-    edit_meta(small_db, chunks=None)
+    edit_meta(small_db, chunks=None, format=1)
     execute(
         small_db, "UPDATE features SET value = ? WHERE key = 'chunk_2'", blobs(small_db)["chunk_1"]
     )

@@ -75,8 +75,10 @@ def test_checkpoint_state_dict_loads_in_plain_transformers(reference, tmp_path):
 
     plain = transformers.GPT2LMHeadModel(small_config())
     plain.load_state_dict(torch.load(ckpt, weights_only=True))  # strict
+    # Plain transformers computes the same tanh-GELU in seven operations, ours in one
+    # (lsp_model/modeling.py): equal to float rounding, not bit for bit.
     torch.testing.assert_close(
-        plain.eval()(INPUT).logits.detach(), logits_of(model), rtol=0, atol=0
+        plain.eval()(INPUT).logits.detach(), logits_of(model), rtol=0, atol=1e-5
     )
     torch.testing.assert_close(
         logits_of(load_model(folder, ckpt)), logits_of(model), rtol=0, atol=0
@@ -133,7 +135,8 @@ def test_hf_folder_roundtrip_and_plain_transformers(tmp_path):
     assert plain.lm_head.weight.data_ptr() == plain.transformer.wte.weight.data_ptr()
     expected = logits_of(model)
     torch.testing.assert_close(logits_of(ours), expected, rtol=0, atol=0)
-    torch.testing.assert_close(plain.eval()(INPUT).logits.detach(), expected, rtol=0, atol=0)
+    # (the same GELU in seven operations: equal to float rounding)
+    torch.testing.assert_close(plain.eval()(INPUT).logits.detach(), expected, rtol=0, atol=1e-5)
 
     auto_tok = transformers.AutoTokenizer.from_pretrained(out)
     text = "Hello there! How are you? <|endoftext|>"
