@@ -144,7 +144,7 @@ def test_malformed_lines_counted_and_reported(tmp_path, capsys):
             b"1.0 a EOS  EOS 1.0 b\t1.0 c\n"  # empty turn
         )
         + b"1.0 caf\xe9\t1.0 x\n"
-        + b"1.0 d\t1.0 e\n"
+        + b"1.0 d\t1.0 e\n" * 4  # 5 of 10 malformed: not more than half, so the run goes on
     )
     assert run(tmp_path, raw) == 0
     err = capsys.readouterr().err
@@ -158,7 +158,7 @@ def test_malformed_lines_counted_and_reported(tmp_path, capsys):
         "invalid_utf8": 1,
     }
     assert meta["skipped_first_lines"]["not_exactly_one_tab"] == [3, 4]
-    assert meta["n_example"] == 2 and meta["n_line"] == 7
+    assert meta["n_example"] == 5 and meta["n_line"] == 10 and meta["n_line_skipped"] == 5
 
 
 def test_strict_stops_at_first_malformed_line(tmp_path, capsys):
@@ -252,3 +252,137 @@ def test_database_holds_no_pickle(small_db):
     con.close()
     assert blobs and all(bytes(b[:2]) == b"PK" for b in blobs)  # zip (npz), not pickle
     assert not list(small_db.glob("*.pt")) and (small_db / "tokenizer.json").is_file()
+
+
+# -- corpora that are not training data (issue 14) ------------------------------------------
+
+
+def _no_output(tmp_path: Path) -> bool:
+    return not (tmp_path / "c.128len.db").exists() and not list(tmp_path.glob(".*.tmp-*"))
+
+
+def test_empty_corpus_fails(tmp_path, capsys):
+    assert run(tmp_path, "") == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'c.tsv'}: the file is empty; nothing written" in err
+    assert "Traceback" not in err and _no_output(tmp_path)
+
+
+def test_corpus_without_any_feature_fails(tmp_path, capsys):
+    # single turns, and a response weighted 0 after an unweighted context: no target anywhere
+    assert run(tmp_path, "1.0 a\t0.0 b\n0.0 a EOS 0.0 b\t0.0 c\n") == 2
+    err = capsys.readouterr().err
+    assert "c.tsv: no features from 2 lines (0 malformed, 2 with fewer than two turns" in err
+    assert _no_output(tmp_path)
+
+
+def _elf_library() -> Path:
+    import numpy
+
+    libs = sorted(Path(numpy.__file__).parent.rglob("*.so"))
+    assert libs, "numpy ships compiled extension modules"
+    return libs[0]
+
+
+@pytest.mark.parametrize("binary", ["/bin/ls", "elf_library"])
+def test_binary_file_fails_naming_file_and_counts(tmp_path, capsys, binary):
+    source = _elf_library() if binary == "elf_library" else Path(binary)
+    assert source.read_bytes()[:4] == b"\x7fELF"
+    assert run(tmp_path, source.read_bytes()) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith(f"prepro.py: error: {tmp_path / 'c.tsv'}: ")
+    assert "lines are malformed (invalid_utf8: " in err and "more than 50%" in err
+    assert _no_output(tmp_path)
+
+
+def _mixed_corpus(n_bad: int, n_good: int) -> str:
+    bad = ["no tab here\n", "\n", "a\tb\tc\n", "1.0 a EOS  EOS 1.0 b\t1.0 c\n"]
+    return "".join(bad[i % len(bad)] for i in range(n_bad)) + "1.0 a\t1.0 b\n" * n_good
+
+
+def test_mostly_malformed_corpus_fails_and_keeps_previous_output(tmp_path, capsys):
+    assert run(tmp_path, "1.0 x\t1.0 y\n" * 3) == 0
+    before = inspect(tmp_path / "c.128len.db", capsys)
+    assert run(tmp_path, _mixed_corpus(6, 4), "--overwrite") == 2  # 60% malformed
+    err = capsys.readouterr().err
+    assert "c.tsv: 6 of 10 lines are malformed (" in err and "nothing written" in err
+    assert inspect(tmp_path / "c.128len.db", capsys) == before  # the old database, untouched
+    assert not list(tmp_path.glob(".*.tmp-*"))
+
+
+def test_minority_of_malformed_lines_is_skipped_and_counted(tmp_path, capsys):
+    assert run(tmp_path, _mixed_corpus(4, 6)) == 0  # 40% malformed
+    meta = json.loads((tmp_path / "c.128len.db" / "meta.json").read_text())
+    assert meta["n_line"] == 10 and meta["n_line_skipped"] == 4 and meta["n_example"] == 6
+    assert sum(meta["skipped"].values()) == 4
+    assert "4 malformed lines skipped" in capsys.readouterr().err
+
+
+def test_help_states_the_malformed_threshold(capsys):
+    with pytest.raises(SystemExit):
+        prepro.main(["--help"])
+    assert "more than half of its lines malformed" in " ".join(capsys.readouterr().out.split())
+
+
+# -- SIGTERM (issue 14) ---------------------------------------------------------------------
+
+
+def _children(pid: int) -> list[int]:
+    """Live child processes of ``pid``, read from /proc (field 4 of /proc/PID/stat is the ppid)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_sigterm_stops_prepro_and_its_workers_leaving_nothing(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO, write_corpus
+
+    write_corpus(tmp_path / "c.tsv", 100_000, seed=5)  # many seconds of work: still mid-run
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "prepro.py"), "--corpus", str(tmp_path / "c.tsv")]
+        + ["--no_pbar", "--workers", "2"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        workers: list[int] = []
+        while len(workers) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+            workers = _children(proc.pid)
+        assert len(workers) == 2, "prepro never started its two workers"
+        time.sleep(1.0)  # let them take batches
+        assert proc.poll() is None and list(tmp_path.glob(".c.128len.db.tmp-*"))  # mid-run
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert "interrupted; nothing written" in err and "Traceback" not in err
+    deadline = time.monotonic() + 5
+    while any(map(_alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in workers if _alive(pid)], "workers outlived prepro"
+    assert _no_output(tmp_path)
