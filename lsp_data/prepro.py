@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ import numpy as np
 from lsp_data.db import FeatureChunk, FeatureDBWriter
 from lsp_data.features import Feature, conversation_turns, make_features
 from lsp_data.parsing import SKIP_REASONS, MalformedLine, parse_training_line, split_physical_line
-from lsp_data.tokenizer import load_tokenizer, text_backend
+from lsp_data.tokenizer import BatchEncoder, load_tokenizer
 
 LINES_PER_BATCH = 2000
 SHOWN_PER_REASON = 5  # skipped lines printed per reason; all are counted
@@ -89,7 +90,7 @@ _worker_tokenizer: Any = None
 
 def _init_worker(tokenizer_dir: str | None) -> None:
     global _worker_tokenizer
-    _worker_tokenizer = text_backend(load_tokenizer(tokenizer_dir))
+    _worker_tokenizer = BatchEncoder(load_tokenizer(tokenizer_dir))
 
 
 def _init_pool_worker(tokenizer_dir: str | None, parent_pid: int) -> None:
@@ -168,7 +169,7 @@ def _process_batch(
             parsed.append((weights, len(texts), len(turn_texts)))
             texts.extend(turn_texts)
 
-    encoded = [e.ids for e in _worker_tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
+    encoded = _worker_tokenizer.encode_batch(texts)
     features: list[Feature] = []
     for weights, start, count in parsed:
         turns, ws = conversation_turns(
@@ -178,8 +179,27 @@ def _process_batch(
         if not made:
             result.n_line_without_feature += 1
         features.extend(made)
-    result.chunk = FeatureChunk.from_features([0] * len(features), features)
+    result.chunk = _chunk_of(features)
     return result
+
+
+def _chunk_of(features: list[Feature]) -> FeatureChunk:
+    """``FeatureChunk.from_features`` with ids 0, flattened by ``np.fromiter`` (C loops)."""
+    lengths = np.fromiter((len(f.input_ids) for f in features), np.int32, len(features))
+    total = int(lengths.sum())
+
+    def flat(field: str, dtype: Any) -> np.ndarray:
+        values = chain.from_iterable(getattr(f, field) for f in features)
+        return np.fromiter(values, dtype, total)
+
+    return FeatureChunk(
+        conv_id=np.zeros(len(features), dtype=np.int64),
+        input_len=lengths,
+        input_ids=flat("input_ids", np.uint16),
+        token_type_ids=flat("token_type_ids", np.int32),
+        lm_labels=flat("lm_labels", np.int32),
+        weights=flat("weights", np.float64),
+    )
 
 
 def published_path_features(

@@ -386,3 +386,109 @@ def test_sigterm_stops_prepro_and_its_workers_leaving_nothing(tmp_path):
         time.sleep(0.1)
     assert not [pid for pid in workers if _alive(pid)], "workers outlived prepro"
     assert _no_output(tmp_path)
+
+
+# -- the fast path against the published one (issue 13) -------------------------------------
+
+TRICKY_WORDS = [
+    "café", "naïve", "Ａｂｃ", "𝐀𝐁𝐂", "x²", "٣٤٥", "日本語", "한국어", "עברית", "العربية",
+    "e\u0301", "Ελλάδα", "😀", "👍🏽", "🧑‍🤝‍🧑", "🏳️‍🌈", "🇫🇷", "\U0001fae8", "\U0001fae9",
+    "\U00010d50\U00010d51", "\ue000", "a\u200bb", "x\ufeffy", "m\u180en", "\x00", "\x07\x7f",
+    "<|endoftext|>", "don't", "IT'S", "we'LL", "’tis", "“quoted”", "—", "…", "12345678901234",
+    "1.5e3", "$$$", "http://x.io/a?b=c&d", ":-)", "'", "''", "'s's", "\\", "hello", "world",
+]  # fmt: skip
+ODD_SPACES = [" ", "  ", "\u00a0", "\u2003", "\u3000", "\x1c", "\x85", "\u2028", "\x0b", "\x0c"]
+
+
+def _tricky_corpus(path: Path, n_lines: int, seed: int = 7) -> tuple[int, int]:
+    """Lines mixing odd scripts, emoji, whitespace and very long turns; returns (logical
+    lines, malformed lines) as prepro counts them."""
+    import random
+
+    rng = random.Random(seed)
+
+    def turn(max_words: int) -> str:
+        words = rng.choices(TRICKY_WORDS, k=rng.randint(1, max_words))
+        return "".join(w + rng.choice(ODD_SPACES) for w in words).strip(" ")
+
+    lines, n_logical, n_bad = [], 0, 0
+    for i in range(n_lines):
+        max_words = 3000 if i % 50 == 0 else 15  # some turns far longer than max_seq_len
+        n_turns = 60 if i % 37 == 0 else rng.randint(1, 6)
+        context = " EOS ".join(
+            f"{rng.choice(['0.0', '1.0', '0.5'])} {turn(max_words)}" for _ in range(n_turns)
+        )
+        line = f"{context}\t{rng.choice(['1.0 ', '', '0.0 '])}{turn(max_words)}"
+        if i % 41 == 0:
+            line = line.replace("\t", " ")  # malformed: no tab
+            n_bad += 1
+        lines.append(line.encode("utf-8"))
+        n_logical += 1
+        if i % 43 == 0:  # a lone CR splits a physical line in two, as text mode reads it
+            lines.append(b"1.0 before\r1.0 after\t1.0 cr")
+            n_logical += 2
+            n_bad += 1
+    lines.append(b"1.0 bad \xff byte\t1.0 x")
+    path.write_bytes(
+        b"\r\n".join(lines[: n_lines // 2]) + b"\r\n" + b"\n".join(lines[n_lines // 2 :]) + b"\n"
+    )
+    return n_logical + 1, n_bad + 1
+
+
+def _as_dicts(features) -> list[dict]:
+    return [
+        {
+            "input_ids": f.input_ids,
+            "token_type_ids": f.token_type_ids,
+            "lm_labels": f.lm_labels,
+            "weights": f.weights,
+        }
+        for f in features
+    ]
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_fast_path_equals_published_path_on_tricky_text(tmp_path, reverse):
+    from lsp_data.prepro import published_path_features
+    from lsp_data.tokenizer import load_published_bpe, text_backend
+
+    n_logical, n_bad = _tricky_corpus(tmp_path / "c.tsv", 300)
+    rust = text_backend(load_tokenizer())
+    slow = _as_dicts(
+        published_path_features(
+            tmp_path / "c.tsv", load_published_bpe().encode, max_seq_len=64, reverse=reverse
+        )
+    )
+    per_turn_rust = _as_dicts(
+        published_path_features(
+            tmp_path / "c.tsv",
+            lambda text: rust.encode(text, add_special_tokens=False).ids,
+            max_seq_len=64,
+            reverse=reverse,
+        )
+    )
+    assert len(slow) > 300 and per_turn_rust == slow
+    for workers, chunk_size in ((1, 1000), (2, 37)):
+        folder, meta = run_prepro(
+            str(tmp_path / "c.tsv"), max_seq_len=64, reverse=reverse, chunk_size=chunk_size,
+            workers=workers, overwrite=True, progress=False, log=lambda m: None,
+        )  # fmt: skip
+        assert meta["n_line"] == n_logical and meta["n_line_skipped"] == n_bad  # none dropped
+        with FeatureDB(folder) as db:
+            stored = [{k: f[k] for k in slow[0]} for f in db.iter_features()]
+        assert stored == slow, f"workers={workers}"
+
+
+def test_batch_encoder_equals_rust_tokenizer_on_any_whitespace():
+    from lsp_data.tokenizer import BatchEncoder, text_backend
+
+    texts = [
+        "", "a", "a b", "a  b", " a", "a ", "a\tb c", "x\u3000y z", "a\u00a0b c", "p\x1cq r",
+        "it 's", "  ", "<|endoftext|> x", "😀 😀😀 é", "\u2028 a",
+        "a   b", "a  \tb c",  # runs of spaces: a piece of its own, not one per space
+    ]  # fmt: skip
+    rust = text_backend(load_tokenizer())
+    expected = [rust.encode(t, add_special_tokens=False).ids for t in texts]
+    encoder = BatchEncoder(load_tokenizer())
+    assert encoder.encode_batch(texts) == expected
+    assert encoder.encode_batch(texts) == expected  # from the word cache this time
