@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -79,12 +80,12 @@ def word_list() -> list[str]:
 def write_reddit_like_corpus(path: Path, n_lines: int, seed: int) -> Path:
     rng = random.Random(seed)
     words = word_list()
-    zipf = [1.0 / (rank + 10) for rank in range(len(words))]
+    zipf = list(itertools.accumulate(1.0 / (rank + 10) for rank in range(len(words))))
 
     def turn_text() -> str:
         n = min(int(rng.expovariate(1 / 14)) + 1, 120)
         out = []
-        for w in rng.choices(words, zipf, k=n):
+        for w in rng.choices(words, cum_weights=zipf, k=n):
             r = rng.random()
             if r < 0.03:  # a word the cache has not seen: a made-up compound
                 w = w + rng.choice(words).lower() + str(rng.randint(0, 99))
