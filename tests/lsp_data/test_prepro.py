@@ -348,10 +348,9 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
-def test_sigterm_stops_prepro_and_its_workers_leaving_nothing(tmp_path):
-    import signal
+def _start_prepro_with_workers(tmp_path: Path):
+    """prepro.py with two workers on a corpus big enough to be mid-run; returns (process,
+    worker pids) once both workers run and have taken batches."""
     import subprocess
     import sys
     import time
@@ -365,27 +364,64 @@ def test_sigterm_stops_prepro_and_its_workers_leaving_nothing(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
-        deadline = time.monotonic() + 60
-        workers: list[int] = []
-        while len(workers) < 2 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.1)
-            workers = _children(proc.pid)
-        assert len(workers) == 2, "prepro never started its two workers"
-        time.sleep(1.0)  # let them take batches
-        assert proc.poll() is None and list(tmp_path.glob(".c.128len.db.tmp-*"))  # mid-run
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 143, err
-    assert "interrupted; nothing written" in err and "Traceback" not in err
+    deadline = time.monotonic() + 60
+    workers: list[int] = []
+    while len(workers) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+        workers = _children(proc.pid)
+    if len(workers) < 2:
+        proc.kill()
+        pytest.fail("prepro never started its two workers")
+    time.sleep(1.0)  # let them take batches
+    assert proc.poll() is None and list(tmp_path.glob(".c.128len.db.tmp-*"))  # mid-run
+    return proc, workers
+
+
+def _survivors(workers: list[int]) -> list[int]:
+    import os
+    import signal
+    import time
+
     deadline = time.monotonic() + 5
     while any(map(_alive, workers)) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not [pid for pid in workers if _alive(pid)], "workers outlived prepro"
+    survivors = [pid for pid in workers if _alive(pid)]
+    for pid in survivors:  # a failing test must not leave them running
+        os.kill(pid, signal.SIGKILL)
+    return survivors
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_sigterm_stops_prepro_and_its_workers_leaving_nothing(tmp_path):
+    import signal
+
+    proc, workers = _start_prepro_with_workers(tmp_path)
+    try:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+        err = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        survivors = _survivors(workers)
+    assert proc.returncode == 143, err
+    assert "interrupted; nothing written" in err and "Traceback" not in err
+    assert survivors == [], "workers outlived prepro"
     assert _no_output(tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_workers_die_when_prepro_is_killed(tmp_path):
+    import signal
+
+    proc, workers = _start_prepro_with_workers(tmp_path)
+    proc.send_signal(signal.SIGKILL)  # no cleanup runs: the kernel must end the workers
+    proc.wait(timeout=10)  # not communicate(): live workers would hold its stderr open
+    proc.stderr.close()
+    assert _survivors(workers) == [], "workers outlived prepro"
+    assert not (tmp_path / "c.128len.db").exists()  # only the hidden temporary folder is left
 
 
 # -- the fast path against the published one (issue 13) -------------------------------------
