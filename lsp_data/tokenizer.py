@@ -236,10 +236,14 @@ class _WordIds(dict):
         super().__init__()
         self.backend, self.prefix, self.max_size = backend, prefix, max_size
 
+    MAX_CACHED_CHARS = 64  # longer words (URLs, runs of symbols) are rare: not kept
+
     def __missing__(self, word: str) -> list[int]:
-        if len(self) >= self.max_size:  # bounded: memory stays flat on any corpus
-            self.clear()
-        ids = self[word] = self.backend.encode(self.prefix + word, add_special_tokens=False).ids
+        ids = self.backend.encode(self.prefix + word, add_special_tokens=False).ids
+        if len(word) <= self.MAX_CACHED_CHARS:  # bounded in count and size: flat memory
+            if len(self) >= self.max_size:
+                self.clear()
+            self[word] = ids
         return ids
 
 

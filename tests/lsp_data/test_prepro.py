@@ -528,3 +528,16 @@ def test_batch_encoder_equals_rust_tokenizer_on_any_whitespace():
     encoder = BatchEncoder(load_tokenizer())
     assert encoder.encode_batch(texts) == expected
     assert encoder.encode_batch(texts) == expected  # from the word cache this time
+
+
+def test_batch_encoder_cache_is_bounded(monkeypatch):
+    from lsp_data.tokenizer import BatchEncoder, _WordIds, text_backend
+
+    monkeypatch.setattr(BatchEncoder, "MAX_CACHED_WORDS", 40)
+    encoder = BatchEncoder(load_tokenizer())
+    rust = text_backend(load_tokenizer())
+    texts = [f"w{i} v{i} " + "y" * 5000 + f" {i}" for i in range(100)]
+    assert encoder.encode_batch(texts) == [rust.encode(t).ids for t in texts]
+    assert len(encoder._following) <= 40 and len(encoder._first) <= 10
+    cached = list(encoder._following) + list(encoder._first)
+    assert max(map(len, cached)) <= _WordIds.MAX_CACHED_CHARS  # the long words were not kept
