@@ -522,6 +522,7 @@ def test_batch_encoder_equals_rust_tokenizer_on_any_whitespace():
         "", "a", "a b", "a  b", " a", "a ", "a\tb c", "x\u3000y z", "a\u00a0b c", "p\x1cq r",
         "it 's", "  ", "<|endoftext|> x", "😀 😀😀 é", "\u2028 a",
         "a   b", "a  \tb c",  # runs of spaces: a piece of its own, not one per space
+        "p\x1cq", "a\tb", "x\x0b\x0cy", "'s'S'll'LL", "a-b_c~d\x00e\x7f", "9x9 99 .5",
     ]  # fmt: skip
     rust = text_backend(load_tokenizer())
     expected = [rust.encode(t, add_special_tokens=False).ids for t in texts]
