@@ -17,7 +17,9 @@ Printed per phase: lines/s over the work (wall clock; CPU seconds too, as other 
 the machine inflates wall time) (imports and tokenizer loading excluded: they are
 shown as ``startup``), the ratio to ``published``, and peak RSS of the main process and of
 its largest worker. Every phase must read every line and give the same features (a SHA-256
-over all feature fields, in order): the run stops otherwise.
+over all feature fields, in order): the run stops otherwise. After each size, a probe says
+how many cores' worth N busy processes get on the machine at that moment: on a shared machine
+it bounds what N workers can gain.
 
 The corpus is synthetic but shaped like Reddit text rather than a toy vocabulary: words
 drawn with Zipf frequencies from the ~25,000 whole-word entries of GPT-2's vocabulary, rare
@@ -213,6 +215,30 @@ def phase(name: str, corpus: Path, workers: int, chunk_size: int) -> dict:
     return result
 
 
+def _burn(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i
+    return total
+
+
+def effective_cores(n_proc: int) -> float:
+    """How many cores ``n_proc`` CPU-bound processes really get now: the same loop once, then
+    in ``n_proc`` processes at a time. On a shared machine this is below the core count, and
+    it bounds what N workers can gain."""
+    import multiprocessing
+
+    n = 10_000_000
+    start = time.perf_counter()
+    _burn(n)
+    alone = time.perf_counter() - start
+    with multiprocessing.get_context("fork").Pool(n_proc) as pool:
+        start = time.perf_counter()
+        pool.map(_burn, [n] * n_proc)
+        together = time.perf_counter() - start
+    return n_proc * alone / together
+
+
 def run_phase(name: str, corpus: Path, workers: int, chunk_size: int) -> dict:
     out = subprocess.run(
         [
@@ -268,6 +294,7 @@ def main(argv: list[str] | None = None) -> None:
             results = {
                 label: run_phase(name, corpus, w, args.chunk_size) for label, name, w in phases
             }
+            cores = effective_cores(args.workers)
         base = results["published"]
         print(
             f"\n{n_lines} lines, {mb:.1f} MB, {base['n_feature']} features, "
@@ -287,6 +314,7 @@ def main(argv: list[str] | None = None) -> None:
                 + (f", largest worker {r['rss_worker_mb']:.0f} MB" if r["workers"] > 1 else "")
             )
         print("  all phases: every line read, identical features")
+        print(f"  {args.workers} busy processes got {cores:.1f} cores' worth just after")
 
 
 if __name__ == "__main__":
