@@ -1,55 +1,91 @@
 #!/usr/bin/env bash
-# GPU smoke test and throughput figures, for a machine with one CUDA GPU:
-# fp16 (dynamic and static loss scale) and bf16 training of the 117M shape, the loader's
-# throughput on the same machine, and decoding. Prints tokens/s per run as ratios to the loader.
-#   bash bench/gpu_check.sh [OUT_DIR]
-set -euo pipefail
+# Training throughput on one CUDA GPU, sized for a 10-minute slot (run it whenever a GPU is lent):
+#   bash bench/gpu_check.sh [OUT_DIR]            # BUDGET_S=540 by default
+# 1. 117M at T=128: the published loop (fp32, full logits, fixed batches) against the toolkit's
+#    step in fp16 and bf16, fixed and token-budget batches (bench/train_bench.py, one process).
+# 2. MFU for 117M / 345M / 762M at T=128 and T=256, fp16 and bf16, compile off, then compile on,
+#    in that order, as long as the time budget allows; a configuration that would not finish in
+#    the time left is recorded as skipped, so the script always ends in time.
+# Writes OUT_DIR/gpu_check.json (every run's figures) and OUT_DIR/gpu_check.png, and prints a table.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-/tmp/gpu_check}
-mkdir -p "$OUT"
+BUDGET_S=${BUDGET_S:-540}
+# Smoke test on a CPU: DEVICE=cpu PRECISIONS=bf16 MODELS=tiny SEQS=128 LINES=3000 BASE_BATCH=8
+# BATCH_TOKENS=1024 BUDGET_S=300 bash bench/gpu_check.sh
+DEVICE=${DEVICE:-cuda} BASE_BATCH=${BASE_BATCH:-64} BATCH_TOKENS=${BATCH_TOKENS:-16384} PRECISIONS=${PRECISIONS:-fp16,bf16} MODELS=${MODELS:-117M 345M 762M} SEQS=${SEQS:-128 256} LINES=${LINES:-30000}
+FIRST=$(echo "$MODELS" | cut -d" " -f1)
+mkdir -p "$OUT/runs"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-python3 - "$OUT" <<'PY'
+start=$SECONDS
+
+# One database per sequence length, shared by every run of that length.
+for seq in $SEQS; do
+  turns=$(( seq == 128 ? 8 : 16 ))
+  python3 - "$OUT/train$seq.tsv" "$turns" "$LINES" <<'PY'
 import sys
 from pathlib import Path
 from tests.conftest import write_corpus
-write_corpus(Path(sys.argv[1]) / "train.tsv", int(__import__("os").environ.get("LINES", 40000)), seed=1, max_turns=8, max_words=25)
-Path(sys.argv[1], "valid.tsv").write_text("".join(
-    f"hello there EOS how are you today\tfine thanks {i}\n" for i in range(64)))
+write_corpus(Path(sys.argv[1]), int(sys.argv[3]), seed=1, max_turns=int(sys.argv[2]), max_words=25)
 PY
-python3 prepro.py --corpus "$OUT/train.tsv" --no_pbar --overwrite --workers 8
-common=(--model_name_or_path "${CONFIG:-configs/117M}" --train_input_file "$OUT/train.128len.db"
-        --eval_input_file "$OUT/valid.tsv" --train_batch_size 64 --gradient_accumulation_steps 1
-        --learning_rate 1e-4 --lr_schedule BERT --num_optim_steps "${STEPS:-200}" --valid_step "${STEPS:-200}" --pbar false)
-for variant in "fp16 --fp16 true" "fp16_static --fp16 true --loss_scale 1024" "bf16 --bf16 true" "fp32 --fp16 false"; do
-  set -- $variant; name=$1; shift
-  python3 LSP_train.py "${common[@]}" --output_dir "$OUT/$name" "$@" 2>&1 | grep -E "INFO (run|step|done)|WARNING|rror" || true
+  python3 prepro.py --corpus "$OUT/train$seq.tsv" --max_seq_len "$seq" --no_pbar --overwrite --workers 8 >/dev/null
 done
+
+# name | estimated seconds | train_bench.py arguments
+runs=(
+  "$FIRST-128-baseline|90|--model configs/$FIRST --seq 128 --batch $BASE_BATCH --precisions $PRECISIONS --batching both"
+)
+for compile in off on; do
+  for model in $MODELS; do
+    for seq in $SEQS; do
+      batch=$(( BATCH_TOKENS / seq ))
+      [[ $compile == on ]] && est=100 || est=35
+      runs+=("$model-$seq-compile-$compile|$est|--model configs/$model --seq $seq --batch $batch --precisions $PRECISIONS --batching budget --pad_multiple 64 --compile $compile --no_baseline")
+    done
+  done
+done
+
+for entry in "${runs[@]}"; do
+  IFS='|' read -r name est args <<<"$entry"
+  left=$(( BUDGET_S - (SECONDS - start) ))
+  if (( left < est )); then
+    echo "{\"skipped\": \"$left s left, about $est s needed\"}" >"$OUT/runs/$name.json"
+    echo "$name: skipped ($left s left)"
+    continue
+  fi
+  seq=$(echo "$args" | sed -E 's/.*--seq ([0-9]+).*/\1/')
+  echo "== $name"
+  # shellcheck disable=SC2086
+  timeout "$left" python3 bench/train_bench.py $args --db "$OUT/train$seq.${seq}len.db" \
+      --device "$DEVICE" --steps 5 --rounds 2 --warmup 3 --json "$OUT/runs/$name.json" \
+    || echo "{\"failed\": \"exit status $?\"}" >"$OUT/runs/$name.json"
+done
+
 python3 - "$OUT" <<'PY'
-import csv, glob, sys, json
-rows = {}
-for name in ("fp16", "fp16_static", "bf16", "fp32"):
-    runs = glob.glob(f"{sys.argv[1]}/{name}/GPT2*/train_log.txt")
-    if not runs:
-        print(name, "no log"); continue
-    log = list(csv.DictReader(open(runs[0])))
-    first, last = log[10], log[-1]
-    tps = (int(last["n_token_real"]) - int(first["n_token_real"])) / (float(last["epoch_time"]) - float(first["epoch_time"]))
-    rows[name] = tps
-    print(f"{name}: {len(log)} steps, loss {float(log[0]['mean_loss']):.3f} -> {float(last['mean_loss']):.3f}, "
-          f"{tps/1e3:.0f}k real tokens/s (steps 11-{len(log)})")
-json.dump(rows, open(f"{sys.argv[1]}/train_tokens_per_s.json", "w"))
+import json, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+runs = {p.stem: json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))}
+(out / "gpu_check.json").write_text(json.dumps(runs, indent=2))
+points = []
+for name, run in runs.items():
+    for variant, row in run.get("results", {}).items():
+        print(f"{name:24s} {variant:28s} {row['tokens_per_s']:10.0f} tok/s  MFU {100 * row['mfu']:5.1f}%"
+              f"  ratio {row['ratio']:.2f}  pad {100 * row['padding']:.1f}%  peak {row['peak_mem_mb']:.0f} MB")
+        points.append((f"{name} {variant}", 100 * row["mfu"]))
+    if "results" not in run:
+        print(f"{name:24s} {run}")
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+fig = Figure(figsize=(10, 0.3 * len(points) + 1))
+FigureCanvasAgg(fig)
+ax = fig.add_subplot()
+ax.barh([p[0] for p in points], [p[1] for p in points])
+ax.set_xlabel("MFU % (model FLOPs / measured matmul peak of the precision)")
+ax.invert_yaxis()
+fig.tight_layout()
+fig.savefig(out / "gpu_check.png", dpi=100)
+print("wrote", out / "gpu_check.json", out / "gpu_check.png")
 PY
-python3 bench/loader_bench.py --lines "${LINES:-40000}" --batch 64 --seconds 8
-python3 - "$OUT" <<'PY'
-import glob, sys
-run = glob.glob(f"{sys.argv[1]}/fp16/GPT2*/hf_model")[0]
-open(f"{sys.argv[1]}/ctx.txt", "w").write("hello there EOS how are you ?\nwhat is up\n")
-import decode
-assert decode.main(["--model_name_or_path", run, "--input", f"{sys.argv[1]}/ctx.txt",
-                    "--output", f"{sys.argv[1]}/hyp.txt", "--method", "beam", "--max_new_tokens", "8"]) == 0
-print("decode on GPU:", open(f"{sys.argv[1]}/hyp.txt").read().splitlines())
-PY
-# Batched decoding and activation checkpointing on the GPU (figures the CPU cannot give).
-python3 bench/decode_bench.py --contexts 64 --batch_size 32 --device cuda
-python3 bench/checkpointing_bench.py --config configs/345M --batch 16 --seq 256 --passes 3 --device cuda
+echo "total $(( SECONDS - start )) s"

@@ -23,6 +23,7 @@ import json  # noqa: E402
 import math  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import TextIO  # noqa: E402
 
 from dstc.evaluate import (  # noqa: E402
     MultiRef,
@@ -150,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--json",
         action="store_true",
-        help="print the scores as one JSON object on the last line of standard output",
+        help="print the scores as JSON, alone on standard output (the summary goes to "
+        "standard error)",
     )
     g.add_argument("--no_meteor", action="store_true", help="skip METEOR (reported as null/nan)")
     g.add_argument(
@@ -181,15 +183,17 @@ def _fmt(values) -> str:
     return "[" + ", ".join(f"{v:.4f}" for v in values) + "]"
 
 
-def print_scores(name: str, s: Scores) -> None:
-    print(f"evaluating {name}")
-    print(f"n_lines = {s.n_lines}")
-    print(f"NIST = {_fmt(s.nist)}")
-    print(f"BLEU = {_fmt(s.bleu)}")
-    print("METEOR = " + ("None" if s.meteor is None else f"{s.meteor:.4f}"))
-    print(f"entropy = {_fmt(s.entropy)}")
-    print(f"diversity = {_fmt(s.div)}")
-    print(f"avg_len = {s.avg_len:.4f}")
+def print_scores(name: str, s: Scores, file: TextIO | None = None) -> None:
+    """The human summary of one system, on ``file`` (standard output by default)."""
+    out = sys.stdout if file is None else file
+    print(f"evaluating {name}", file=out)
+    print(f"n_lines = {s.n_lines}", file=out)
+    print(f"NIST = {_fmt(s.nist)}", file=out)
+    print(f"BLEU = {_fmt(s.bleu)}", file=out)
+    print("METEOR = " + ("None" if s.meteor is None else f"{s.meteor:.4f}"), file=out)
+    print(f"entropy = {_fmt(s.entropy)}", file=out)
+    print(f"diversity = {_fmt(s.div)}", file=out)
+    print(f"avg_len = {s.avg_len:.4f}", file=out)
 
 
 def _json_safe(d: dict) -> dict:
@@ -267,7 +271,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         )
         rows.append((name, s))
         if len(systems) == 1:
-            print_scores(name, s)
+            # With --json, standard output carries the JSON alone, for `| jq` and json.loads.
+            print_scores(name, s, file=sys.stderr if args.json else sys.stdout)
 
     if report is not None:
         write_report(report, rows)

@@ -3,12 +3,15 @@ segment scored together."""
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lsp_common.cli import UserError
@@ -52,6 +55,29 @@ def find_java(java: str | None = None) -> str:
     if not found:
         raise MeteorUnavailable(f"java executable {java or 'java'!r} not found on PATH")
     return found
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel SIGKILL the child when this process dies (Linux),
+    so that a scorer killed with SIGKILL does not leave a JVM running for minutes; None
+    elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the death signal was set
+            os._exit(1)
+
+    return preexec
 
 
 def parse_final_score(output: str) -> float:
@@ -104,7 +130,9 @@ def meteor(
         if norm:
             cmd.append("-norm")
         try:
-            proc = subprocess.run(cmd, capture_output=True, timeout=timeout)
+            proc = subprocess.run(
+                cmd, capture_output=True, timeout=timeout, preexec_fn=die_with_parent()
+            )
         except subprocess.TimeoutExpired:
             raise MeteorUnavailable(f"METEOR did not finish within {timeout} s") from None
         out = proc.stdout.decode("utf-8", "replace")

@@ -81,9 +81,10 @@ class TrainConfig:
     """noam/noamwd warmup steps"""
     normalize_data: bool = True
     """collapse whitespace in the validation tsv"""
-    fp16: bool = True
+    fp16: bool | None = None
     """float16 mixed precision on CUDA (dynamic loss scale unless --loss_scale > 0); without
-    CUDA: a warning and float32"""
+    CUDA: a warning and float32. Neither --fp16 nor --bf16 given (None): bfloat16 on GPUs
+    that compute it natively (Ampere and newer), float16 on older GPUs, float32 on CPUs"""
     lr_schedule: str = field(default="noam", metadata={"choices": SCHEDULES})
     """learning-rate schedule"""
     loss_scale: float = 0
@@ -96,8 +97,9 @@ class TrainConfig:
     """set by torch.distributed.launch; torchrun passes LOCAL_RANK in the environment"""
 
     # Beyond the published toolkit.
-    bf16: bool = False
-    """bfloat16 autocast (CUDA, or CPU autocast); takes precedence over --fp16"""
+    bf16: bool | None = None
+    """bfloat16 autocast (CUDA, or CPU autocast); takes precedence over --fp16 (None: see
+    --fp16)"""
     use_weights: bool = False
     """weight the loss by the per-turn weights stored in the database"""
     eval_step: int = 0
@@ -122,6 +124,20 @@ class TrainConfig:
     """recompute each layer's activations in the backward pass: same results, far less
     activation memory (762M or long sequences on a small GPU), one more forward pass of
     compute"""
+    max_tokens_per_batch: int = 0
+    """token budget per forward/backward pass: batches of similar-length features whose
+    padded size (rows x longest row) stays within it, so padding stays small and every
+    feature is used; 0 = fixed batches of train_batch_size / gradient_accumulation_steps
+    features (the published loader). Must hold one --max_seq_length feature"""
+    pad_to_multiple: int = 8
+    """round each batch's width up to a multiple of this (64 lets a compiled model reuse its
+    kernels across batches)"""
+    compile: bool = False
+    """torch.compile the model (first steps are slow while it compiles; pays off on GPUs and
+    long runs)"""
+    resume_force: bool = False
+    """with --resume: continue although run-defining arguments (data, batch sizes, learning
+    rate and schedule, seed, model, precision) differ from the run's args.json"""
 
     def __post_init__(self) -> None:
         """The one place where options are checked, alone and in combination."""
@@ -146,7 +162,12 @@ class TrainConfig:
         self._check_schedule()
         if not self.loss_scale >= 0:
             raise ArgumentError(f"--loss_scale must be >= 0 (0 = dynamic), got {self.loss_scale}")
-        for name, least in (("num_prefetch", 0), ("continue_from", 0), ("eval_step", 0)):
+        for name, least in (
+            ("num_prefetch", 0),
+            ("continue_from", 0),
+            ("eval_step", 0),
+            ("max_tokens_per_batch", 0),
+        ):
             if getattr(self, name) < least:
                 raise ArgumentError(f"--{name} must be >= {least}, got {getattr(self, name)}")
         if self.save_step is not None and self.save_step < 1:
@@ -154,6 +175,14 @@ class TrainConfig:
         if self.keep_checkpoints < 1:
             raise ArgumentError(
                 f"--keep_checkpoints must be at least 1, got {self.keep_checkpoints}"
+            )
+        if self.pad_to_multiple < 1:
+            raise ArgumentError(f"--pad_to_multiple must be at least 1, got {self.pad_to_multiple}")
+        budget_floor = -(-self.max_seq_length // self.pad_to_multiple) * self.pad_to_multiple
+        if self.max_tokens_per_batch and self.max_tokens_per_batch < budget_floor:
+            raise ArgumentError(
+                f"--max_tokens_per_batch {self.max_tokens_per_batch} cannot hold one feature of "
+                f"--max_seq_length {self.max_seq_length} (at least {budget_floor}; 0 = off)"
             )
         if self.eval_step and self.skip_eval:
             raise ArgumentError("--eval_step asks for validation, --skip_eval for none: drop one")

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from lsp_common.atomic import atomic_file, atomic_folder, is_leftover, remove_folder
+from lsp_common.checksums import sidecar_path
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +82,9 @@ def save_checkpoint(
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{global_step}"
+    # Peak disk: at most ``keep`` complete checkpoints plus the one being written.
+    for old in _make_room(list_checkpoints(run_dir), global_step, keep):
+        remove_folder(old)
     with atomic_folder(final) as tmp:
         with open(tmp / STATE_FILE, "wb") as f:
             torch.save(state, f)
@@ -96,7 +100,83 @@ def save_checkpoint(
     for old in list_checkpoints(run_dir)[:-keep]:
         remove_folder(old)
     _sweep_leftovers(root)
+    logger.info("checkpoint %s saved; %s", final, disk_use_line(run_dir))
     return final
+
+
+def _make_room(complete: list[Path], new_step: int, keep: int) -> list[Path]:
+    """The oldest of ``complete`` (oldest first) to delete before writing step ``new_step``,
+    so that ``keep`` remain once it is written: at most ``keep - 1`` others, and never the
+    last complete one (a save that then fails would leave nothing to resume from)."""
+    others = [p for p in complete if _step_of(p) != new_step]
+    excess = len(others) - max(keep - 1, 1)
+    return others[: max(excess, 0)]
+
+
+def weights_files(run_dir: str | os.PathLike[str]) -> list[Path]:
+    """A run's ``GP2-pretrain-step-N.pkl`` files, oldest step first."""
+    found = []
+    for path in Path(run_dir).glob("GP2-pretrain-step-*.pkl"):
+        try:
+            found.append((int(path.name[len("GP2-pretrain-step-") : -len(".pkl")]), path))
+        except ValueError:
+            continue
+    return [path for _, path in sorted(found)]
+
+
+def prune_weights(run_dir: str | os.PathLike[str], new_step: int, keep: int) -> list[Path]:
+    """Before writing ``GP2-pretrain-step-{new_step}.pkl``: delete the oldest .pkl files so
+    that ``keep`` remain after it, never the newest one already written. Returns what
+    was deleted."""
+    others = [p for p in weights_files(run_dir) if p.name != f"GP2-pretrain-step-{new_step}.pkl"]
+    doomed = others[: max(len(others) - max(keep - 1, 1), 0)]
+    for path in doomed:
+        path.unlink(missing_ok=True)
+        sidecar_path(path).unlink(missing_ok=True)  # its .sha256 goes with it
+    return doomed
+
+
+def sweep_run_leftovers(*folders: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary and trash files and folders a killed run left in ``folders``
+    (``.GP2-pretrain-step-N.pkl.tmp-*``, ``.hf_model.tmp-*``, ``.trash-*``) and in their
+    ``checkpoints/``. Only one process writes a run folder, so none of them is in use."""
+    removed = []
+    for folder in folders:
+        root = Path(folder)
+        for parent in (root, root / CHECKPOINTS):
+            if not parent.is_dir():
+                continue
+            for entry in parent.iterdir():
+                if not is_leftover(entry):
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+                removed.append(entry)
+    if removed:
+        logger.info(
+            "removed %d leftover(s) of an interrupted run: %s",
+            len(removed),
+            ", ".join(p.name for p in removed),
+        )
+    return removed
+
+
+def disk_use(folder: str | os.PathLike[str]) -> int:
+    """Bytes in the files under ``folder`` (files removed meanwhile are skipped)."""
+    total = 0
+    for dirpath, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                continue
+    return total
+
+
+def disk_use_line(run_dir: str | os.PathLike[str]) -> str:
+    return f"run folder uses {disk_use(run_dir) / 1e6:.1f} MB"
 
 
 def list_checkpoints(run_dir: str | os.PathLike[str]) -> list[Path]:
@@ -112,6 +192,8 @@ def load_checkpoint(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """Verify and load a checkpoint folder's training state (weights-only unpickling)."""
     folder = Path(folder)
     meta_path, state_path = folder / META_FILE, folder / STATE_FILE
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: no such checkpoint folder")
     if not meta_path.is_file():
         raise CheckpointError(f"{folder}: incomplete checkpoint (no {META_FILE})")
     try:
@@ -130,7 +212,9 @@ def load_checkpoint(folder: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         state = torch.load(state_path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means "refuse"
-        raise CheckpointError(f"{state_path}: cannot be loaded safely ({err})") from None
+        from lsp_model.loading import unpickling_refusal  # torch's advice left out
+
+        raise CheckpointError(unpickling_refusal(state_path, err)) from None
     state["checkpoint"] = str(folder)
     return state
 
@@ -160,8 +244,19 @@ def _candidates(spec: str, output_dir: str | None) -> list[Path]:
     return [path]
 
 
+def newest_checkpoint(output_dir: str | None) -> Path | None:
+    """What ``--resume latest`` would try first under ``output_dir``, if anything."""
+    found = _candidates("latest", output_dir)
+    return found[0] if found else None
+
+
 def resolve_resume(spec: str, output_dir: str | None) -> tuple[Path, dict[str, Any]]:
     """Load the checkpoint ``--resume`` means, falling back past damaged ones with a warning."""
+    if spec != "latest" and not os.path.exists(spec):
+        raise CheckpointError(
+            f"--resume {spec}: does not exist (give a checkpoint folder RUN/checkpoints/step-N, "
+            "a run folder, or 'latest')"
+        )
     candidates = _candidates(spec, output_dir)
     if not candidates:
         where = f"under {output_dir}" if spec == "latest" else spec

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
+from types import FrameType
 from typing import NoReturn
 
-from gpt2_training.args import ArgumentError, parse_args
-from gpt2_training.checkpoint import CheckpointError
+from gpt2_training.args import ArgumentError, TrainConfig, parse_args
+from gpt2_training.checkpoint import CheckpointError, newest_checkpoint
 from gpt2_training.distributed import DistContext, LaunchError, init_distributed, shutdown
 from gpt2_training.trainer import train
+from lsp_common.cli import UserError
 from lsp_data.db import DatabaseError
 from lsp_data.loaders import DataError
 from lsp_model.loading import ModelLoadError
@@ -31,7 +35,32 @@ USER_ERRORS = (
     DataError,
     LaunchError,
     ModelLoadError,
+    UserError,  # lsp_common.atomic.OutputError: an output folder that cannot take files
 )
+
+
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM (a scheduler's stop, kill, torchrun shutting its workers down) ends the run
+    # as Ctrl-C does: writes in progress are cleaned up, the same message is printed.
+    raise KeyboardInterrupt
+
+
+def how_to_continue(cfg: TrainConfig) -> str:
+    """What the 'interrupted' line adds: the checkpoint a resume would start from."""
+    try:
+        newest = newest_checkpoint(cfg.output_dir)
+    except OSError:
+        newest = None
+    if newest is None:
+        first = cfg.save_step or cfg.valid_step
+        return (
+            f"no checkpoint under --output_dir {cfg.output_dir} yet (the first is written at "
+            f"step {first}), so there is nothing to resume: run the command again to start over"
+        )
+    return (
+        f"to continue from {newest}, run the same command with --resume latest "
+        f"(it looks under --output_dir {cfg.output_dir})"
+    )
 
 
 def _configure_logging(ctx: DistContext) -> None:
@@ -53,6 +82,8 @@ def main(argv: list[str] | None = None) -> Path | int:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
     ctx = DistContext()
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous_sigterm = signal.signal(signal.SIGTERM, _terminated) if in_main_thread else None
     try:
         ctx = init_distributed(cfg.local_rank, cfg.dist_backend)
         _configure_logging(ctx)
@@ -62,7 +93,7 @@ def main(argv: list[str] | None = None) -> Path | int:
         if isinstance(err, USER_ERRORS):
             print(f"{prefix}: error: {err}", file=sys.stderr)
         elif isinstance(err, KeyboardInterrupt):
-            print(f"{prefix}: interrupted", file=sys.stderr)
+            print(f"{prefix}: interrupted; {how_to_continue(cfg)}", file=sys.stderr)
         else:
             print(f"{prefix}: failed:", file=sys.stderr)
             traceback.print_exc()
@@ -73,6 +104,9 @@ def main(argv: list[str] | None = None) -> Path | int:
             sys.stdout.flush()
             os._exit(1)
         return 1
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous_sigterm)
     shutdown(ctx)
     return run_dir
 

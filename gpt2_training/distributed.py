@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import datetime
 import os
+import sys
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +54,7 @@ def init_distributed(
             "job with torchrun or python -m torch.distributed.launch"
         )
     rank = int(os.environ["RANK"])
+    watch_launcher(f"LSP_train.py [rank {rank}/{world_size}]")
     local_rank = int(os.environ.get("LOCAL_RANK", local_rank_arg))
     use_cuda = torch.cuda.is_available()
     if backend == "auto":
@@ -82,6 +86,32 @@ def init_distributed(
         device=device,
         backend=backend,
     )
+
+
+def watch_launcher(name: str, interval: float = 1.0) -> threading.Thread | None:
+    """Exit this process when the process that started it (the launcher) is gone.
+
+    torchrun starts each rank in its own process group, so killing the launcher's group
+    (or the launcher with SIGKILL) does not reach the ranks: orphans would train on,
+    holding GPUs and writing checkpoints. A daemon thread polls the parent pid (a change
+    means this process was re-parented) and leaves at once, as a failing rank does; the
+    other ranks notice their own launcher the same way. Returns the thread (None when
+    there is no launcher to watch).
+    """
+    launcher = os.getppid()
+    if launcher <= 1:  # already re-parented: nothing to watch
+        return None
+
+    def watch() -> None:
+        while os.getppid() == launcher:
+            time.sleep(interval)
+        print(f"{name}: the launcher (pid {launcher}) is gone; exiting", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(1)
+
+    thread = threading.Thread(target=watch, name="watch-launcher", daemon=True)
+    thread.start()
+    return thread
 
 
 def sum_over_ranks(values: list[float], ctx: DistContext) -> list[float]:

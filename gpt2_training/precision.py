@@ -1,5 +1,8 @@
 """Mixed precision with torch AMP: what to autocast to and how to scale the loss.
 
+* neither ``--fp16`` nor ``--bf16`` given (``auto_precision``): bfloat16 on GPUs that
+  compute it natively (Ampere and newer); float16 with a dynamic loss scale on older GPUs
+  (the published setting); float32 on CPUs.
 * ``--bf16 true``: bfloat16 autocast on CUDA, or CPU autocast (bf16 needs no loss scale).
 * ``--fp16 true`` on CUDA: float16 autocast with a dynamic loss scale (``GradScaler``), or
   a static one when ``--loss_scale > 0``, as apex's ``FP16_Optimizer`` offered.
@@ -72,7 +75,26 @@ class Precision:
         return torch.autocast(device_type=self.device_type, dtype=self.dtype)
 
 
-def setup_precision(fp16: bool, bf16: bool, loss_scale: float, device: torch.device) -> Precision:
+def auto_precision(device: torch.device) -> tuple[bool, bool]:
+    """(fp16, bf16) when neither flag was given.
+
+    CPUs keep float32: even with AMX, bf16 autocast made the training step slower there
+    (bench/train_bench.py: the step is bound by memory traffic over the vocabulary-sized
+    logits, which the casts add to, not by matrix products)."""
+    if device.type == "cuda":
+        bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+        return not bf16, bf16
+    return False, False
+
+
+def setup_precision(
+    fp16: bool | None, bf16: bool | None, loss_scale: float, device: torch.device
+) -> Precision:
+    """The precision of a run; None for both flags means ``auto_precision``. A flag given
+    alone leaves the other off (``--fp16 false`` alone trains in float32, as it always did)."""
+    if fp16 is None and bf16 is None:
+        fp16, bf16 = auto_precision(device)
+    fp16, bf16 = bool(fp16), bool(bf16)
     device_type = device.type
     disabled = torch.amp.GradScaler(device_type if device_type == "cuda" else "cpu", enabled=False)
     if bf16:

@@ -18,7 +18,9 @@ import datetime
 import json
 import logging
 import math
+import os
 import random
+import tempfile
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
@@ -34,10 +36,12 @@ from torch.nn.parallel import DistributedDataParallel
 from gpt2_training.args import TrainConfig
 from gpt2_training.checkpoint import (
     CheckpointError,
-    atomic_torch_save,
+    disk_use_line,
     load_checkpoint,
+    prune_weights,
     resolve_resume,
     save_checkpoint,
+    sweep_run_leftovers,
 )
 from gpt2_training.distributed import (
     DistContext,
@@ -48,7 +52,7 @@ from gpt2_training.distributed import (
 from gpt2_training.evaluation import eval_model_loss
 from gpt2_training.logs import EVAL_HEADER, TRAIN_HEADER, CsvLog
 from gpt2_training.precision import Precision, setup_precision
-from lsp_common.atomic import write_text_atomic
+from lsp_common.atomic import OutputError, write_text_atomic
 from lsp_data.loaders import BucketingDataLoader, DataError, DynamicBatchingLoader
 from lsp_data.tokenizer import load_tokenizer
 from lsp_model.loading import (
@@ -56,6 +60,7 @@ from lsp_model.loading import (
     load_model,
     resolve_model_source,
     save_hf_folder,
+    save_state_dict_file,
 )
 from lsp_model.modeling import GPT2LMHeadModel
 from lsp_model.optim import MAX_GRAD_NORM, build_optimizer, lr_at_step, set_lr
@@ -161,8 +166,13 @@ class Gradients:
         self.ddp: DistributedDataParallel | None = None
         if ctx.enabled:
             device = ctx.device
+            # Gradients live in DDP's buckets: no copy between them per all-reduce.
+            # (static_graph=True would save a little more, but torch 2.13's reducer fails an
+            # internal assert when it meets no_sync's gradient accumulation.)
             self.ddp = DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None
+                model,
+                device_ids=[device.index] if device.type == "cuda" else None,
+                gradient_as_bucket_view=True,
             )
             self.ddp.register_comm_hook(None, _allreduce_sum)
         self.module: torch.nn.Module = self.ddp or model  # what the passes call
@@ -176,15 +186,24 @@ class Gradients:
     def backward(self, loss: torch.Tensor) -> None:
         self.scaler.scale(loss / self.divisor).backward()
 
-    def step(self, optimizer: torch.optim.Optimizer) -> bool:
-        """Unscale, clip, update unless a gradient is inf/nan, clear; False when skipped."""
+    def step(self, optimizer: torch.optim.Optimizer) -> torch.Tensor:
+        """Unscale, clip, update unless a gradient is inf/nan, clear.
+
+        Returns whether the update was made as a 0-dim bool tensor on the device, read only
+        when the step is logged: the step itself waits for the device nowhere (a fused
+        optimizer takes the inf/nan flag as a tensor and skips the update on the device).
+        """
         self.scaler.unscale_(optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, MAX_GRAD_NORM)
-        finite = bool(torch.isfinite(grad_norm))
+        finite = torch.isfinite(grad_norm)
         if self.scaler.is_enabled():
             self.scaler.step(optimizer)  # skips the update itself on inf/nan
             self.scaler.update()
-        elif finite:
+        elif getattr(optimizer, "_step_supports_amp_scaling", False):
+            optimizer.found_inf = (~finite).float()  # type: ignore[attr-defined]
+            optimizer.step()
+            del optimizer.found_inf  # type: ignore[attr-defined]
+        elif bool(finite):
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return finite
@@ -286,7 +305,8 @@ class RunLogs:
         tokens_per_s = n_real / max(epoch_time, 1e-9)
         if self.pbar is not None:
             self.pbar.set_postfix_str(
-                f"tok/s: {tokens_per_s / 1000:.1f}k ppl: {ppl:.2f} epoch: {p.epoch + 1}"
+                f"tok/s: {tokens_per_s / 1000:.1f}k ppl: {ppl:.2f} epoch: {p.epoch + 1} "
+                f"pad: {100 * (1 - n_real / max(n_total, 1)):.0f}%"
             )
             self.pbar.update(1)
         if self.tb is not None:
@@ -338,9 +358,104 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+# What defines a run: changing one of these on --resume would make the resumed steps
+# those of another run (other data, batches, rates, model or numerics). The rest (how long,
+# how often to validate and save, where logs go, what is shown) may change freely.
+RUN_DEFINING = (
+    "model_name_or_path",
+    "init_checkpoint",
+    "train_input_file",
+    "seed",
+    "max_seq_length",
+    "train_batch_size",
+    "gradient_accumulation_steps",
+    "learning_rate",
+    "lr_schedule",
+    "warmup_proportion",
+    "warmup_steps",
+    "fp16",
+    "bf16",
+    "loss_scale",
+    "no_token_id",
+    "use_weights",
+    "shuffle_data",
+)
+_PATH_ARGS = ("model_name_or_path", "init_checkpoint", "train_input_file")
+
+
+def _same_arg(name: str, old: Any, new: Any) -> bool:
+    if name in _PATH_ARGS and isinstance(old, str) and isinstance(new, str):
+        # the same folder named from another working directory is the same run
+        return old == new or os.path.realpath(old) == os.path.realpath(new)
+    return old == new
+
+
+def check_resume_args(cfg: TrainConfig, run_dir: Path, step: int, is_main: bool = True) -> None:
+    """Refuse a resume whose run-defining arguments differ from the run's args.json,
+    unless --resume_force; then say which changed and keep the old arguments as
+    ``args.before-step-N.json`` (args.json gets the new ones)."""
+    path = run_dir / "args.json"
+    try:
+        before = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        logger.warning("%s is missing or unreadable: resumed arguments cannot be compared", path)
+        return
+    now = cfg.to_dict()
+    changed = [
+        f"--{name} {before[name]!s} -> {now[name]!s}"
+        for name in RUN_DEFINING
+        if name in before and not _same_arg(name, before[name], now[name])
+    ]
+    if changed and not cfg.resume_force:
+        raise CheckpointError(
+            f"--resume: this run ({run_dir}) was started with other arguments: "
+            f"{'; '.join(changed)}. Resume with the same ones, or add --resume_force true "
+            "to continue with the new ones anyway"
+        )
+    if changed and is_main:
+        kept = run_dir / f"args.before-step-{step}.json"
+        write_text_atomic(kept, json.dumps(before, indent=2) + "\n")
+        logger.warning(
+            "--resume_force: continuing with changed arguments: %s (the previous ones are in %s)",
+            "; ".join(changed),
+            kept,
+        )
+    if before.get("num_optim_steps") != cfg.num_optim_steps and cfg.lr_schedule == "BERT":
+        logger.warning(
+            "--num_optim_steps %s -> %s changes the BERT schedule's learning rates from here on",
+            before.get("num_optim_steps"),
+            cfg.num_optim_steps,
+        )
+
+
+def check_writable(folder: str | os.PathLike[str], flag: str) -> None:
+    """Fail now, before the model is loaded, if ``folder`` cannot take files: checked in the
+    nearest folder that exists (nothing is created for a run that cannot start)."""
+    target = Path(folder).absolute()
+    probe_dir = target
+    while not probe_dir.exists() and probe_dir != probe_dir.parent:
+        probe_dir = probe_dir.parent
+    where = f"{flag} {folder}"
+    if not probe_dir.is_dir():
+        raise OutputError(f"{where}: cannot be created, {probe_dir} is not a folder")
+    try:
+        # A real write, synced: a read-only mount or a full disk fails here, not at the
+        # first save hours later.
+        with tempfile.TemporaryFile(dir=probe_dir, prefix=".write-test-") as f:
+            f.write(b"\0" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as err:
+        raise OutputError(f"{where}: cannot write in {probe_dir} ({err.strerror or err})") from None
+
+
 def locate_run(cfg: TrainConfig, ctx: DistContext) -> tuple[Path, dict[str, Any] | None]:
     """The run folder (not created yet) and, with --resume, the checkpoint's state."""
     assert cfg.output_dir is not None  # TrainConfig requires it
+    if ctx.is_main:
+        check_writable(cfg.output_dir, "--output_dir")
+        if cfg.log_dir:
+            check_writable(cfg.log_dir, "--log_dir")
     if not cfg.resume:
         n_gpu = ctx.world_size if ctx.enabled else torch.cuda.device_count()
         return Path(cfg.output_dir) / broadcast_object(run_folder_name(cfg, n_gpu), ctx), None
@@ -354,7 +469,11 @@ def locate_run(cfg: TrainConfig, ctx: DistContext) -> tuple[Path, dict[str, Any]
             f"{path} was written by {resumed['world_size']} processes; "
             f"resume it with the same number (this job has {ctx.world_size})"
         )
-    return Path(path).parent.parent, resumed
+    run_dir = Path(path).parent.parent
+    if ctx.is_main:
+        check_writable(run_dir, "--resume")
+    check_resume_args(cfg, run_dir, resumed["global_step"], ctx.is_main)
+    return run_dir, resumed
 
 
 def enable_gradient_checkpointing(model: GPT2LMHeadModel) -> None:
@@ -388,6 +507,10 @@ def build_model_and_optimizer(
         if resumed.get("scaler") and precision.scaler.is_enabled():
             precision.scaler.load_state_dict(resumed["scaler"])
     grads = Gradients(model, ctx, cfg.gradient_accumulation_steps, precision.scaler)
+    if cfg.compile:
+        # In place, so the model keeps its class and its state dict its keys; DDP's wrapper
+        # is compiled when there is one, which lets it split the graph at its buckets.
+        grads.module.compile()
     return model, tokenizer, optimizer, precision, grads
 
 
@@ -407,6 +530,8 @@ def build_loaders(
         with_weights=cfg.use_weights,
         rank=ctx.rank,
         world_size=ctx.world_size,
+        max_tokens=cfg.max_tokens_per_batch,
+        pad_multiple=cfg.pad_to_multiple,
     )
     if not ctx.is_main or cfg.skip_eval:
         return train_loader, None
@@ -434,6 +559,7 @@ def open_run_folder(run: Run, progress: Progress, resumed: bool) -> None:
     cfg, ctx = run.cfg, run.ctx
     run.dir.mkdir(parents=True, exist_ok=True)
     run.log_dir.mkdir(parents=True, exist_ok=True)
+    sweep_run_leftovers(run.dir, run.log_dir)  # what a killed earlier session left
     resolved = {
         **cfg.to_dict(),
         "run_dir": str(run.dir),
@@ -462,10 +588,22 @@ def open_run_folder(run: Run, progress: Progress, resumed: bool) -> None:
 # ----------------------------------------------------------------------------- the loop
 
 
-def forward_backward(run: Run, progress: Progress, stream: Iterator[tuple[int, Batch]]) -> None:
-    """The step's passes: gradients accumulate; losses go to the stats of their batch's epoch."""
+@dataclass
+class StepResult:
+    """What one optimizer step leaves to log, still on the device until ``log_train_step``."""
+
+    lr: float
+    passes: list[tuple[RunningStats, torch.Tensor, torch.Tensor, int, int]]
+    updated: torch.Tensor  # 0-dim bool: False when inf/nan gradients skipped the update
+
+
+def forward_backward(
+    run: Run, progress: Progress, stream: Iterator[tuple[int, Batch]]
+) -> list[tuple[RunningStats, torch.Tensor, torch.Tensor, int, int]]:
+    """The step's passes: gradients accumulate. Returns per pass (its epoch's stats, loss,
+    ppl, real tokens, padded tokens), the losses still on the device."""
     cfg, device = run.cfg, run.ctx.device
-    pending = []  # per pass: (its epoch's stats, loss, ppl, tokens); read once per step
+    pending = []
     for micro in range(cfg.gradient_accumulation_steps):
         batch_epoch, batch = next(stream)
         if batch_epoch != progress.epoch:
@@ -484,15 +622,13 @@ def forward_backward(run: Run, progress: Progress, stream: Iterator[tuple[int, B
             run.grads.backward(loss)
         pending.append((progress.stats, loss.detach(), ppl, n_real, input_ids.numel()))
         progress.step += 1
-    values = torch.stack([torch.stack([p[1].float(), p[2].float()]) for p in pending]).tolist()
-    for (owner, _, _, n_real, n_total), (loss_value, ppl_value) in zip(pending, values):
-        owner.add(loss_value, ppl_value, n_real, n_total)
+    return pending
 
 
-def train_step(run: Run, progress: Progress, stream: Iterator[tuple[int, Batch]]) -> float:
-    """One optimizer step: the passes, then the update at this step's rate (returned)."""
+def train_step(run: Run, progress: Progress, stream: Iterator[tuple[int, Batch]]) -> StepResult:
+    """One optimizer step: the passes, then the update at this step's rate."""
     cfg = run.cfg
-    forward_backward(run, progress, stream)
+    passes = forward_backward(run, progress, stream)
     lr = lr_at_step(
         cfg.lr_schedule,
         progress.global_step,
@@ -503,19 +639,29 @@ def train_step(run: Run, progress: Progress, stream: Iterator[tuple[int, Batch]]
         n_embd=run.model.config.n_embd,
     )
     set_lr(run.optimizer, lr)
-    if not run.grads.step(run.optimizer):
+    updated = run.grads.step(run.optimizer)
+    progress.global_step += 1
+    return StepResult(lr, passes, updated)
+
+
+def log_train_step(run: Run, progress: Progress, result: StepResult) -> None:
+    """Read the step's values from the device (the one wait per step), add them to the
+    epoch's stats, and write one train_log.txt row: running means averaged over ranks,
+    tokens summed."""
+    values = torch.stack(
+        [torch.stack([loss.float(), ppl.float()]) for _, loss, ppl, _, _ in result.passes]
+        + [torch.stack([result.updated.float(), result.updated.float()])]
+    ).tolist()
+    for (owner, _, _, pass_real, pass_total), (loss_value, ppl_value) in zip(result.passes, values):
+        owner.add(loss_value, ppl_value, pass_real, pass_total)
+    if not values[-1][0]:
         progress.n_skipped_steps += 1
         logger.warning(
             "step %d: non-finite gradients, update skipped (%d so far)",
-            progress.global_step + 1,
+            progress.global_step,
             progress.n_skipped_steps,
         )
-    progress.global_step += 1
-    return lr
-
-
-def log_train_step(run: Run, progress: Progress, lr: float) -> None:
-    """One train_log.txt row: this epoch's running means averaged over ranks, tokens summed."""
+    lr = result.lr
     stats, world = progress.stats, run.ctx.world_size
     loss, ppl, n_real, n_total = sum_over_ranks(
         [stats.mean_loss, stats.mean_ppl, stats.n_token_real, stats.n_token_total], run.ctx
@@ -536,10 +682,16 @@ def validate(run: Run, progress: Progress) -> None:
 
 
 def save_weights(run: Run, global_step: int) -> None:
-    """Rank 0: GP2-pretrain-step-N.pkl (the published state dict) and the HF folder."""
+    """Rank 0: GP2-pretrain-step-N.pkl (the published state dict, with its .sha256) and the
+    HF folder (with its SHA256SUMS).
+
+    The newest --keep_checkpoints .pkl files are kept; the oldest go before the new one is
+    written, so the disk holds at most that many plus the one being written."""
     pkl = run.dir / f"GP2-pretrain-step-{global_step}.pkl"
-    atomic_torch_save(checkpoint_state_dict(run.model), pkl)
+    prune_weights(run.dir, global_step, run.cfg.keep_checkpoints)
+    save_state_dict_file(checkpoint_state_dict(run.model), pkl)
     save_hf_folder(run.model, run.tokenizer, run.dir / HF_FOLDER)
+    logger.info("saved %s and %s/; %s", pkl.name, HF_FOLDER, disk_use_line(run.dir))
 
 
 def save_training_state(run: Run, progress: Progress) -> None:
@@ -582,8 +734,8 @@ def fit(run: Run, progress: Progress) -> None:
     stream = _batch_stream(run.train_loader, progress.epoch, progress.batches_in_epoch)
     try:
         while progress.global_step < run.cfg.num_optim_steps:
-            lr = train_step(run, progress, stream)
-            log_train_step(run, progress, lr)
+            result = train_step(run, progress, stream)
+            log_train_step(run, progress, result)
             validate_and_save(run, progress)
     finally:
         stream.close()
@@ -597,6 +749,13 @@ def report_end(run: Run, progress: Progress) -> None:
             "%d non-finite batch losses, %d optimizer steps skipped",
             progress.stats.n_nonfinite,
             skipped,
+        )
+    loader = run.train_loader
+    if loader.n_tokens_padded:
+        logger.info(
+            "padding: %.1f%% of the %d tokens in the training batches",
+            100 * loader.padding_share,
+            loader.n_tokens_padded,
         )
     if run.train_loader.n_dropped_long:
         logger.info(
@@ -615,7 +774,12 @@ def report_end(run: Run, progress: Progress) -> None:
             evals.n_examples,
             run.cfg.max_seq_length,
         )
-    logger.info("done: %d optimizer steps; run folder %s", progress.global_step, run.dir)
+    logger.info(
+        "done: %d optimizer steps; run folder %s; %s",
+        progress.global_step,
+        run.dir,
+        disk_use_line(run.dir),
+    )
 
 
 def train(cfg: TrainConfig, ctx: DistContext) -> Path:

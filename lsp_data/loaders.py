@@ -91,18 +91,60 @@ def bucket_batches(
     return batches
 
 
+def round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def token_budget_batches(
+    lens: np.ndarray,
+    max_tokens: int,
+    bucket_size: int,
+    rng: np.random.Generator | None,
+    multiple: int = 1,
+) -> list[np.ndarray]:
+    """Indices of batches of at most ``max_tokens`` padded tokens: shuffle, sort each bucket
+    by length (longest first), cut greedily, shuffle the batches.
+
+    A batch's cost is its row count times its longest row rounded up to ``multiple`` (what
+    ``pad_batch`` makes of it). Every example is used: a bucket's last batch may be short,
+    and an example longer than the budget forms a batch alone. Sorting within buckets keeps
+    padding small; the random cut into buckets keeps the batches' composition random.
+    """
+    ids = np.arange(len(lens)) if rng is None else rng.permutation(len(lens))
+    batches: list[np.ndarray] = []
+    for start in range(0, len(ids), bucket_size):
+        bucket = ids[start : start + bucket_size]
+        bucket = bucket[np.argsort(-lens[bucket], kind="stable")]
+        # Longest first, so a batch's width is that of its first row.
+        widths = [round_up(int(n), multiple) for n in lens[bucket]]
+        first = 0
+        while first < len(bucket):
+            rows = max(1, max_tokens // widths[first])
+            batches.append(bucket[first : first + rows])
+            first += rows
+    if rng is not None and batches:
+        order = rng.permutation(len(batches))
+        batches = [batches[i] for i in order]
+    return batches
+
+
 def pad_batch(
-    chunk: FeatureChunk, starts: np.ndarray, lens: np.ndarray, with_weights: bool = False
+    chunk: FeatureChunk,
+    starts: np.ndarray,
+    lens: np.ndarray,
+    with_weights: bool = False,
+    multiple: int = 1,
 ) -> tuple[torch.Tensor, ...]:
     """(input_ids, position_ids, token_type_ids, labels[, weights]) padded with 0/0/0/-1[/0].
 
     Row i is the feature whose tokens are ``starts[i]:starts[i]+lens[i]`` in the chunk's
-    flat arrays.
+    flat arrays. The width is the longest row rounded up to ``multiple``, so that the
+    shapes a compiled model sees repeat.
     """
     import torch
 
     lens = lens.astype(np.int64)
-    width = int(lens.max())
+    width = round_up(int(lens.max()), multiple)
     pos = np.arange(width, dtype=np.int64)
     mask = pos[None, :] < lens[:, None]
     gather = np.where(mask, starts[:, None] + pos[None, :], 0)
@@ -126,6 +168,10 @@ class BucketingDataLoader:
     Features longer than ``max_seq_len`` are dropped (and counted in ``n_dropped_long``).
     Batches are ``(input_ids, position_ids, token_type_ids, labels)`` of int64 tensors,
     plus float ``weights`` when ``with_weights``.
+
+    Batches hold ``batch_size`` features each (incomplete ones dropped, as the published
+    loader), or, with ``max_tokens``, as many features as fit in that many padded tokens
+    (``token_budget_batches``; none dropped). ``pad_multiple`` rounds each batch's width up.
     """
 
     def __init__(
@@ -142,9 +188,16 @@ class BucketingDataLoader:
         with_weights: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        max_tokens: int = 0,
+        pad_multiple: int = 1,
     ):
         if batch_size < 1:
             raise DataError(f"batch size must be positive, got {batch_size}")
+        if max_tokens and max_tokens < round_up(max_seq_len, pad_multiple):
+            raise DataError(
+                f"a token budget of {max_tokens} cannot hold one feature of "
+                f"{round_up(max_seq_len, pad_multiple)} tokens"
+            )
         self.db = FeatureDB(db_name)
         if not self.db.keys:
             raise DataError(f"{db_name}: the database holds no features")
@@ -157,8 +210,18 @@ class BucketingDataLoader:
         self.pin_memory = pin_memory
         self.with_weights = with_weights
         self.rank, self.world_size = rank, world_size
+        self.max_tokens = max_tokens
+        self.pad_multiple = pad_multiple
         self.epoch = 0
         self.n_dropped_long = 0
+        # Tokens in the batches taken so far: real (the features' lengths) and padded.
+        self.n_tokens_real = 0
+        self.n_tokens_padded = 0
+
+    @property
+    def padding_share(self) -> float:
+        """Share of the batches' tokens that are padding, over the batches taken so far."""
+        return 1.0 - self.n_tokens_real / self.n_tokens_padded if self.n_tokens_padded else 0.0
 
     def shard(self) -> list[tuple[str, int, int]]:
         """This rank's share as (chunk key, first feature, feature stride).
@@ -194,15 +257,19 @@ class BucketingDataLoader:
         keep = candidates[lens[candidates] <= self.max_len]
         if not lens_only:
             self.n_dropped_long += len(candidates) - len(keep)
-        batches = bucket_batches(
-            lens[keep], self.batch_size, self.bucket_size, self._rng(epoch, self.rank, index)
-        )
+        rng = self._rng(epoch, self.rank, index)
+        if self.max_tokens:
+            batches = token_budget_batches(
+                lens[keep], self.max_tokens, self.bucket_size, rng, self.pad_multiple
+            )
+        else:
+            batches = bucket_batches(lens[keep], self.batch_size, self.bucket_size, rng)
         return chunk, keep, batches
 
     def iter_epoch(self, epoch: int, skip_batches: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
         """The batches of ``epoch``, leaving out its first ``skip_batches``."""
 
-        def produce() -> Iterator[tuple[torch.Tensor, ...]]:
+        def produce() -> Iterator[tuple[int, tuple[torch.Tensor, ...]]]:
             to_skip = skip_batches
             n_batches = 0
             for index, key, first, stride in self._epoch_plan(epoch):
@@ -216,21 +283,32 @@ class BucketingDataLoader:
                 assert chunk is not None  # read in full when lens_only is false
                 starts, lens = chunk.offsets[keep], chunk.input_len[keep]
                 for b in batches[to_skip:]:
-                    tensors = pad_batch(chunk, starts[b], lens[b], self.with_weights)
+                    tensors = pad_batch(
+                        chunk, starts[b], lens[b], self.with_weights, self.pad_multiple
+                    )
                     if self.pin_memory:
                         tensors = tuple(t.pin_memory() for t in tensors)
-                    yield tensors
+                    yield int(lens[b].sum()), tensors
                 n_batches += len(batches)
                 to_skip = 0
             if n_batches == 0:
-                raise DataError(
-                    f"{self.db.folder}: no full batch of {self.batch_size} features of at most "
+                what = (
+                    f"no feature of at most {self.max_len} tokens"
+                    if self.max_tokens
+                    else f"no full batch of {self.batch_size} features of at most "
                     f"{self.max_len} tokens"
+                )
+                raise DataError(
+                    f"{self.db.folder}: {what}"
                     + (f" on rank {self.rank} of {self.world_size}" if self.world_size > 1 else "")
                     + "; use a smaller batch or a larger --max_seq_length"
                 )
 
-        yield from _background(produce, self.prefetch)
+        # Counted as batches are taken, not as they are made ahead of time.
+        for n_real, tensors in _background(produce, self.prefetch):
+            self.n_tokens_real += n_real
+            self.n_tokens_padded += tensors[0].numel()
+            yield tensors
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         epoch, self.epoch = self.epoch, self.epoch + 1
@@ -259,7 +337,8 @@ class DynamicBatchingLoader:
     Batches: ``(input_ids, position_ids, token_type_ids, labels, context_len, response_len)``.
 
     Malformed lines (``n_skipped_lines``) and dropped examples (``n_dropped``) are counted
-    at every pass and reported through ``log`` on the first complete one.
+    at every pass and reported through ``log`` on the first complete one; with the lines
+    read (``n_lines``) and the blank ones (``n_blank_lines``) they account for every line.
     ``len()`` is the number of batches, made by a full pass over the file.
     """
 
@@ -278,6 +357,8 @@ class DynamicBatchingLoader:
         self.max_seq_length = max_seq_length
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         self.backend = text_backend(tokenizer)
+        self.n_lines = 0
+        self.n_blank_lines = 0
         self.n_skipped_lines = 0
         self.n_dropped = 0
         self.n_examples = 0  # examples read in the last complete pass, dropped ones included
@@ -288,9 +369,10 @@ class DynamicBatchingLoader:
     def _examples(self) -> Iterator[tuple[str, str]]:
         # Malformed lines are reported on the first pass only, not at every validation.
         report = not self._reported
-        self.n_skipped_lines = 0
+        self.n_lines = self.n_blank_lines = self.n_skipped_lines = 0
         with open(self.corpus, "rb") as f:
             for lineno, raw in enumerate(f, start=1):
+                self.n_lines += 1
                 try:
                     # As prepro reads the corpus: a bad byte costs its line (counted), not a
                     # silent U+FFFD, and a lone \r ends a line as in text mode.
@@ -304,6 +386,8 @@ class DynamicBatchingLoader:
                     if report and self.n_skipped_lines <= 5:
                         self.log(f"{self.corpus}:{lineno}: skipped, {err}")
                     continue
+                if not pairs:
+                    self.n_blank_lines += 1
                 for context, responses in pairs:
                     for response in responses:
                         yield context, response

@@ -1,20 +1,28 @@
 """The text formats of docs/REFERENCE.md §1: weighted training lines and raw validation pairs.
 
 Parsing is faithful to the published toolkit, Python semantics included (``str.split()``
-whitespace, ``float()`` for weights), because the feature ids of a database depend on
-exactly which lines give features.
+whitespace, ``float()`` deciding whether a turn's first token is a weight), because the
+feature ids of a database depend on exactly which lines give features. One departure: a
+token that ``float()`` takes but that is no usable weight (NaN, infinite, negative, or
+Python-only syntax such as ``1_000``) makes the line malformed instead of reaching the
+database.
 """
 
 from __future__ import annotations
 
+import math
+
 TURN_SEPARATOR = " EOS "
+# Batches carry weights as float32 (lsp_data.loaders): a larger weight would become inf there.
+MAX_WEIGHT = 3.4028234663852886e38
 
 # Reasons a line is skipped; the keys of ``meta.json``'s ``skipped`` counts.
 EMPTY_LINE = "empty_line"
 BAD_TAB_COUNT = "not_exactly_one_tab"
 EMPTY_TURN = "empty_turn"
 BAD_ENCODING = "invalid_utf8"
-SKIP_REASONS = (EMPTY_LINE, BAD_TAB_COUNT, EMPTY_TURN, BAD_ENCODING)
+BAD_WEIGHT = "bad_weight"
+SKIP_REASONS = (EMPTY_LINE, BAD_TAB_COUNT, EMPTY_TURN, BAD_ENCODING, BAD_WEIGHT)
 
 
 class MalformedLine(ValueError):
@@ -30,15 +38,33 @@ def parse_weighted_turn(turn: str) -> tuple[float, str]:
 
     A turn whose first token is not a number has weight 1.0 and keeps the token, so an
     unweighted turn starting with a number (``'2 dogs'``) reads as weight 2.0 on ``'dogs'``.
+    A weight is a plain ASCII decimal number, finite as a float32 and not negative; any
+    other token that ``float()`` accepts raises ``MalformedLine`` (``bad_weight``).
     """
     tokens = turn.split()
     if not tokens:
         raise MalformedLine(EMPTY_TURN, "a turn is empty")
+    token = tokens[0]
     try:
-        weight = float(tokens[0])
+        weight = float(token)
     except ValueError:
         return 1.0, " ".join(tokens)
+    if not 0.0 <= weight <= MAX_WEIGHT or "_" in token or not token.isascii():
+        raise MalformedLine(BAD_WEIGHT, f"weight {token!r} {_weight_problem(token, weight)}")
     return weight, " ".join(tokens[1:])
+
+
+def _weight_problem(token: str, weight: float) -> str:
+    # Negative weights are refused because --use_weights divides by the sum of the weights
+    # (lsp_model.modeling): a negative one would turn training on that turn into unlearning
+    # it, and could make the sum zero or negative.
+    if math.isnan(weight):
+        return "is not a number"
+    if math.isinf(weight) or abs(weight) > MAX_WEIGHT:
+        return "is infinite or too large"
+    if weight < 0:
+        return "is negative"
+    return "is not a plain decimal number"
 
 
 def parse_training_line(line: str) -> tuple[list[float], list[str]]:

@@ -2,6 +2,7 @@
 
 python prepro.py --corpus data/train.tsv --max_seq_len 128   # -> data/train.128len.db/
 python prepro.py --inspect data/train.128len.db --limit 5     # one JSON feature per line
+python prepro.py --verify data/train.128len.db                # check every page and chunk
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import os
 import sys
 
-from lsp_data.db import DatabaseError, FeatureDB
+from lsp_data.db import DatabaseError, FeatureDB, verify_database
 from lsp_data.prepro import PreproError, Terminated, run_prepro
 
 
@@ -66,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the database's features as JSON lines, in feature-id order",
     )
     p.add_argument("--limit", type=int, default=None, help="with --inspect: at most N features")
+    p.add_argument(
+        "--verify",
+        metavar="DB_FOLDER",
+        help="read every page and chunk of the database and check them against its meta.json "
+        "(checksums, counts); exit 0 if sound, 1 naming the first problems",
+    )
     return p
 
 
@@ -77,15 +84,40 @@ def inspect(folder: str, limit: int | None) -> None:
             sys.stdout.write(json.dumps(feature) + "\n")
 
 
+def verify(folder: str, shown: int = 10) -> int:
+    result = verify_database(folder)
+    if not result.ok:
+        n = len(result.problems)
+        print(f"prepro.py: {folder}: {n} problem{'s' * (n > 1)} found:", file=sys.stderr)
+        for problem in result.problems[:shown]:
+            print(f"  {problem}", file=sys.stderr)
+        if n > shown:
+            print(f"  ... and {n - shown} more", file=sys.stderr)
+        return 1
+    checked = (
+        "every chunk matches its SHA-256 in meta.json"
+        if result.has_checksums
+        else "no checksums in meta.json (written before they existed): chunks checked by their "
+        "npz CRCs, shapes and counts only"
+    )
+    print(
+        f"{folder}: ok: {result.n_example} features in {result.n_chunk} chunks "
+        f"({result.n_bytes / 1e6:.1f} MB of arrays), SQLite integrity ok, {checked}"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.verify:
+            return verify(args.verify)
         if args.inspect:
             inspect(args.inspect, args.limit)
             return 0
         if not args.corpus:
-            parser.error("--corpus is required (or --inspect DB_FOLDER)")
+            parser.error("--corpus is required (or --inspect / --verify DB_FOLDER)")
         run_prepro(
             args.corpus,
             max_seq_len=args.max_seq_len,

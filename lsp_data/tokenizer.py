@@ -263,8 +263,9 @@ class BatchEncoder:
 
     MAX_CACHED_WORDS = 200_000
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase):
-        self.backend = text_backend(tokenizer)
+    def __init__(self, backend: Any):
+        """``backend``: a ``text_backend(tokenizer)`` copy, used for words not cached yet."""
+        self.backend = backend
         self._first = _WordIds(self.backend, "", self.MAX_CACHED_WORDS // 4)
         self._following = _WordIds(self.backend, " ", self.MAX_CACHED_WORDS)
 

@@ -12,13 +12,15 @@ tsv and the multi-reference test file.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from lsp_common.atomic import write_text_atomic
+from lsp_common.atomic import OutputError, write_text_atomic
 from lsp_data.parsing import TURN_SEPARATOR
 from lsp_data.tokenizer import TokenizerError
 from lsp_decode.common import (
@@ -93,6 +95,33 @@ def read_contexts(path: str) -> list[list[str]]:
     return contexts
 
 
+def check_output(path: str) -> None:
+    """Refuse, before any model is loaded, an --output that cannot be written: a folder, a
+    file in the way of its folder, or a folder (or the nearest existing one above a missing
+    folder) where no file can be created, such as a read-only mount."""
+    out = Path(path)
+    if out.is_dir():
+        raise OutputError(f"--output {path}: is a folder; give a file name")
+    if out.exists() and not out.is_file():
+        raise OutputError(f"--output {path}: is not a regular file")
+    folder = out.parent
+    while not folder.exists():
+        if folder.is_symlink():  # a dangling link: mkdir would fail later
+            raise OutputError(f"--output {path}: {folder} is a broken link")
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OutputError(f"--output {path}: {folder} is a file, not a folder")
+    # Creating a file is the test that holds for root, ACLs and read-only mounts alike.
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.probe-", dir=folder)
+    except OSError as err:
+        raise OutputError(
+            f"--output {path}: cannot create files in {folder} ({err.strerror or err})"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = DecodingSettings.from_args(args)
@@ -103,11 +132,12 @@ def main(argv: list[str] | None = None) -> int:
         check_device(args.device)
         dtype = check_dtype(args.dtype, args.device)
         contexts = read_contexts(args.input)
+        check_output(args.output)  # now, not after the decoding
         model, tokenizer = load_for_decoding(
-            args.model_name_or_path, args.init_checkpoint, args.device, dtype
+            args.model_name_or_path, args.init_checkpoint, args.device, dtype, args.random_init
         )
         reverse = (
-            load_for_decoding(args.mmi_model, None, args.device, dtype)[0]
+            load_for_decoding(args.mmi_model, None, args.device, dtype, args.random_init)[0]
             if args.mmi_model
             else None
         )
@@ -140,7 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         pbar.close()
     hypotheses = [" ".join(reply.split()) for reply in replies]  # one line each, always
-    write_text_atomic(args.output, "\n".join(hypotheses) + "\n")
+    try:
+        write_text_atomic(args.output, "\n".join(hypotheses) + "\n")
+    except OSError as err:  # e.g. the disk filled up while decoding
+        print(
+            f"decode.py: error: cannot write {args.output}: {err.strerror or err}", file=sys.stderr
+        )
+        return 1
     print(f"wrote {len(hypotheses)} hypotheses to {args.output}", file=sys.stderr)
     return 0
 

@@ -4,6 +4,7 @@ MMI reranking, so that both commands take the same settings with the same meanin
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Self
@@ -12,9 +13,11 @@ import torch
 
 from lsp_data.tokenizer import load_tokenizer
 from lsp_model.decoding import METHODS, check_options, generate_replies
-from lsp_model.loading import load_model, resolve_model_source
+from lsp_model.loading import NoWeightsError, has_weights, load_model, resolve_model_source
 from lsp_model.mmi import backward_scores
 from lsp_model.modeling import GPT2LMHeadModel
+
+logger = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -27,6 +30,12 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--init_checkpoint", default=None, help="state dict (.pkl) to load into the model"
+    )
+    p.add_argument(
+        "--random_init",
+        action="store_true",
+        help="allow a model folder without weights and without --init_checkpoint: decode "
+        "with the config's random weights (for timing and tests; refused otherwise)",
     )
 
 
@@ -164,13 +173,31 @@ def check_dtype(dtype: str, device: str) -> torch.dtype:
 
 
 def load_for_decoding(
-    name: str, checkpoint: str | None, device: str, dtype: torch.dtype
+    name: str,
+    checkpoint: str | None,
+    device: str,
+    dtype: torch.dtype,
+    random_init: bool = False,
 ) -> tuple[GPT2LMHeadModel, object]:
     """The model in eval mode on ``device`` and its tokenizer (the packaged GPT-2 files when
-    the model folder has none)."""
+    the model folder has none).
+
+    A folder without weights (and no ``checkpoint``) is refused unless ``random_init``:
+    replies from random weights look like a broken model, not like a missing file.
+    """
     source = resolve_model_source(name)
     tokenizer = load_tokenizer(source)
-    model = load_model(name, checkpoint)
+    try:
+        model = load_model(name, checkpoint, allow_random_init=random_init)
+    except NoWeightsError as err:
+        raise NoWeightsError(
+            f"{err}; pass a folder with weights (e.g. RUN/hf_model), --init_checkpoint "
+            "RUN/GP2-pretrain-step-N.pkl, or --random_init to decode with random weights "
+            "on purpose"
+        ) from None
+    no_checkpoint = checkpoint is None or str(checkpoint).strip().lower() in {"", "none", "null"}
+    if random_init and no_checkpoint and source is not None and not has_weights(source):
+        logger.warning("%s: no weights, decoding with random ones (--random_init)", source)
     # transformers' decorator on .to() hides `self` from the type checker
     model.to(device=device, dtype=dtype)  # type: ignore[call-arg]
     return model.eval(), tokenizer

@@ -225,12 +225,13 @@ def load_chat_model(args: argparse.Namespace) -> ChatModel:
     check_device(args.device)
     dtype = check_dtype(args.dtype, args.device)
     source = resolve_model_source(args.model_name_or_path)
+    random_init = getattr(args, "random_init", False)
     model, tokenizer = load_for_decoding(
-        args.model_name_or_path, args.init_checkpoint, args.device, dtype
+        args.model_name_or_path, args.init_checkpoint, args.device, dtype, random_init
     )
     reverse = None
     if args.mmi_model:
-        reverse = load_for_decoding(args.mmi_model, None, args.device, dtype)[0]
+        reverse = load_for_decoding(args.mmi_model, None, args.device, dtype, random_init)[0]
     name = args.model_name_or_path
     if args.init_checkpoint:
         name = Path(args.init_checkpoint).name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import contextlib
 import csv
 import json
 import math
@@ -14,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lsp_common.atomic import write_text_atomic
+from lsp_common.atomic import remove_folder, replace_set, write_text_atomic
 from lsp_demo import REPO
 from lsp_demo.console import DemoError, say, shown
 from lsp_demo.model_choice import ModelChoice
@@ -184,9 +185,26 @@ def read_eval_log(path: Path) -> list[tuple[int, float]]:
         return [(int(row["global_step"]), float(row["eval_ppl"])) for row in csv.DictReader(f)]
 
 
+def _remove_partial_runs(runs: Path, before: set[Path]) -> list[Path]:
+    """Delete the run folders that a failed or interrupted training made: the demo never
+    resumes them, and left in place they look like runs."""
+    partial = [p for p in runs.iterdir() if p.is_dir() and p not in before] if runs.is_dir() else []
+    for folder in partial:
+        remove_folder(folder)
+    return partial
+
+
 def train(cmd: list[str], output_dir: Path, runs: Path, force: bool) -> Path:
+    """Run the training, or reuse the finished run of the same command.
+
+    The reuse marker and ``output.log`` describe the last run that finished: a new run
+    writes its output to ``output.running.log`` and replaces both only when it has finished
+    (as one set, the marker last). A failed or interrupted run leaves its output in
+    ``output.failed.log`` and its partial run folder is removed."""
     marker = output_dir / "training.json"
     log_path = output_dir / "output.log"
+    running_log = output_dir / "output.running.log"
+    failed_log = output_dir / "output.failed.log"
     say("LSP_train.py command (copy and modify it to train your own way):\n")
     say(shlex.join(cmd) + "\n")
     if not force and (run_dir := finished_run(marker, cmd)) is not None:
@@ -195,24 +213,33 @@ def train(cmd: list[str], output_dir: Path, runs: Path, force: bool) -> Path:
             f"{shown(log_path)}; --force to train again)"
         )
         return run_dir
-    marker.unlink(missing_ok=True)
     runs.mkdir(parents=True, exist_ok=True)
     before = {p for p in runs.iterdir() if p.is_dir()}
-    status = stream_to_log([sys.executable, *cmd[1:]], log_path, header=f"$ {shlex.join(cmd)}\n")
+    header = f"$ {shlex.join(cmd)}\n"
+    try:
+        status = stream_to_log([sys.executable, *cmd[1:]], running_log, header=header)
+    except BaseException:
+        _remove_partial_runs(runs, before)
+        with contextlib.suppress(OSError):
+            os.replace(running_log, failed_log)
+        raise
     if status != 0:
+        removed = _remove_partial_runs(runs, before)
+        os.replace(running_log, failed_log)
         raise DemoError(
             f"training failed (LSP_train.py exit status {status}); its output is in "
-            f"{shown(log_path)}"
+            f"{shown(failed_log)}"
+            + (f"; its partial run folder {shown(removed[0])} was removed" if removed else "")
         )
     new = [p for p in runs.iterdir() if p.is_dir() and p not in before]
     if not new:
         raise DemoError(f"LSP_train.py made no run folder under {shown(runs)}")
     run_dir = max(new, key=lambda p: p.stat().st_mtime)
-    write_text_atomic(
-        marker,
-        json.dumps({"command": _comparable(cmd), "run_dir": str(run_dir.resolve())}, indent=2)
-        + "\n",
-    )
+    done = {"command": _comparable(cmd), "run_dir": str(run_dir.resolve())}
+    marker_tmp = output_dir / ".training.json.new"
+    write_text_atomic(marker_tmp, json.dumps(done, indent=2) + "\n")
+    replace_set([(str(running_log), str(log_path)), (str(marker_tmp), str(marker))])
+    failed_log.unlink(missing_ok=True)  # it described a run that this one supersedes
     say(f"training output saved to {shown(log_path)}")
     return run_dir
 

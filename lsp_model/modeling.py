@@ -15,9 +15,9 @@ nothing is shifted here; label -1 marks positions without a target.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from transformers import GPT2Config, GPT2Tokenizer
 from transformers import GPT2LMHeadModel as _HFGPT2LMHeadModel
+from transformers.models.gpt2.modeling_gpt2 import GPT2MLP
 
 __all__ = ["IGNORE_LABEL", "GPT2Config", "GPT2LMHeadModel", "GPT2Tokenizer"]
 
@@ -57,6 +57,14 @@ class GPT2LMHeadModel(_HFGPT2LMHeadModel):
         # DialoGPT's LM head *is* the word embedding matrix.
         config.tie_word_embeddings = True
         super().__init__(config)
+        # GPT-2's "gelu_new" is the tanh approximation of GELU, which transformers writes as
+        # seven element-wise operations (each a pass over the MLP's activations, forward and
+        # backward); torch's fused kernel computes the same function in one. The config keeps
+        # its name, so saved checkpoints stay plain GPT-2 ones.
+        if config.activation_function == "gelu_new":
+            for module in self.modules():
+                if isinstance(module, GPT2MLP):
+                    module.act = torch.nn.GELU(approximate="tanh")
 
     def forward(
         self,
@@ -125,16 +133,17 @@ class GPT2LMHeadModel(_HFGPT2LMHeadModel):
         # (positions x vocab) projection is only computed where a target exists.
         rows = labelled.nonzero(as_tuple=True)[0]
         targets = lm_labels[labelled].long()  # int32 labels from numpy pipelines too
-        logits = self.lm_head(hidden[labelled]).float()
-        # ignore_index=-1 can never match the gathered targets; it is set so that any other
-        # negative label (e.g. HF's -100) fails loudly instead of being silently skipped.
-        ce = F.cross_entropy(logits, targets, reduction="none", ignore_index=IGNORE_LABEL)
+        # Any other negative label (e.g. HF's -100) or one past the vocabulary is an error,
+        # never a silently skipped or wrapped-around target. (An assert on the device: no wait.)
+        vocab = self.lm_head.weight.shape[0]
+        torch._assert_async(((targets >= 0) & (targets < vocab)).all())
 
         seq_count = labelled.sum(dim=1).float()
-        seq_sum = ce.new_zeros(batch).index_add(0, rows, ce)
-
+        # Each labelled position's share of the loss, known before the loss itself.
         if weights is None:
-            loss = ce.sum() / seq_count.sum().clamp(min=1.0)
+            coef = torch.full_like(targets, 1.0, dtype=torch.float32) / seq_count.sum().clamp(
+                min=1.0
+            )
         else:
             if weights.shape != lm_labels.shape:
                 raise ValueError(
@@ -143,7 +152,9 @@ class GPT2LMHeadModel(_HFGPT2LMHeadModel):
                 )
             w = weights[labelled].float()
             denom = w.sum()
-            loss = (w * ce).sum() / torch.where(denom != 0, denom, torch.ones_like(denom))
+            coef = w / torch.where(denom != 0, denom, torch.ones_like(denom))
+        loss, ce = projected_cross_entropy(hidden[labelled], self.lm_head.weight, targets, coef)
+        seq_sum = ce.new_zeros(batch).index_add(0, rows, ce)
 
         with torch.no_grad():
             has_labels = seq_count > 0
@@ -151,3 +162,79 @@ class GPT2LMHeadModel(_HFGPT2LMHeadModel):
             n_seq = has_labels.sum().clamp(min=1).float()
             ppl = torch.exp((seq_mean * has_labels).sum() / n_seq)
         return loss, ppl
+
+
+# Logits are computed this many elements at a time (rows x vocabulary): a CPU chunk stays in
+# the last-level cache, a GPU one is large enough to keep the device busy.
+CHUNK_ELEMENTS = {"cpu": 1 << 23, "cuda": 1 << 26}
+
+
+class _ProjectedCrossEntropy(torch.autograd.Function):
+    """``sum(coef * cross_entropy(hidden @ weight.T, targets))`` and the per-row losses.
+
+    The (rows x vocabulary) logits are the largest tensor of a small model's step, and the
+    plain path passes over them a dozen times (projection, casts, log-softmax, its backward,
+    zero-filling the gradient). Here they are made a chunk of rows at a time, turned into
+    the loss and into their gradient ``coef * (softmax - onehot)`` while the chunk is hot in
+    cache, and only that gradient is kept (in the compute dtype) for the two matrix products
+    of the backward pass, which run once, here, over all rows. The weights ``coef`` are
+    known before the loss (1/count, or w/sum(w)), so nothing is lost by computing the
+    gradients in the forward pass; backward only scales them by the incoming gradient.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        hidden: torch.Tensor,
+        weight: torch.Tensor,
+        targets: torch.Tensor,
+        coef: torch.Tensor,
+        dtype: torch.dtype,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        n, vocab = hidden.shape[0], weight.shape[0]
+        grads_needed = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]  # type: ignore[attr-defined]
+        with torch.autocast(hidden.device.type, enabled=False):
+            h, w = hidden.to(dtype), weight.to(dtype)
+            ce = torch.empty(n, dtype=torch.float32, device=hidden.device)
+            grad_logits = (
+                torch.empty(n, vocab, dtype=dtype, device=hidden.device) if grads_needed else None
+            )
+            step = max(1, CHUNK_ELEMENTS.get(hidden.device.type, 1 << 26) // vocab)
+            for start in range(0, n, step):
+                end = min(n, start + step)
+                logits = torch.mm(h[start:end], w.t()).float()
+                lse = torch.logsumexp(logits, dim=1)
+                at = torch.arange(end - start, device=hidden.device)
+                ce[start:end] = lse - logits[at, targets[start:end]]
+                if grad_logits is not None:
+                    probs = logits.sub_(lse.unsqueeze(1)).exp_()
+                    probs[at, targets[start:end]] -= 1.0
+                    grad_logits[start:end] = probs.mul_(coef[start:end].unsqueeze(1))
+            if grad_logits is not None:
+                grad_hidden = torch.mm(grad_logits, w).to(hidden.dtype)
+                grad_weight = torch.mm(grad_logits.t(), h).to(weight.dtype)
+                ctx.save_for_backward(grad_hidden, grad_weight)
+        ctx.mark_non_differentiable(ce)
+        return (coef * ce).sum(), ce
+
+    @staticmethod
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, grad_loss: torch.Tensor, _grad_ce: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:
+        grad_hidden, grad_weight = ctx.saved_tensors  # type: ignore[attr-defined]
+        return grad_hidden * grad_loss, grad_weight * grad_loss, None, None, None
+
+
+def projected_cross_entropy(
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, coef: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, per-row cross-entropy) of ``hidden @ weight.T`` against ``targets``, the loss
+    being ``sum(coef * ce)``; matrix products in the autocast dtype when autocast is on, the
+    softmax always in float32."""
+    device_type = hidden.device.type
+    dtype = (
+        torch.get_autocast_dtype(device_type)
+        if torch.is_autocast_enabled(device_type)
+        else weight.dtype
+    )
+    return _ProjectedCrossEntropy.apply(hidden, weight, targets, coef, dtype)

@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import re
 import string
+import zlib
 
 from .errors import UserError, utf8_error_where
 
@@ -137,7 +138,7 @@ def load_keys(path: str, task: str) -> set[str]:
                 if task == "conv" and key.endswith("\tdep"):
                     continue
                 keys.add(key)
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise UserError(f"cannot read key file {path!r} (gzip, one key per line): {exc}") from None
     except UnicodeDecodeError as exc:
         where = utf8_error_where(lambda: gzip.open(path, "rb"))

@@ -21,6 +21,7 @@ import argparse
 import os
 import re
 import sys
+from collections import Counter
 from typing import Any
 
 from lsp_common.cli import parse_bool
@@ -244,9 +245,12 @@ def multiref_main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     def work() -> None:
-        written, dropped = build(args.data, args.testids, args.out)
+        counts: Counter[str] = Counter()
+        written, dropped = build(args.data, args.testids, args.out, counts)
+        left_out = counts["not_multiref"] + counts["no_reference"]
         print(
-            f"wrote {written} test instances to {args.out}; {dropped} reference(s) left out",
+            f"wrote {written} test instances to {args.out}; {dropped} reference(s) left out; "
+            f"{left_out} of {counts['id_lines']} id line(s) left out",
             file=sys.stderr,
         )
 

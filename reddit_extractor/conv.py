@@ -23,6 +23,9 @@ import re
 import shutil
 import signal
 import sys
+import threading
+import time
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -319,8 +322,10 @@ class SplitJob:
         return "", ""
 
 
-def _read_cells(path: str, width: int, report: Report, reason: str) -> Iterator[list[str]]:
-    """Records of an extract file, split as the published conv reads them."""
+def _read_cells(
+    path: str, width: int, report: Report, reason: str
+) -> Iterator[tuple[str, int, list[str]]]:
+    """(file name, line number, cells) of an extract file, split as the published conv reads them."""
     name = os.path.basename(path)
     with gzip.open(path, "rt", encoding="utf-8", errors="surrogatepass") as fh:
         for n, line in enumerate(fh, 1):
@@ -328,29 +333,42 @@ def _read_cells(path: str, width: int, report: Report, reason: str) -> Iterator[
             if len(cells) < width:
                 report.bad(reason, f"{name}:{n}: {len(cells)} fields, expected {width}")
                 continue
-            yield cells
+            yield name, n, cells
+
+
+def _repeated(report: Report, reason: str, name: str, n: int, key: str) -> None:
+    # Later lines win, as in the published tool; the record they replace is counted.
+    report.skip(reason, f"skip\t{reason}\t\t\t{key}\t{name}:{n}: {key} repeats an earlier line")
 
 
 def load_split(folder: str, k: int, report: Report) -> tuple[dict, dict]:
-    """Submissions and comments of split k, keyed t3_id / t1_id (later lines win)."""
+    """Submissions and comments of split k, keyed t3_id / t1_id (later lines win; the
+    records replaced are counted as ``duplicate_submission`` / ``duplicate_comment``)."""
     subs: dict[str, tuple[str, ...]] = {}
     comms: dict[str, tuple[str, ...]] = {}
     path = os.path.join(folder, f"rs_sub{k}.tsv.gz")
     try:
-        for cells in _read_cells(path, 6, report, "bad_rs_line"):
-            subs["t3_" + cells[0]] = tuple(cells[3:6])
+        for name, n, cells in _read_cells(path, 6, report, "bad_rs_line"):
+            key = "t3_" + cells[0]
+            if key in subs:
+                _repeated(report, "duplicate_submission", name, n, key)
+            subs[key] = tuple(cells[3:6])
         path = os.path.join(folder, f"rc_sub{k}.tsv.gz")
-        for cells in _read_cells(path, 7, report, "bad_rc_line"):
+        for name, n, cells in _read_cells(path, 7, report, "bad_rc_line"):
             # Interned: a link id is shared by all the comments of a submission, a parent
             # id by its replies and its own key.
-            comms[sys.intern("t1_" + cells[0])] = (
+            key = sys.intern("t1_" + cells[0])
+            if key in comms:
+                _repeated(report, "duplicate_comment", name, n, key)
+            comms[key] = (
                 sys.intern(cells[2]),
                 sys.intern(cells[3]),
                 cells[4],
                 cells[5],
                 cells[6],
             )
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
+        # A damaged file: extract writes only UTF-8 (surrogatepass), inside a gzip checksum.
         raise UserError(f"cannot read {path}: {exc}; run --task extract again") from None
     return subs, comms
 
@@ -398,6 +416,24 @@ def _ignore_sigint() -> None:
     """Workers leave Ctrl-C to the main process, which stops them and reports it in one
     line (otherwise each worker prints a KeyboardInterrupt traceback)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _watch_parent(interval: float = 0.5) -> None:
+    """End this worker when the main process is gone: killed (SIGKILL skips every
+    cleanup), it would leave the workers waiting for work forever."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+
+
+def _worker_init() -> None:
+    _ignore_sigint()
+    _watch_parent()
 
 
 @contextlib.contextmanager
@@ -463,7 +499,7 @@ def _conv_into(opts: ConvOptions, folder: str, work: str, outputs: list[str]) ->
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             pool = ProcessPoolExecutor(
-                workers, mp_context=multiprocessing.get_context("fork"), initializer=_ignore_sigint
+                workers, mp_context=multiprocessing.get_context("fork"), initializer=_worker_init
             )
             pool.submit(int).result()  # the first task forks all the workers
         finally:

@@ -3,6 +3,7 @@ by lsp_common.cli.run_cli."""
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 
@@ -39,6 +40,6 @@ def utf8_error_where(open_binary: Callable[[], AbstractContextManager[Iterable[b
                     line.decode("utf-8")
                 except UnicodeDecodeError as exc:
                     return f"line {n}, column {exc.start + 1} (byte 0x{line[exc.start]:02x})"
-    except (OSError, EOFError):
+    except (OSError, EOFError, zlib.error):
         pass
     return "unknown position"

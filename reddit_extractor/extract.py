@@ -68,17 +68,22 @@ def parse_json(text: str) -> Any:
 
     The C scanner is called directly when the line starts with '{' and the object it reads
     ends the line; anything else (whitespace, extra data, errors) goes through json.loads,
-    so what is accepted and the error messages are exactly json.loads'.
+    so what is accepted and the error messages are exactly json.loads'. JSON nested deeper
+    than the interpreter's recursion limit (no Reddit record is) raises ValueError too,
+    not the RecursionError that would stop the whole run.
     """
-    if text[:1] == "{":
-        try:
-            obj, end = _scan_once(text, 0)
-        except (StopIteration, ValueError):
-            pass
-        else:
-            if end == len(text):
-                return obj
-    return json.loads(text)
+    try:
+        if text[:1] == "{":
+            try:
+                obj, end = _scan_once(text, 0)
+            except (StopIteration, ValueError):
+                pass
+            else:
+                if end == len(text):
+                    return obj
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def _records(reader: DumpReader, report: Report, prefix: str) -> Iterator[tuple[int, Any]]:
@@ -107,6 +112,16 @@ _JSON_KINDS = {
     bool: "true/false",
     type(None): "null",
 }
+
+
+def _raw_field(rec: dict, name: str) -> str:
+    """A field written as it is (not normalised): a tab or line break in it would shift the
+    columns of the extract file or cut the record in two there, so it makes the record bad.
+    No Pushshift record has one; the published tool wrote such a record as it was."""
+    value = str(rec[name])
+    if "\t" in value or "\n" in value or "\r" in value:
+        raise ValueError(f"field {name!r} holds a tab or line break")
+    return value
 
 
 def _field_problem(exc: Exception, rec: object) -> str:
@@ -175,7 +190,7 @@ def _extract_submissions(
                 report.skip("rs_few_comments")
                 continue
             title = minimal_norm(rec["title"])
-            line = "\t".join([str(rec[f]) for f in SUBMISSION_FIELDS[:-1]] + [title])
+            line = "\t".join([_raw_field(rec, f) for f in SUBMISSION_FIELDS[:-1]] + [title])
         except Exception as exc:  # noqa: BLE001 - any malformed record is skipped, like the published tool
             report.bad("rs_bad_record", f"{name}:{n}: {_field_problem(exc, rec)}")
             continue
@@ -242,11 +257,11 @@ def _extract_comments(
                 continue
             line = "\t".join(
                 [
-                    str(rec["id"]),
-                    str(rec["author"]),
-                    str(rec["parent_id"]),
-                    str(link_id),
-                    str(rec["score"]),
+                    _raw_field(rec, "id"),
+                    _raw_field(rec, "author"),
+                    _raw_field(rec, "parent_id"),
+                    str(link_id),  # a key of split_of: a kept submission's, without tab
+                    _raw_field(rec, "score"),
                     str(n_char),
                     body,
                 ]

@@ -27,7 +27,8 @@ SCRIPT = REPO / "dstc" / "dstc.py"
 
 
 def last_json(out: str):
-    return json.loads(out.strip().splitlines()[-1])
+    """The scores of a --json run: standard output must be the JSON and nothing else."""
+    return json.loads(out)
 
 
 def assert_demo(scores: dict, expected: dict):
@@ -57,7 +58,7 @@ def fake_java(tmp_path):
     return script, jar, log
 
 
-def test_plain_mode_json_last_line(demo, capsys):
+def test_plain_mode_json_alone_on_stdout(demo, capsys):
     hyps, refs, expected = demo
     from .conftest import DEMO
 
@@ -71,13 +72,14 @@ def test_plain_mode_json_last_line(demo, capsys):
             "--json",
         ]
     )
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
     assert rc == 0
-    scores = last_json(out)
+    scores = last_json(captured.out)
     assert list(scores) == ["nist", "bleu", "meteor", "entropy", "div", "avg_len", "n_lines"]
     assert scores["meteor"] is None
     assert_demo(scores, expected)
-    assert "NIST = [1.8338, 2.0838, 2.1949, 2.1949]" in out
+    # the human summary still comes, on standard error
+    assert "NIST = [1.8338, 2.0838, 2.1949, 2.1949]" in captured.err
 
 
 def test_faithful_mode_reproduces_the_demo(demo, tmp_path, capsys, fake_java):

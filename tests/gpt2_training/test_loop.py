@@ -137,3 +137,105 @@ def test_failed_step_then_resume_gives_the_uninterrupted_losses(
     argv = train_argv(train_data, tmp_path / "broken", *common, "--resume", "latest")
     assert LSP_train.main(argv) == run
     assert [r[3] for r in _train_rows(run)] == [r[3] for r in _train_rows(full)]
+
+
+def _reference_running_losses(train_data, steps: int, batch_size: int) -> list[float]:
+    """The published computation, written plainly, on the batches the trainer draws: Hugging
+    Face's GPT-2 with logits at every position, cross-entropy over the labelled ones, torch's
+    non-fused AdamW, clipping at 1.0; returns the per-epoch running mean loss per step."""
+    import torch
+    import torch.nn.functional as F
+    import transformers
+
+    from lsp_data.loaders import BucketingDataLoader
+    from lsp_model.loading import load_model
+    from lsp_model.optim import param_groups
+
+    trainer.seed_everything(42)  # what train() does before building the model
+    start = load_model(str(train_data["model"]), None)
+    config = transformers.GPT2Config.from_json_file(str(train_data["model"] / "config.json"))
+    config._attn_implementation = "eager"
+    model = transformers.GPT2LMHeadModel(config)
+    model.load_state_dict(start.state_dict())
+    model.train()
+    optimizer = torch.optim.AdamW(
+        param_groups(model), lr=3e-3, betas=(0.9, 0.999), eps=1e-6, foreach=False
+    )
+    loader = BucketingDataLoader(str(train_data["db"]), batch_size, 64, seed=42, prefetch=0)
+    batches = ((epoch, b) for epoch in range(100) for b in loader.iter_epoch(epoch))
+    running: list[float] = []
+    total, n, current_epoch = 0.0, 0, 0
+    for _ in range(steps):
+        epoch, (input_ids, position_ids, _, labels) = next(batches)
+        if epoch != current_epoch:  # train_log.txt's means are per epoch
+            total, n, current_epoch = 0.0, 0, epoch
+        logits = model(input_ids, position_ids=position_ids, use_cache=False).logits
+        loss = F.cross_entropy(
+            logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=-1
+        )
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        total, n = total + loss.item(), n + 1
+        running.append(total / n)
+    return running
+
+
+def test_trainer_computes_what_the_published_trainer_computes(train_data, tmp_path):
+    # 50 steps in float32 on the same batches: the toolkit's faster step (projection only at
+    # labelled positions, fused AdamW, SDPA attention) gives the published loss curve.
+    steps = 50
+    run = LSP_train.main(
+        train_argv(
+            train_data,
+            tmp_path,
+            "--num_optim_steps",
+            str(steps),
+            "--valid_step",
+            str(steps),
+            "--gradient_accumulation_steps",
+            "1",
+            "--skip_eval",
+        )
+    )
+    logged = [float(r[3]) for r in _train_rows(run)]
+    assert len(logged) == steps
+    assert logged == pytest.approx(_reference_running_losses(train_data, steps, 8), abs=1e-5, rel=0)
+
+
+def test_token_budget_run_keeps_its_budget_and_reports_padding(train_data, tmp_path, capsys):
+    run = LSP_train.main(
+        train_argv(
+            train_data,
+            tmp_path,
+            "--num_optim_steps",
+            "6",
+            "--valid_step",
+            "6",
+            "--max_tokens_per_batch",
+            "256",
+            "--pad_to_multiple",
+            "16",
+        )
+    )
+    rows = _train_rows(run)
+    assert len(rows) == 6
+    real, total = int(rows[-1][5]), int(rows[-1][6])
+    assert total % 16 == 0 and real <= total
+    # each pass holds at most 256 padded tokens: two passes per step
+    assert total <= 6 * 2 * 256
+    # The share counts the stored features' lengths as real: whole batches taken, no more.
+    assert f"% of the {total} tokens in the training batches" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_compiled_model_trains_like_the_eager_one(train_data, tmp_path):
+    common = ("--num_optim_steps", "3", "--valid_step", "3", "--skip_eval")
+    eager = _train_rows(LSP_train.main(train_argv(train_data, tmp_path / "e", *common)))
+    compiled = _train_rows(
+        LSP_train.main(train_argv(train_data, tmp_path / "c", *common, "--compile", "true"))
+    )
+    assert [float(r[3]) for r in compiled] == pytest.approx(
+        [float(r[3]) for r in eager], abs=1e-4, rel=0
+    )

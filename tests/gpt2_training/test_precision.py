@@ -1,7 +1,8 @@
-"""gpt2_training.precision: the static loss scale and the CPU fallbacks."""
+"""gpt2_training.precision: the static loss scale, the CPU fallbacks, the automatic choice."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from gpt2_training.precision import StaticLossScaler, setup_precision
@@ -51,3 +52,22 @@ def test_cpu_precision_fallbacks():
     assert setup_precision(True, False, 0, cpu).name == "float32"  # fp16 needs CUDA
     bf16 = setup_precision(False, True, 0, cpu)
     assert bf16.dtype == torch.bfloat16 and not bf16.scaler.is_enabled()
+
+
+def test_neither_flag_on_cpu_is_float32_and_one_flag_alone_decides():
+    cpu = torch.device("cpu")
+    assert setup_precision(None, None, 0, cpu).dtype is None
+    # a flag given alone turns the automatic choice off
+    assert setup_precision(False, None, 0, cpu).dtype is None
+    assert setup_precision(None, False, 0, cpu).dtype is None
+    assert setup_precision(None, True, 0, cpu).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("bf16_gpu", [True, False])
+def test_neither_flag_on_cuda_gives_bf16_or_the_published_fp16(monkeypatch, bf16_gpu):
+    from gpt2_training import precision
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: bf16_gpu)
+    assert precision.auto_precision(torch.device("cuda", 0)) == (not bf16_gpu, bf16_gpu)
+    chosen = precision.setup_precision(None, None, 0, torch.device("cuda", 0))
+    assert chosen.dtype == (torch.bfloat16 if bf16_gpu else torch.float16)

@@ -460,3 +460,106 @@ def test_resume_continues_exactly_with_dropout(train_data, tmp_path):
     assert [r[:7] for r in resumed_rows] == [r[:7] for r in rows]
     resumed = load_model(str(run / "hf_model")).state_dict()
     assert all(torch.equal(final[k], resumed[k]) for k in final)
+
+
+# ------------------------------------------------------------ the run folder across sessions
+
+
+def _pkl_steps(run) -> list[int]:
+    return sorted(int(p.stem.rsplit("-", 1)[1]) for p in run.glob("GP2-pretrain-step-*.pkl"))
+
+
+def test_weights_are_pruned_leftovers_swept_and_disk_use_logged(train_data, tmp_path, capsys):
+    common = ("--valid_step", "2", "--keep_checkpoints", "2", "--skip_eval")
+    run = LSP_train.main(train_argv(train_data, tmp_path, "--num_optim_steps", "6", *common))
+    err = capsys.readouterr().err
+    assert _pkl_steps(run) == [4, 6]  # --keep_checkpoints covers the .pkl files too
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-4", "step-6"]
+    assert err.count("run folder uses") == 7  # 3 weight saves, 3 checkpoints, the end
+    assert "done: 6 optimizer steps" in err and "MB" in err.splitlines()[-1]
+
+    # What a run killed mid-save leaves; the resumed session removes it, and only it.
+    real = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    leftovers = [
+        run / ".GP2-pretrain-step-8.pkl.tmp-0badf00d",
+        run / ".hf_model.tmp-0badf00d",
+        run / "checkpoints" / ".step-8.tmp-0badf00d",
+        run / ".trash-hf_model-0badf00d",
+    ]
+    leftovers[0].write_bytes(b"half a pickle")
+    for folder in leftovers[1:]:
+        folder.mkdir()
+        (folder / "half").write_bytes(b"x")
+    assert (
+        LSP_train.main(
+            train_argv(
+                train_data, tmp_path, "--num_optim_steps", "6", *common, "--resume", "latest"
+            )
+        )
+        == run
+    )
+    assert not any(p.exists() for p in leftovers)
+    for path, data in real.items():
+        if path.name not in ("train_log.txt", "args.json"):
+            assert path.read_bytes() == data, path
+
+
+def test_resume_refuses_changed_run_defining_arguments(train_data, tmp_path, capsys):
+    common = ("--num_optim_steps", "2", "--valid_step", "2", "--skip_eval")
+    run = LSP_train.main(train_argv(train_data, tmp_path, *common))
+    args_before = (run / "args.json").read_text()
+    changed = train_argv(
+        train_data, tmp_path, *common, "--resume", "latest", "--train_batch_size", "4"
+    )
+    changed[changed.index("--learning_rate") + 1] = "1e-3"
+    assert LSP_train.main(changed) == 1
+    err = capsys.readouterr().err
+    assert "--train_batch_size 8 -> 4" in err and "--learning_rate 0.003 -> 0.001" in err
+    assert "--resume_force" in err and "Traceback" not in err
+    assert (run / "args.json").read_text() == args_before
+    # free to change: how long, how often, what is shown
+    free = train_argv(train_data, tmp_path, *common, "--resume", "latest", "--save_step", "7")
+    free[free.index("--num_optim_steps") + 1] = "3"
+    assert LSP_train.main(free) == run
+    assert LSP_train.main(changed + ["--resume_force", "true"]) == run
+    assert "continuing with changed arguments" in capsys.readouterr().err
+    assert json.loads((run / "args.json").read_text())["learning_rate"] == 1e-3
+    assert json.loads((run / "args.before-step-3.json").read_text())["learning_rate"] == 3e-3
+
+
+def test_unwritable_output_and_log_dirs_fail_before_the_model_loads(
+    train_data, tmp_path, capsys, monkeypatch
+):
+    import errno
+    import tempfile
+    from pathlib import Path
+
+    from gpt2_training import trainer
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output folder was checked")
+
+    monkeypatch.setattr(trainer, "load_model", no_model)
+    (tmp_path / "a_file").write_text("")
+    argv = train_argv(train_data, tmp_path / "a_file" / "runs")
+    assert LSP_train.main(argv) == 1
+    assert "--output_dir" in capsys.readouterr().err
+
+    # A read-only mount (as non-root, chmod would do; root writes anyway, hence the patch).
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    real_temporary_file = tempfile.TemporaryFile
+
+    def temporary_file(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir) == read_only:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_temporary_file(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(trainer.tempfile, "TemporaryFile", temporary_file)
+    for flag in ("--output_dir", "--log_dir"):
+        argv = train_argv(train_data, tmp_path / "out", flag, str(read_only / "new"))
+        assert LSP_train.main(argv) == 1
+        err = capsys.readouterr().err
+        assert f"error: {flag} {read_only / 'new'}: cannot write in {read_only} (Read-only" in err
+        assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # a run that cannot start leaves nothing

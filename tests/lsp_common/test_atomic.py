@@ -91,3 +91,80 @@ def test_failed_rename_names_the_output_not_the_temporary_file(tmp_path):
     with pytest.raises(OutputError, match=r"blocker/z.tsv: a file is in the way of its folder$"):
         with atomic_text(str(tmp_path / "blocker" / "z.tsv")):
             pass
+
+
+def test_failed_cleanup_does_not_hide_the_write_error(tmp_path, monkeypatch):
+    # On a file system remounted read-only after an I/O error, removing the temporary file
+    # fails too (EROFS even when it does not exist): the write's own error must surface.
+    import errno
+    from pathlib import Path
+
+    from lsp_common.atomic import write_text_atomic
+
+    def unlink(self, missing_ok=False):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    def no_room(*args, **kwargs):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    monkeypatch.setattr("builtins.open", no_room)
+    with pytest.raises(OSError) as err:
+        write_text_atomic(tmp_path / "out.txt", "x")
+    assert err.value.errno == errno.EIO
+
+
+def test_compressed_text_is_the_same_bytes_every_run(tmp_path, monkeypatch):
+    """gzip output names the final file, not the random temporary, and has no time stamp:
+    the extractor's outputs are then byte-identical between runs (and after a kill)."""
+    import gzip
+    import time
+
+    a, b = tmp_path / "a" / "x.tsv.gz", tmp_path / "b" / "x.tsv.gz"
+    with atomic_text(a, compress=True) as fh:
+        fh.write("one\ttwo\n")
+    monkeypatch.setattr(time, "time", lambda: 2_000_000_000.0)  # a later clock
+    with atomic_text(b, compress=True) as fh:
+        fh.write("one\ttwo\n")
+    assert a.read_bytes() == b.read_bytes()
+    assert b".tmp-" not in a.read_bytes() and b"x.tsv\x00" in a.read_bytes()
+    assert gzip.decompress(a.read_bytes()) == b"one\ttwo\n"
+
+
+def test_full_disk_inside_the_block_names_the_output(tmp_path):
+    """A write that fails for want of room (or on a read-only file system) is the output's
+    error, named by its final path; the block's own errors (an input that is missing) pass
+    through as they were."""
+    import errno
+
+    target = tmp_path / "out.txt"
+    target.write_text("previous\n")
+    with pytest.raises(OutputError, match=f"cannot write {target}: No space left on device"):
+        with atomic_text(target) as fh:
+            fh.write("half")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    with pytest.raises(OutputError, match=f"cannot write {target}: Read-only file system"):
+        with atomic_file(target) as tmp:
+            raise OSError(errno.EROFS, "Read-only file system", str(tmp))
+    with pytest.raises(FileNotFoundError) as caught:
+        with atomic_file(target):
+            open(tmp_path / "missing-input.txt")
+    assert not isinstance(caught.value, OutputError)
+    assert target.read_text() == "previous\n" and listdir(tmp_path) == ["out.txt"]
+
+
+def test_read_only_folder_reports_the_write_not_the_cleanup(tmp_path, monkeypatch):
+    """On a read-only mount, removing the (never created) temporary fails too; the error
+    that comes out is still the one naming the output."""
+    import errno
+    from pathlib import Path
+
+    target = tmp_path / "out.txt"
+
+    def refuse(self, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    with pytest.raises(OutputError, match=f"cannot write {target}: Read-only file system"):
+        with atomic_file(target) as tmp:
+            raise OSError(errno.EROFS, "Read-only file system", str(tmp))

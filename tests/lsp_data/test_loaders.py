@@ -15,7 +15,7 @@ from data_loader import (
     DynamicBatchingLoader,
 )
 from lsp_data.db import FeatureDB
-from lsp_data.loaders import bucket_batches
+from lsp_data.loaders import bucket_batches, token_budget_batches
 from lsp_data.prepro import run_prepro
 from lsp_data.tokenizer import load_tokenizer
 from tests.conftest import write_corpus
@@ -238,3 +238,54 @@ def test_corrupt_chunk_is_a_clear_error(small_db):
         list(loader)
     with pytest.raises(DatabaseError, match="corrupt"):
         list(loader.iter_epoch(0, skip_batches=1))
+
+
+def test_token_budget_batches_use_every_example_within_the_budget():
+    rng = np.random.default_rng(3)
+    lens = rng.integers(1, 65, size=500)
+    for shuffle in (None, np.random.default_rng(0)):
+        batches = token_budget_batches(lens, 256, 100, shuffle, multiple=8)
+        used = np.concatenate(batches)
+        assert sorted(used.tolist()) == list(range(500))  # every example exactly once
+        for b in batches:
+            width = -(-int(lens[b].max()) // 8) * 8
+            assert len(b) * width <= 256
+            assert list(lens[b]) == sorted(lens[b], reverse=True)  # longest first
+    # an example longer than the budget forms a batch alone; short ones fill the budget
+    assert [len(b) for b in token_budget_batches(np.array([300, 10, 10]), 256, 10, None)] == [1, 2]
+    assert [len(b) for b in token_budget_batches(np.array([64] * 9), 256, 100, None)] == [4, 4, 1]
+    # the same rng gives the same batches (resume relies on it)
+    a = token_budget_batches(lens, 256, 100, np.random.default_rng(5), 8)
+    b = token_budget_batches(lens, 256, 100, np.random.default_rng(5), 8)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b)) and len(a) == len(b)
+
+
+def test_token_budget_loader_pads_little_skips_exactly_and_counts_padding(small_db):
+    every = {
+        tuple(f["input_ids"]) for f in all_features(small_db).values() if len(f["input_ids"]) <= 64
+    }
+    loader = BucketingDataLoader(
+        str(small_db), 4, 64, seed=0, prefetch=2, max_tokens=128, pad_multiple=16
+    )
+    batches = list(loader.iter_epoch(0))
+    seen = set()
+    for ids, pos, _, _ in batches:
+        assert ids.shape[1] % 16 == 0 and ids.numel() <= 128
+        for row, p in zip(ids, pos):
+            n = int((p > 0).sum()) + 1
+            seen.add(tuple(row[:n].tolist()))
+    assert seen == every  # none dropped, unlike the fixed batches' incomplete ones
+    real = sum(int((b[1] > 0).sum()) + b[1].shape[0] for b in batches)
+    padded = sum(b[0].numel() for b in batches)
+    assert loader.n_tokens_padded == padded
+    assert loader.padding_share == pytest.approx(1 - loader.n_tokens_real / padded)
+    assert loader.n_tokens_real >= real  # stored features' own padding counts as real
+    # resume: skipping k batches gives the tail of the epoch
+    tail = list(loader.iter_epoch(0, skip_batches=5))
+    assert len(tail) == len(batches) - 5
+    assert all(torch.equal(x[0], y[0]) for x, y in zip(tail, batches[5:]))
+
+
+def test_token_budget_must_hold_one_feature(small_db):
+    with pytest.raises(DataError, match="cannot hold one feature of 64 tokens"):
+        BucketingDataLoader(str(small_db), 4, 64, max_tokens=63)

@@ -1,12 +1,11 @@
 """The text formats of docs/REFERENCE.md §1, against hand-worked lines."""
 
-import math
-
 import pytest
 
 from lsp_data.parsing import (
     BAD_ENCODING,
     BAD_TAB_COUNT,
+    BAD_WEIGHT,
     EMPTY_LINE,
     EMPTY_TURN,
     SKIP_REASONS,
@@ -29,8 +28,14 @@ def reason_of(call, *args) -> tuple[str, str]:
 def test_constants():
     assert TURN_SEPARATOR == " EOS "
     # the keys of meta.json's skipped counts: renaming one changes every database's meta
-    assert SKIP_REASONS == ("empty_line", "not_exactly_one_tab", "empty_turn", "invalid_utf8")
-    assert (EMPTY_LINE, BAD_TAB_COUNT, EMPTY_TURN, BAD_ENCODING) == SKIP_REASONS
+    assert SKIP_REASONS == (
+        "empty_line",
+        "not_exactly_one_tab",
+        "empty_turn",
+        "invalid_utf8",
+        "bad_weight",
+    )
+    assert (EMPTY_LINE, BAD_TAB_COUNT, EMPTY_TURN, BAD_ENCODING, BAD_WEIGHT) == SKIP_REASONS
 
 
 @pytest.mark.parametrize(
@@ -42,8 +47,10 @@ def test_constants():
         ("hello there", (1.0, "hello there")),  # no weight: 1.0, first token kept
         ("  hello   there ", (1.0, "hello there")),
         ("2 dogs", (2.0, "dogs")),  # the documented consequence of float() on token 1
-        ("-1 no", (-1.0, "no")),
         ("1e-1 sci", (0.1, "sci")),
+        ("+.5e+1 x", (5.0, "x")),  # every plain decimal form
+        ("-0.0 zero", (0.0, "zero")),  # negative zero is zero
+        ("3.4e38 big", (3.4e38, "big")),  # still a finite 32-bit float
         ("1.0", (1.0, "")),  # a weight-only turn has empty text
         ("0.0", (0.0, "")),
         ("1.0x nope", (1.0, "1.0x nope")),
@@ -53,11 +60,37 @@ def test_parse_weighted_turn(turn, expected):
     assert parse_weighted_turn(turn) == expected
 
 
-def test_parse_weighted_turn_uses_python_float():
-    weight, text = parse_weighted_turn("nan words")
-    assert math.isnan(weight) and text == "words"
-    assert parse_weighted_turn("inf x") == (math.inf, "x")
-    assert parse_weighted_turn("1_0 x") == (10.0, "x")
+@pytest.mark.parametrize(
+    "token, why",
+    [
+        ("nan", "is not a number"),
+        ("NaN", "is not a number"),
+        ("inf", "is infinite or too large"),
+        ("-inf", "is infinite or too large"),
+        ("Infinity", "is infinite or too large"),
+        ("1e400", "is infinite or too large"),  # float() overflows to inf
+        ("3.5e38", "is infinite or too large"),  # finite in Python, inf as a batch's float32
+        ("-5", "is negative"),
+        ("-1e-9", "is negative"),
+        ("1_000", "is not a plain decimal number"),  # Python-only syntax
+        ("\u0661", "is not a plain decimal number"),  # Arabic-Indic digit one: float() takes it
+        ("\uff11.0", "is not a plain decimal number"),  # full-width digit
+    ],
+)
+def test_bad_weight_makes_the_line_malformed(token, why):
+    # float() accepts each of these, so the published parser took them as weights (NaN and
+    # inf reached the database and --inspect's JSON); here the line is malformed instead.
+    float(token)  # accepted by float(), hence a weight and not text
+    reason, message = reason_of(parse_weighted_turn, f"{token} words")
+    assert (reason, message) == (BAD_WEIGHT, f"weight {token!r} {why}")
+    for line in (f"{token} a\t1.0 b", f"1.0 a EOS {token} b\t1.0 c", f"1.0 a\t{token} b"):
+        assert reason_of(parse_training_line, line)[0] == BAD_WEIGHT, line
+
+
+def test_a_token_float_refuses_is_text():
+    assert parse_weighted_turn("nanny x") == (1.0, "nanny x")
+    assert parse_weighted_turn("1.0.0 x") == (1.0, "1.0.0 x")
+    assert parse_weighted_turn("0x10 y") == (1.0, "0x10 y")
 
 
 @pytest.mark.parametrize("turn", ["", "   ", "\t \n"])

@@ -156,9 +156,33 @@ def test_malformed_lines_counted_and_reported(tmp_path, capsys):
         "not_exactly_one_tab": 2,
         "empty_turn": 1,
         "invalid_utf8": 1,
+        "bad_weight": 0,
     }
     assert meta["skipped_first_lines"]["not_exactly_one_tab"] == [3, 4]
     assert meta["n_example"] == 5 and meta["n_line"] == 10 and meta["n_line_skipped"] == 5
+
+
+def _no_json_constants(name: str):
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def test_bad_weights_are_malformed_lines_and_inspect_prints_standard_json(tmp_path, capsys):
+    bad = ["nan", "inf", "-inf", "1e400", "-5", "1_000"]
+    # fewer than half of the lines malformed: this is about counting them, not refusing
+    good = ["0.0 hello\t1.0 there", "1.0 x\t0.0"] + ["1.0 q\t1.0 r"] * 6
+    lines = [f"1.0 a\t{w} b" for w in bad] + good
+    assert run(tmp_path, "\n".join(lines) + "\n") == 0
+    err = capsys.readouterr().err
+    assert "c.tsv:1: skipped, weight 'nan' is not a number (bad_weight)" in err
+    assert "c.tsv:5: skipped, weight '-5' is negative (bad_weight)" in err
+    meta = json.loads((tmp_path / "c.128len.db" / "meta.json").read_text())
+    assert meta["skipped"]["bad_weight"] == 6 and meta["n_line_skipped"] == 6
+    assert meta["skipped_first_lines"]["bad_weight"] == [1, 2, 3, 4, 5, 6]
+    assert meta["n_line"] == 14 and meta["n_example"] == 7  # "1.0 x<TAB>0.0": no target
+    assert prepro.main(["--inspect", str(tmp_path / "c.128len.db")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    feats = [json.loads(line, parse_constant=_no_json_constants) for line in out]
+    assert [max(f["weights"]) for f in feats] == [1.0] * 7
 
 
 def test_strict_stops_at_first_malformed_line(tmp_path, capsys):
@@ -471,6 +495,23 @@ def _tricky_corpus(path: Path, n_lines: int, seed: int = 7) -> tuple[int, int]:
     return n_logical + 1, n_bad + 1
 
 
+def _bad_weight_lines(path: Path) -> int:
+    from lsp_data.parsing import BAD_WEIGHT, MalformedLine, split_physical_line
+
+    n = 0
+    for raw in path.read_bytes().split(b"\n"):  # physical lines, as prepro reads them
+        try:
+            lines = split_physical_line(raw)
+        except MalformedLine:
+            continue
+        for line in lines:
+            try:
+                parse_training_line(line)
+            except MalformedLine as err:
+                n += err.reason == BAD_WEIGHT
+    return n
+
+
 def _as_dicts(features) -> list[dict]:
     return [
         {
@@ -489,6 +530,7 @@ def test_fast_path_equals_published_path_on_tricky_text(tmp_path, reverse):
     from lsp_data.tokenizer import load_published_bpe, text_backend
 
     n_logical, n_bad = _tricky_corpus(tmp_path / "c.tsv", 300)
+    n_bad += _bad_weight_lines(tmp_path / "c.tsv")  # e.g. a turn led by "٣٤٥" (not ASCII)
     rust = text_backend(load_tokenizer())
     slow = _as_dicts(
         published_path_features(
@@ -526,7 +568,7 @@ def test_batch_encoder_equals_rust_tokenizer_on_any_whitespace():
     ]  # fmt: skip
     rust = text_backend(load_tokenizer())
     expected = [rust.encode(t, add_special_tokens=False).ids for t in texts]
-    encoder = BatchEncoder(load_tokenizer())
+    encoder = BatchEncoder(text_backend(load_tokenizer()))
     assert encoder.encode_batch(texts) == expected
     assert encoder.encode_batch(texts) == expected  # from the word cache this time
 
@@ -535,7 +577,7 @@ def test_batch_encoder_cache_is_bounded(monkeypatch):
     from lsp_data.tokenizer import BatchEncoder, _WordIds, text_backend
 
     monkeypatch.setattr(BatchEncoder, "MAX_CACHED_WORDS", 40)
-    encoder = BatchEncoder(load_tokenizer())
+    encoder = BatchEncoder(text_backend(load_tokenizer()))
     rust = text_backend(load_tokenizer())
     texts = [f"w{i} v{i} " + "y" * 5000 + f" {i}" for i in range(100)]
     assert encoder.encode_batch(texts) == [rust.encode(t).ids for t in texts]

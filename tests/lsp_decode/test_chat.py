@@ -246,3 +246,13 @@ def test_web_port_in_use_and_gradio_missing(chat_model, capsys, monkeypatch):
     assert "--web needs Gradio, which is not installed: pip install -e '.[web]'" in (
         one_error_line(capsys)
     )
+
+
+def test_config_without_weights_needs_random_init(chat_model, capsys, caplog):
+    config_only = ["--model_name_or_path", str(chat_model["config"]), "--device", "cpu"]
+    assert chat.main(config_only) == 2
+    err = one_error_line(capsys)
+    assert str(chat_model["config"]) in err and "no weights" in err and "--random_init" in err
+    bot = chat.load_chat_model(chat.build_parser().parse_args([*config_only, "--random_init"]))
+    assert bot.model.config.n_layer == 2
+    assert "decoding with random ones (--random_init)" in caplog.text

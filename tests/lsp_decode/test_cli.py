@@ -223,3 +223,115 @@ def test_repetition_penalty_flag(hf_model, tmp_path, capsys):
     assert out.read_text() != plain
     assert decode.main([*argv, "--repetition_penalty", "0"]) == 2
     assert "decode.py: error: repetition_penalty must be > 0" in capsys.readouterr().err
+
+
+def test_folder_without_weights_is_refused_unless_random_init(hf_model, tmp_path, capsys, caplog):
+    import shutil
+
+    config_only = tmp_path / "config_only"
+    config_only.mkdir()
+    shutil.copy(hf_model / "config.json", config_only / "config.json")
+    src = tmp_path / "in.txt"
+    src.write_text("hello there\n")
+    out = tmp_path / "hyp.txt"
+    assert decode.main(io_args(config_only, src, out, "--max_new_tokens", "3")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "decode.py: error:" in err
+    assert str(config_only) in err and "no weights" in err and "--random_init" in err
+    assert not out.exists()
+    args = io_args(config_only, src, out, "--max_new_tokens", "3", "--random_init")
+    assert decode.main(args) == 0
+    assert "decoding with random ones (--random_init)" in caplog.text
+    assert len(out.read_text().splitlines()) == 1
+    # a backward model without weights is refused the same way
+    args = io_args(hf_model, src, out, "--mmi_model", str(config_only), "--mmi_candidates", "2")
+    assert decode.main(args) == 2
+    assert "no weights" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["folder", "file_as_parent", "unwritable"])
+def test_unwritable_output_is_refused_before_loading(
+    hf_model, tmp_path, capsys, monkeypatch, where
+):
+    import lsp_decode.common
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded before --output was checked")
+
+    monkeypatch.setattr(lsp_decode.cli, "load_for_decoding", no_loading)
+    src = tmp_path / "in.txt"
+    src.write_text("hello\n")
+    if where == "folder":
+        out = tmp_path / "outdir"
+        out.mkdir()
+        expected = "is a folder"
+    elif where == "file_as_parent":
+        (tmp_path / "afile").write_text("x")
+        out = tmp_path / "afile" / "sub" / "hyp.txt"
+        expected = "is a file, not a folder"
+    else:
+        import tempfile
+
+        def refuse(*args, **kwargs):
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr(tempfile, "mkstemp", refuse)
+        out = tmp_path / "missing" / "parent" / "hyp.txt"
+        expected = f"cannot create files in {tmp_path} (Permission denied)"
+    assert lsp_decode.common.load_for_decoding is not no_loading
+    assert decode.main(io_args(hf_model, src, out)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(out) in err and expected in err, err
+
+
+def test_output_into_missing_folders_is_created(hf_model, tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("hello\n")
+    out = tmp_path / "new" / "deeper" / "hyp.txt"
+    assert decode.main(io_args(hf_model, src, out, "--max_new_tokens", "2")) == 0
+    assert out.is_file() and not list(out.parent.glob(".*"))  # no probe or temp file left
+
+
+def test_write_failing_after_decoding_is_one_line(hf_model, tmp_path, capsys, monkeypatch):
+    import errno
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(decode, "write_text_atomic", full)
+    src = tmp_path / "in.txt"
+    src.write_text("hello\n")
+    out = tmp_path / "hyp.txt"
+    assert decode.main(io_args(hf_model, src, out, "--max_new_tokens", "2")) == 1
+    err = capsys.readouterr().err
+    assert f"decode.py: error: cannot write {out}: No space left on device" in err
+    assert "Traceback" not in err
+
+
+@pytest.fixture
+def read_only_mount(tmp_path):
+    """A read-only tmpfs (needs root and mount); skipped where it cannot be made."""
+    import os
+    import subprocess
+
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a read-only tmpfs needs root; the other cases patch the probe")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(mnt)])
+    if done.returncode != 0:
+        pytest.skip("mount -t tmpfs is not allowed here")
+    yield mnt
+    subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_read_only_mount_is_refused_up_front(hf_model, tmp_path, capsys, read_only_mount):
+    src = tmp_path / "in.txt"
+    src.write_text("hello\n")
+    out = read_only_mount / "hyp.txt"
+    assert decode.main(io_args(hf_model, src, out)) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"decode.py: error: --output {out}: cannot create files in {read_only_mount} "
+        "(Read-only file system)\n"
+    )

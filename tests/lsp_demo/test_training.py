@@ -113,3 +113,54 @@ def test_finished_run_needs_every_output_of_the_same_command(tmp_path: Path) -> 
     assert training.finished_run(marker, [*cmd, "--skip_eval"]) is None
     marker.write_text("not json")
     assert training.finished_run(marker, cmd) is None
+
+
+FAKE_TRAIN = """
+import os, sys, time
+from pathlib import Path
+runs = Path(sys.argv[sys.argv.index("--output_dir") + 1])
+run = runs / f"GPT2.{time.time_ns()}"
+(run / "hf_model").mkdir(parents=True)
+print("training", os.environ["FAKE_MODE"], flush=True)
+if os.environ["FAKE_MODE"] == "fail":
+    sys.exit("boom")
+(run / "hf_model" / "config.json").write_text("{}")
+(run / "GP2-pretrain-step-40.pkl").write_bytes(b"w")
+(run / "eval_log.txt").write_text("")
+"""
+
+
+def test_a_failed_or_interrupted_run_keeps_the_last_finished_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    script = tmp_path / "fake_train.py"
+    script.write_text(FAKE_TRAIN)
+    out, runs = tmp_path / "demo_output", tmp_path / "demo_output" / "models"
+    out.mkdir()
+    cmd = ["python", str(script), "--output_dir", str(runs), "--num_optim_steps", "40"]
+    monkeypatch.setenv("FAKE_MODE", "good")
+    finished = training.train(cmd, out, runs, force=False)
+    assert "training good" in (out / "output.log").read_text()
+
+    monkeypatch.setenv("FAKE_MODE", "fail")
+    with pytest.raises(training.DemoError, match="output.failed.log; its partial run folder"):
+        training.train(cmd, out, runs, force=True)
+    assert [p for p in runs.iterdir()] == [finished]  # the partial folder is gone
+    assert "training fail" in (out / "output.failed.log").read_text()
+    assert "training good" in (out / "output.log").read_text()
+    assert training.finished_run(out / "training.json", cmd) == finished
+
+    def interrupted(command, log_path, header=""):
+        (runs / "GPT2.partial").mkdir()
+        log_path.write_text(header + "half a run\n")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "stream_to_log", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(cmd, out, runs, force=True)
+    assert [p for p in runs.iterdir()] == [finished]
+    assert "half a run" in (out / "output.failed.log").read_text()
+    assert "training good" in (out / "output.log").read_text()
+    capsys.readouterr()
+    assert training.train(cmd, out, runs, force=False) == finished  # reused, not retrained
+    assert "reusing the finished run" in capsys.readouterr().out

@@ -1,4 +1,5 @@
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -291,10 +292,17 @@ def test_unsafe_pickle_is_refused(reference, tmp_path):
         path = tmp_path / name
         with open(path, "wb") as f:
             save({"transformer.wte.weight": torch.zeros(2), "x": _Exploit(marker)}, f)
-        with pytest.raises(ModelLoadError, match="unsafe") as err:
+        with pytest.raises(ModelLoadError, match="could run code") as err:
             load_state_dict_file(path)
-        assert str(path) in str(err.value)
-        with pytest.raises(ModelLoadError, match="unsafe"):
+        message = str(err.value)
+        assert str(path) in message and re.search(
+            r"would import and call [\w.]+, so it could run code", message
+        )
+        # Plainly a refusal for safety: no "corrupt", and never torch's advice to load it
+        # with the protection off.
+        assert "weights_only" not in message and "False" not in message
+        assert "corrupt" not in message and "trusted" not in message
+        with pytest.raises(ModelLoadError, match="could run code"):
             load_model(folder, path)
         assert not marker.exists()
 
@@ -327,3 +335,241 @@ def test_random_init_when_no_weights(reference):
         assert not torch.equal(fresh.transformer.wte.weight, model.transformer.wte.weight)
     fresh = load_model(None, None, config=small_config())
     assert fresh.lm_head.weight is fresh.transformer.wte.weight
+
+
+# ----------------------------------------------------------------------------- config keys
+
+# microsoft/DialoGPT-small's config.json as published on the hub (transformers 2.x era).
+DIALOGPT_CONFIG = {
+    "activation_function": "gelu_new",
+    "architectures": ["GPT2LMHeadModel"],
+    "attn_pdrop": 0.1,
+    "bos_token_id": 50256,
+    "embd_pdrop": 0.1,
+    "eos_token_id": 50256,
+    "initializer_range": 0.02,
+    "layer_norm_epsilon": 1e-05,
+    "model_type": "gpt2",
+    "n_ctx": 1024,
+    "n_embd": 768,
+    "n_head": 12,
+    "n_layer": 12,
+    "n_positions": 1024,
+    "resid_pdrop": 0.1,
+    "summary_activation": None,
+    "summary_first_dropout": 0.1,
+    "summary_proj_to_labels": True,
+    "summary_type": "cls_index",
+    "summary_use_proj": True,
+    "task_specific_params": {"conversational": {"max_length": 1000}},
+    "vocab_size": 50257,
+}
+# What transformers 4.x wrote on save_pretrained (keys that 5.x no longer writes).
+TRANSFORMERS4_EXTRA = {
+    "_name_or_path": "microsoft/DialoGPT-small",
+    "torch_dtype": "float32",
+    "transformers_version": "4.46.1",
+    "n_inner": None,
+    "reorder_and_upcast_attn": False,
+    "scale_attn_by_inverse_layer_idx": False,
+    "scale_attn_weights": True,
+    "use_cache": True,
+    "_attn_implementation_autoset": True,
+    "output_past": True,
+    "pruned_heads": {},
+    "num_labels": 1,
+    "finetuning_task": None,
+    "use_bfloat16": False,
+    "torchscript": False,
+}
+
+
+def write_config(folder: Path, config: dict) -> Path:
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_config_typo_is_an_error_naming_key_and_file(tmp_path):
+    for typo in ("n_layr", "num_layer", "N_LAYER"):
+        folder = write_config(tmp_path / typo, {**DIALOGPT_CONFIG, "n_layer": 2, typo: 2})
+        with pytest.raises(ModelLoadError) as err:
+            load_model(folder)
+        assert repr(typo) in str(err.value) and str(folder / "config.json") in str(err.value)
+    two = write_config(tmp_path / "two", {"n_layr": 2, "n_emb": 8})
+    with pytest.raises(ModelLoadError, match="unknown keys 'n_emb', 'n_layr'"):
+        load_model(two)
+
+
+def test_published_and_saved_configs_load(tmp_path):
+    small = {"n_embd": 16, "n_head": 2, "n_layer": 1, "n_positions": 16, "n_ctx": 16}
+    for name, config in (
+        ("dialogpt", {**DIALOGPT_CONFIG, **small}),
+        ("transformers4", {**DIALOGPT_CONFIG, **TRANSFORMERS4_EXTRA, **small}),
+    ):
+        model = load_model(write_config(tmp_path / name, config))
+        assert model.config.n_layer == 1
+    for size in ("117M", "345M", "762M", "tiny"):  # the repository's own configs
+        config = lsp_model.loading.read_config(TINY_CONFIG.parents[1] / size / "config.json")
+        assert config.n_layer in (2, 12, 24, 36)
+    # a folder written by Hugging Face's own save_pretrained (config, generation config)
+    torch.manual_seed(0)
+    plain = transformers.GPT2LMHeadModel(transformers.GPT2Config(**small, vocab_size=97))
+    plain.save_pretrained(tmp_path / "hf")
+    loaded = load_model(tmp_path / "hf")
+    assert torch.equal(loaded.transformer.wte.weight, plain.transformer.wte.weight)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"n_layer": "12"}, "n_layer must be a positive integer"),
+        ({"n_head": 0}, "n_head must be a positive integer"),
+        ({"n_embd": 30, "n_head": 4}, "not a multiple of n_head"),
+        ({"attn_pdrop": 1.5}, "attn_pdrop must be a number from 0 to 1"),
+        ({"activation_function": "gelu_newest"}, "activation_function must be"),
+        ({"model_type": "llama"}, "this toolkit builds GPT-2"),
+        ({"n_embd": 65536, "n_head": 1}, "parameters"),
+    ],
+)
+def test_config_values_the_model_cannot_take(tmp_path, change, message):
+    folder = write_config(tmp_path, {**DIALOGPT_CONFIG, **change})
+    with pytest.raises(ModelLoadError, match=message) as err:
+        load_model(folder)
+    assert str(folder / "config.json") in str(err.value)
+
+
+def test_config_that_is_not_a_json_object(tmp_path):
+    (tmp_path / "config.json").write_text('{"n_layer": 2,\n "n_embd": }')
+    with pytest.raises(ModelLoadError, match=r"config.json:2: not valid JSON"):
+        load_model(tmp_path)
+    (tmp_path / "config.json").write_text("[1, 2]")
+    with pytest.raises(ModelLoadError, match="holds a JSON list"):
+        load_model(tmp_path)
+
+
+# ----------------------------------------------------------------------------- checksums
+
+
+def flip_bytes(path: Path, n: int = 16, at: float = 0.5) -> None:
+    """Flip every bit of ``n`` bytes in the middle of ``path`` (in the tensor data)."""
+    data = bytearray(path.read_bytes())
+    start = int(len(data) * at)
+    for i in range(start, start + n):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_saved_weights_carry_sha256sum_files(reference, tmp_path):
+    import shutil
+    import subprocess
+
+    model, _ = reference
+    pkl = lsp_model.loading.save_state_dict_file(
+        checkpoint_state_dict(model), tmp_path / "GP2-pretrain-step-3.pkl"
+    )
+    hf = save_hf_folder(model, None, tmp_path / "hf_model")
+    assert (
+        (tmp_path / "GP2-pretrain-step-3.pkl.sha256")
+        .read_text()
+        .endswith("  GP2-pretrain-step-3.pkl\n")
+    )
+    assert (hf / "SHA256SUMS").read_text().endswith("  model.safetensors\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "GP2-pretrain-step-3.pkl",
+        "GP2-pretrain-step-3.pkl.sha256",
+        "hf_model",
+    ]
+    if shutil.which("sha256sum"):  # the files are what coreutils writes and checks
+        for folder, record in ((tmp_path, pkl.name + ".sha256"), (hf, "SHA256SUMS")):
+            subprocess.run(["sha256sum", "--quiet", "-c", record], cwd=folder, check=True)
+
+
+def test_flipped_bytes_are_detected(reference, tmp_path, caplog):
+    model, folder = reference
+    pkl = lsp_model.loading.save_state_dict_file(checkpoint_state_dict(model), tmp_path / "w.pkl")
+    hf = save_hf_folder(model, None, tmp_path / "hf_model")
+    with caplog.at_level("WARNING"):
+        load_model(folder, pkl)
+        load_model(hf)
+    assert not caplog.records  # verified: nothing to warn about
+    flip_bytes(pkl)
+    with pytest.raises(ModelLoadError, match="checksum mismatch") as err:
+        load_model(folder, pkl)
+    assert str(pkl) in str(err.value)
+    flip_bytes(hf / "model.safetensors")
+    with pytest.raises(ModelLoadError, match="checksum mismatch") as err:
+        load_model(hf)
+    assert str(hf / "model.safetensors") in str(err.value)
+
+
+def test_missing_weights_file_listed_in_sha256sums(reference, tmp_path):
+    model, _ = reference
+    hf = save_hf_folder(model, None, tmp_path / "hf_model")
+    (hf / "model.safetensors").rename(hf / "renamed.bin.bak")
+    with pytest.raises(ModelLoadError):
+        load_model(hf, allow_random_init=False)
+    (hf / "SHA256SUMS").write_text(
+        (hf / "SHA256SUMS").read_text() + "0" * 64 + "  pytorch_model.bin\n"
+    )
+    (hf / "renamed.bin.bak").rename(hf / "model.safetensors")
+    with pytest.raises(
+        ModelLoadError, match="pytorch_model.bin: listed in .*SHA256SUMS but missing"
+    ):
+        load_model(hf)
+
+
+def test_weights_without_checksum_load_with_a_warning(reference, tmp_path, caplog):
+    model, folder = reference
+    pkl = tmp_path / "from_elsewhere.pkl"
+    torch.save(checkpoint_state_dict(model), pkl)
+    hf = save_hf_folder(model, None, tmp_path / "hf_model")
+    (hf / "SHA256SUMS").unlink()
+    with caplog.at_level("WARNING", logger="lsp_model.loading"):
+        a = load_model(folder, pkl)
+        b = load_model(hf)
+    assert torch.equal(a.transformer.wte.weight, model.transformer.wte.weight)
+    assert torch.equal(b.transformer.wte.weight, model.transformer.wte.weight)
+    warned = "\n".join(r.getMessage() for r in caplog.records)
+    assert f"{pkl} has no checksum" in warned and f"{hf} has no SHA256SUMS" in warned
+
+
+def test_hub_cache_blob_names_are_checksums(reference, tmp_path, monkeypatch, caplog):
+    import hashlib
+
+    model, _ = reference
+    snapshot = make_hub_cache(tmp_path / "hub", model)
+    # lay the weights out as huggingface_hub does: a link to blobs/<sha256>
+    weights = snapshot / "model.safetensors"
+    blobs = snapshot.parents[1] / "blobs"
+    blobs.mkdir()
+    blob = blobs / hashlib.sha256(weights.read_bytes()).hexdigest()
+    weights.rename(blob)
+    weights.symlink_to(blob)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with caplog.at_level("WARNING", logger="lsp_model.loading"):
+        load_model("microsoft/DialoGPT-small")
+    assert not caplog.records
+    flip_bytes(blob)
+    with pytest.raises(ModelLoadError, match="checksum mismatch with its Hugging Face cache blob"):
+        load_model("microsoft/DialoGPT-small")
+
+
+def test_save_state_dict_file_replaces_the_old_checksum(reference, tmp_path):
+    model, folder = reference
+    path = tmp_path / "w.pkl"
+    lsp_model.loading.save_state_dict_file({"transformer.wte.weight": torch.zeros(2)}, path)
+    first = (tmp_path / "w.pkl.sha256").read_text()
+    lsp_model.loading.save_state_dict_file(checkpoint_state_dict(model), path)
+    assert (tmp_path / "w.pkl.sha256").read_text() != first
+    load_model(folder, path)  # verified against the new checksum
+
+
+def test_config_folder_without_weights_can_be_refused(reference):
+    _, folder = reference
+    with pytest.raises(lsp_model.loading.NoWeightsError, match="no weights") as err:
+        load_model(folder, allow_random_init=False)
+    assert str(folder) in str(err.value)

@@ -68,6 +68,24 @@ def test_exports_and_architecture(model):
     assert hasattr(GPT2Config, "from_json_file")
 
 
+def test_fused_gelu_computes_what_transformers_gpt2_computes(model):
+    # The MLP runs torch's fused tanh-GELU; a plain transformers GPT-2 with the same weights
+    # (its seven-op "gelu_new") gives the same logits, and the saved config keeps its name.
+    assert all(isinstance(b.mlp.act, torch.nn.GELU) for b in model.transformer.h)
+    assert model.config.activation_function == "gelu_new"
+    plain = transformers.GPT2LMHeadModel(small_config()).eval()
+    plain.load_state_dict(model.state_dict())
+    assert type(plain.transformer.h[0].mlp.act).__name__ == "NewGELUActivation"
+    input_ids, position_ids, _ = make_batch()
+    with torch.no_grad():
+        ours = model(input_ids, position_ids)
+        theirs = plain(input_ids, position_ids=position_ids).logits
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+    # other activations are left as configured
+    relu = GPT2LMHeadModel(small_config(activation_function="relu"))
+    assert not isinstance(relu.transformer.h[0].mlp.act, torch.nn.GELU)
+
+
 def test_explicit_attention_kernel_is_kept():
     # SDPA is only the default: a config asking for "eager" (e.g. to read attention
     # weights) keeps it, and both kernels compute the same function

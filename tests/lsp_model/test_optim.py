@@ -75,7 +75,7 @@ def test_build_optimizer(model):
     assert [g["weight_decay"] for g in opt.param_groups] == [0.01, 0.0]
     g = opt.param_groups[0]
     assert g["betas"] == (0.9, 0.999) and g["eps"] == 1e-6 and g["lr"] == 1e-5
-    assert not g["fused"]  # CPU parameters
+    assert g["fused"]  # the fused kernel runs on CPU parameters too
     set_lr(opt, 3e-4)
     assert all(g["lr"] == 3e-4 for g in opt.param_groups)
     assert MAX_GRAD_NORM == 1.0
@@ -85,30 +85,37 @@ def test_build_optimizer(model):
 
 
 class _FakeParam:
-    """Stands in for a parameter living on a CUDA device (no GPU needed)."""
+    """Stands in for a parameter on a given kind of device (no GPU needed)."""
 
     requires_grad = True
 
-    def __init__(self, is_cuda: bool) -> None:
-        self.is_cuda = is_cuda
+    def __init__(self, device: str) -> None:
+        self.device = torch.device(device)
 
 
 class _FakeModel(torch.nn.Module):
-    def __init__(self, *on_cuda: bool) -> None:
+    def __init__(self, *devices: str) -> None:
         super().__init__()
-        self._fake = [(f"w{i}", _FakeParam(c)) for i, c in enumerate(on_cuda)]
+        self._fake = [(f"w{i}", _FakeParam(d)) for i, d in enumerate(devices)]
 
     def named_parameters(self, *args, **kwargs):
         return iter(self._fake)
 
 
 @pytest.mark.parametrize(
-    "on_cuda, fused",
-    [((True, True), True), ((True, False), None), ((False, False), None)],
+    "devices, fused",
+    [
+        (("cuda", "cuda"), True),
+        (("cpu", "cpu"), True),
+        (("cuda", "cpu"), None),
+        (("meta", "meta"), None),
+    ],
 )
-def test_fused_adamw_requested_only_when_all_parameters_are_on_cuda(monkeypatch, on_cuda, fused):
-    # The fused kernel fails on CPU tensors, so it may only be asked for when every parameter
-    # is on CUDA; otherwise fused=None leaves the choice to torch.
+def test_fused_adamw_requested_when_all_parameters_are_on_one_cpu_or_cuda(
+    monkeypatch, devices, fused
+):
+    # The fused kernel needs every tensor on one kind of device it supports; otherwise
+    # fused=None leaves the choice to torch.
     seen = {}
 
     def spy(groups, **kwargs):
@@ -116,7 +123,7 @@ def test_fused_adamw_requested_only_when_all_parameters_are_on_cuda(monkeypatch,
         return "optimizer"
 
     monkeypatch.setattr(torch.optim, "AdamW", spy)
-    assert build_optimizer(_FakeModel(*on_cuda), lr=1e-5) == "optimizer"
+    assert build_optimizer(_FakeModel(*devices), lr=1e-5) == "optimizer"
     assert "fused" in seen and seen["fused"] is fused
 
 
