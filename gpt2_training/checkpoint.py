@@ -21,8 +21,9 @@ from typing import Any
 
 import torch
 
-from lsp_common.atomic import atomic_file, atomic_folder, is_leftover, remove_folder
+from lsp_common.atomic import atomic_folder, is_leftover, remove_folder
 from lsp_common.checksums import sidecar_path
+from lsp_model.loading import torch_save_to
 
 logger = logging.getLogger(__name__)
 
@@ -33,15 +34,6 @@ META_FILE = "meta.json"
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, incomplete or damaged."""
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """``torch.save`` to a temporary name in the same folder, synced, then renamed into place."""
-    with atomic_file(path) as tmp, open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    return Path(path)
 
 
 def _sha256(path: Path) -> str:
@@ -87,7 +79,7 @@ def save_checkpoint(
         remove_folder(old)
     with atomic_folder(final) as tmp:
         with open(tmp / STATE_FILE, "wb") as f:
-            torch.save(state, f)
+            torch_save_to(state, f)
             f.flush()
             os.fsync(f.fileno())
         meta = {

@@ -77,6 +77,21 @@ _DECODE_ERRORS = (
 )
 
 
+def _save_tokenizer(tokenizer: Any, folder: Path) -> None:
+    """``tokenizer.save_pretrained(folder)``; the Rust tokenizer reports a failed write as a
+    bare Exception ("No space left on device (os error 28)"), turned here into the OSError
+    it is."""
+    try:
+        tokenizer.save_pretrained(str(folder))
+    except OSError:
+        raise
+    except Exception as err:
+        match = re.search(r"os error (\d+)", str(err))
+        if match is None:
+            raise
+        raise OSError(int(match.group(1)), os.strerror(int(match.group(1)))) from None
+
+
 class DatabaseError(RuntimeError):
     """A database folder is missing, incomplete, damaged or not one this toolkit wrote."""
 
@@ -580,7 +595,10 @@ class FeatureDBWriter:
             )
         self.chunk_size = chunk_size
         self.tmp = temp_sibling(self.folder)
-        self.tmp.mkdir(parents=True)
+        try:
+            self.tmp.mkdir(parents=True)
+        except OSError as err:
+            raise self._write_error("creating the database folder", err) from None
         self.db_file = self.tmp / DB_FILE
         self._pending: list[FeatureChunk] = []
         self._pending_len = 0
@@ -667,11 +685,12 @@ class FeatureDBWriter:
             _fsync(self.db_file)
             if tokenizer is not None:
                 doing = "saving the tokenizer files"
-                tokenizer.save_pretrained(str(self.tmp))
+                _save_tokenizer(tokenizer, self.tmp)
             doing = f"writing {META_FILE}"
             meta_file.write_text(json.dumps(full_meta, indent=2) + "\n", encoding="utf-8")
             _fsync(meta_file)
         except (sqlite3.Error, OSError) as err:
+            self.abort()  # a half-written folder would hold on to the space that ran out
             raise self._write_error(doing, err) from None
         return replace_folder(self.tmp, self.folder)
 

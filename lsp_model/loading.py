@@ -27,7 +27,7 @@ import struct
 import warnings
 from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from safetensors import SafetensorError
@@ -796,6 +796,18 @@ def checkpoint_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
+def torch_save_to(obj: Any, f: IO[bytes]) -> None:
+    """``torch.save(obj, f)``, raising the write's own ``OSError`` (a full disk, a read-only
+    file system) where torch's zip writer would replace it by a RuntimeError about file
+    positions; the atomic writers then name the output."""
+    try:
+        torch.save(obj, f)
+    except RuntimeError as err:
+        if isinstance(err.__context__, OSError):
+            raise err.__context__ from None
+        raise
+
+
 def save_state_dict_file(sd: Mapping[str, torch.Tensor], path: str | os.PathLike) -> Path:
     """``torch.save`` a state dict atomically, with its ``NAME.sha256`` beside it.
 
@@ -805,7 +817,7 @@ def save_state_dict_file(sd: Mapping[str, torch.Tensor], path: str | os.PathLike
     """
     path = Path(path)
     with atomic_file(path) as tmp, open(tmp, "wb") as f:
-        torch.save(dict(sd), f)
+        torch_save_to(dict(sd), f)
         f.flush()
         os.fsync(f.fileno())
         digest = file_sha256(tmp)

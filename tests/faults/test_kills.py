@@ -451,13 +451,6 @@ def test_training_killed_then_resumed(train_reference, tmp_path, point):
     assert visible_files(run / "hf_model") == visible_files(ref_run / "hf_model")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: a kill while GP2-pretrain-step-N.pkl or hf_model/ is written leaves "
-    "'.GP2-pretrain-step-N.pkl.tmp-*' / '.hf_model.tmp-*' in the run folder, and --resume "
-    "never removes them (only checkpoints/ is swept); fix in gpt2_training/trainer.py, "
-    "checkpoint.py",
-)
 def test_training_resume_removes_weights_temporaries(train_reference, tmp_path):
     data, ref_run, _ = train_reference
     out = tmp_path / "out"

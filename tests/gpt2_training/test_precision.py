@@ -54,9 +54,13 @@ def test_cpu_precision_fallbacks():
     assert bf16.dtype == torch.bfloat16 and not bf16.scaler.is_enabled()
 
 
-def test_neither_flag_on_cpu_is_float32_and_one_flag_alone_decides():
+@pytest.mark.parametrize("amx", [True, False])
+def test_neither_flag_on_cpu_is_bf16_with_amx_else_float32(monkeypatch, amx):
+    from gpt2_training import precision
+
+    monkeypatch.setattr(precision, "cpu_has_amx", lambda: amx)
     cpu = torch.device("cpu")
-    assert setup_precision(None, None, 0, cpu).dtype is None
+    assert setup_precision(None, None, 0, cpu).dtype == (torch.bfloat16 if amx else None)
     # a flag given alone turns the automatic choice off
     assert setup_precision(False, None, 0, cpu).dtype is None
     assert setup_precision(None, False, 0, cpu).dtype is None

@@ -178,7 +178,11 @@ def test_forward_passes_build_no_kv_cache(model):
     assert caches == [None, None]
 
 
-def test_gathered_projection_equals_full_projection_with_grads():
+@pytest.mark.parametrize("rows_per_chunk", [None, 1, 3])
+def test_gathered_projection_equals_full_projection_with_grads(monkeypatch, rows_per_chunk):
+    # The projection and loss run a chunk of labelled rows at a time (many chunks here).
+    if rows_per_chunk is not None:
+        monkeypatch.setitem(lsp_model.modeling.CHUNK_ELEMENTS, "cpu", 97 * rows_per_chunk)
     torch.manual_seed(3)
     config = small_config(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     m = GPT2LMHeadModel(config)
@@ -516,3 +520,31 @@ def test_autocast_keeps_loss_in_float32(model):
     assert loss.dtype == torch.float32 and ppl.dtype == torch.float32
     torch.testing.assert_close(loss, ref_loss, rtol=2e-2, atol=0)
     torch.testing.assert_close(ppl, ref_ppl, rtol=5e-2, atol=0)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_bf16_autocast_loss_and_grads_follow_the_plain_autocast_path(monkeypatch, weighted):
+    # Under autocast the fused path multiplies in bf16 like the plain path (lm_head under
+    # autocast, then float32 cross-entropy): the same loss and gradients to bf16 precision.
+    monkeypatch.setitem(lsp_model.modeling.CHUNK_ELEMENTS, "cpu", 97 * 4)
+    torch.manual_seed(5)
+    m = GPT2LMHeadModel(small_config(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0))
+    input_ids, position_ids, labels = make_batch(seed=6)
+    weights = torch.rand(labels.shape) if weighted else None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _ = m(input_ids, position_ids, None, labels, weights)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in m.named_parameters()}
+    m.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = m(input_ids, position_ids)
+    ce = F.cross_entropy(
+        logits.float().reshape(-1, 97), labels.reshape(-1), ignore_index=-1, reduction="none"
+    )
+    w = (labels.reshape(-1) != -1).float() * (1.0 if weights is None else weights.reshape(-1))
+    ref = (w * ce).sum() / w.sum()
+    ref.backward()
+    torch.testing.assert_close(loss, ref, rtol=1e-3, atol=1e-3)
+    for n, p in m.named_parameters():
+        scale = p.grad.abs().max().item() + 1e-12
+        assert (grads[n] - p.grad).abs().max().item() <= 2e-2 * scale, n
