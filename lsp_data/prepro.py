@@ -12,11 +12,14 @@ import contextlib
 import gc
 import multiprocessing
 import os
+import signal
 import sys
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +28,41 @@ import numpy as np
 from lsp_data.db import FeatureChunk, FeatureDBWriter
 from lsp_data.features import Feature, conversation_turns, make_features
 from lsp_data.parsing import SKIP_REASONS, MalformedLine, parse_training_line, split_physical_line
-from lsp_data.tokenizer import load_tokenizer, text_backend
+from lsp_data.tokenizer import BatchEncoder, load_tokenizer, text_backend
 
 LINES_PER_BATCH = 2000
 SHOWN_PER_REASON = 5  # skipped lines printed per reason; all are counted
 EXCERPT_CHARS = 80
+# More malformed lines than this share of all lines fails the run (nothing is written): such
+# a file is not a training tsv (a binary, the wrong file, the wrong format), and a database
+# of its few accidental features would only fail later, in the trainer.
+MAX_MALFORMED_SHARE = 0.5
 
 
 class PreproError(RuntimeError):
     """A user-facing failure: bad arguments, a malformed line under --strict, ..."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: the run stops, its workers end, nothing is written."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into ``Terminated`` for the duration of a run (main thread only: Python
+    delivers signals there), so that the cleanup that Ctrl-C gets runs for it too."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def db_folder_for(corpus: str, max_seq_len: int, reverse: bool, two_turn: bool) -> Path:
@@ -61,7 +90,29 @@ _worker_tokenizer: Any = None
 
 def _init_worker(tokenizer_dir: str | None) -> None:
     global _worker_tokenizer
-    _worker_tokenizer = text_backend(load_tokenizer(tokenizer_dir))
+    _worker_tokenizer = BatchEncoder(text_backend(load_tokenizer(tokenizer_dir)))
+
+
+def _init_pool_worker(tokenizer_dir: str | None, parent_pid: int) -> None:
+    # The parent owns interruption: Ctrl-C reaches the whole process group and SIGTERM the
+    # parent, which then ends the workers itself. A forked worker would otherwise inherit
+    # the parent's SIGTERM handler and print a traceback of its own on Ctrl-C.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent(parent_pid)
+    _init_worker(tokenizer_dir)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Have the kernel kill this worker when its parent dies, even by SIGKILL (Linux)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL))
+    if os.getppid() != parent_pid:  # the parent died before the request above took effect
+        os._exit(1)
 
 
 def _excerpt(text: str) -> str:
@@ -118,7 +169,7 @@ def _process_batch(
             parsed.append((weights, len(texts), len(turn_texts)))
             texts.extend(turn_texts)
 
-    encoded = [e.ids for e in _worker_tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
+    encoded = _worker_tokenizer.encode_batch(texts)
     features: list[Feature] = []
     for weights, start, count in parsed:
         turns, ws = conversation_turns(
@@ -128,8 +179,59 @@ def _process_batch(
         if not made:
             result.n_line_without_feature += 1
         features.extend(made)
-    result.chunk = FeatureChunk.from_features([0] * len(features), features)
+    result.chunk = _chunk_of(features)
     return result
+
+
+def _chunk_of(features: list[Feature]) -> FeatureChunk:
+    """``FeatureChunk.from_features`` with ids 0, flattened by ``np.fromiter`` (C loops)."""
+    lengths = np.fromiter((len(f.input_ids) for f in features), np.int32, len(features))
+    total = int(lengths.sum())
+
+    def flat(field: str, dtype: Any) -> np.ndarray:
+        values = chain.from_iterable(getattr(f, field) for f in features)
+        return np.fromiter(values, dtype, total)
+
+    return FeatureChunk(
+        conv_id=np.zeros(len(features), dtype=np.int64),
+        input_len=lengths,
+        input_ids=flat("input_ids", np.uint16),
+        token_type_ids=flat("token_type_ids", np.int32),
+        lm_labels=flat("lm_labels", np.int32),
+        weights=flat("weights", np.float64),
+    )
+
+
+def published_path_features(
+    corpus: str | Path,
+    encode: Any,
+    *,
+    max_seq_len: int = 128,
+    reverse: bool = False,
+    two_turn: bool = False,
+) -> Iterator[Feature]:
+    """Features of ``corpus`` made as the published prepro made them: one line at a time,
+    ``encode(text)`` once per turn, in one process, with the same parsing as ``run_prepro``.
+
+    The reference that ``run_prepro``'s batched, parallel path must match feature by feature
+    (tests), and the baseline of ``bench/prepro_bench.py`` (given ``PublishedBPE.encode``).
+    """
+    with open(corpus, "rb") as f:
+        for raw in f:
+            try:
+                logical_lines = split_physical_line(raw)
+            except MalformedLine:
+                continue
+            for line in logical_lines:
+                try:
+                    weights, texts = parse_training_line(line)
+                except MalformedLine:
+                    continue
+                turns, ws = conversation_turns(
+                    [encode(text) for text in texts], weights, reverse=reverse, two_turn=two_turn
+                )
+                if len(ws) >= 2:
+                    yield from make_features(turns, ws, max_seq_len)
 
 
 def iter_line_batches(
@@ -163,18 +265,54 @@ class _InProcess:
     def shutdown(self, cancel_futures: bool = False) -> None:
         pass
 
+    def terminate(self) -> None:
+        pass
+
+
+class _Pool(ProcessPoolExecutor):
+    def terminate(self) -> None:
+        """End the workers now, mid-batch: after an error or an interruption their work is
+        thrown away, and ``shutdown`` alone would wait for each running batch to finish."""
+        # ProcessPoolExecutor has no public way to do this before Python 3.14
+        # (terminate_workers); _processes has held the live workers by pid since 3.2.
+        for process in list((getattr(self, "_processes", None) or {}).values()):
+            with contextlib.suppress(Exception):
+                process.terminate()
+        self.shutdown(wait=True, cancel_futures=True)
+
 
 def _executor(workers: int, tokenizer_dir: str | None) -> Any:
     if workers <= 1:
         return _InProcess(tokenizer_dir)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one process per core already
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    return ProcessPoolExecutor(
+    return _Pool(
         max_workers=workers,
         mp_context=multiprocessing.get_context(method),
-        initializer=_init_worker,
-        initargs=(tokenizer_dir,),
+        initializer=_init_pool_worker,
+        initargs=(tokenizer_dir, os.getpid()),
     )
+
+
+def _refuse_unusable_corpus(
+    corpus: str, n_line: int, counts: Counter[str], n_without: int, n_example: int
+) -> None:
+    """Fail a corpus that is empty, mostly malformed, or gives no feature at all."""
+    if n_line == 0:
+        raise PreproError(f"{corpus}: the file is empty; nothing written")
+    skipped = sum(counts.values())
+    if skipped > MAX_MALFORMED_SHARE * n_line:
+        reasons = ", ".join(f"{r}: {c}" for r, c in counts.most_common())
+        raise PreproError(
+            f"{corpus}: {skipped} of {n_line} lines are malformed ({reasons}), more than "
+            f"{MAX_MALFORMED_SHARE:.0%}: not a training tsv (CONTEXT<TAB>RESPONSE, UTF-8)? "
+            "nothing written"
+        )
+    if n_example == 0:
+        raise PreproError(
+            f"{corpus}: no features from {n_line} lines ({skipped} malformed, {n_without} "
+            "with fewer than two turns or no weighted target turn); nothing written"
+        )
 
 
 def run_prepro(
@@ -191,7 +329,42 @@ def run_prepro(
     progress: bool = True,
     log=print,
 ) -> tuple[Path, dict[str, Any]]:
-    """Convert ``corpus`` into a feature database; returns (folder, meta)."""
+    """Convert ``corpus`` into a feature database; returns (folder, meta).
+
+    Fails with ``PreproError``, writing nothing, when the corpus gives no feature or more
+    than ``MAX_MALFORMED_SHARE`` of its lines are malformed. SIGTERM is handled as Ctrl-C
+    (``Terminated``, a KeyboardInterrupt): workers ended, nothing written.
+    """
+    with _sigterm_as_interrupt():
+        return _run_prepro(
+            corpus,
+            max_seq_len=max_seq_len,
+            chunk_size=chunk_size,
+            reverse=reverse,
+            two_turn=two_turn,
+            overwrite=overwrite,
+            strict=strict,
+            workers=workers,
+            tokenizer_dir=tokenizer_dir,
+            progress=progress,
+            log=log,
+        )
+
+
+def _run_prepro(
+    corpus: str,
+    *,
+    max_seq_len: int,
+    chunk_size: int,
+    reverse: bool,
+    two_turn: bool,
+    overwrite: bool,
+    strict: bool,
+    workers: int,
+    tokenizer_dir: str | None,
+    progress: bool,
+    log: Any,
+) -> tuple[Path, dict[str, Any]]:
     corpus_path = Path(corpus)
     if corpus_path.is_dir():
         raise PreproError(f"{corpus}: is a folder; --corpus takes a training tsv file")
@@ -256,6 +429,7 @@ def run_prepro(
                 collect(*window.pop(0))
         while window:
             collect(*window.pop(0))
+        _refuse_unusable_corpus(corpus, n_line, counts, n_without, writer.n_example)
         meta = {
             "max_seq_len": max_seq_len,
             "reverse": reverse,
@@ -269,7 +443,7 @@ def run_prepro(
         }
         folder = writer.commit(meta, tokenizer)
     except BaseException:
-        executor.shutdown(cancel_futures=True)
+        executor.terminate()
         writer.abort()
         raise
     finally:

@@ -13,7 +13,7 @@ import os
 import sys
 
 from lsp_data.db import DatabaseError, FeatureDB, verify_database
-from lsp_data.prepro import PreproError, run_prepro
+from lsp_data.prepro import PreproError, Terminated, run_prepro
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--strict",
         action="store_true",
-        help="stop at the first malformed line instead of skipping and counting it",
+        help="stop at the first malformed line instead of skipping and counting it "
+        "(without it, a corpus with more than half of its lines malformed, or with no "
+        "feature at all, fails and nothing is written)",
     )
     p.add_argument(
         "--workers",
@@ -132,6 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     except (PreproError, DatabaseError) as err:
         print(f"prepro.py: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (Terminated)
+        print(
+            "prepro.py: interrupted; nothing written (an existing database is left as it was)",
+            file=sys.stderr,
+        )
+        return 143 if isinstance(err, Terminated) else 130
     except BrokenPipeError:  # e.g. `--inspect DB | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0

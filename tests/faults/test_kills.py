@@ -108,11 +108,6 @@ def test_prepro_killed_then_rerun(prepro_reference, tmp_path, point):
         assert_same_db(db, reference)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 (orphans): prepro's tokenizer workers keep running after prepro is "
-    "SIGKILLed; they must notice their parent is gone (fix in lsp_data/prepro.py)",
-)
 def test_prepro_workers_die_with_it(prepro_reference, tmp_path):
     corpus = shutil.copy(prepro_reference[0], tmp_path / "train.tsv")
     cmd = python(REPO / "prepro.py", "--corpus", corpus, *PREPRO_ARGS)

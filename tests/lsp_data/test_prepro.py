@@ -144,7 +144,7 @@ def test_malformed_lines_counted_and_reported(tmp_path, capsys):
             b"1.0 a EOS  EOS 1.0 b\t1.0 c\n"  # empty turn
         )
         + b"1.0 caf\xe9\t1.0 x\n"
-        + b"1.0 d\t1.0 e\n"
+        + b"1.0 d\t1.0 e\n" * 4  # 5 of 10 malformed: not more than half, so the run goes on
     )
     assert run(tmp_path, raw) == 0
     err = capsys.readouterr().err
@@ -159,7 +159,7 @@ def test_malformed_lines_counted_and_reported(tmp_path, capsys):
         "bad_weight": 0,
     }
     assert meta["skipped_first_lines"]["not_exactly_one_tab"] == [3, 4]
-    assert meta["n_example"] == 2 and meta["n_line"] == 7
+    assert meta["n_example"] == 5 and meta["n_line"] == 10 and meta["n_line_skipped"] == 5
 
 
 def _no_json_constants(name: str):
@@ -276,3 +276,311 @@ def test_database_holds_no_pickle(small_db):
     con.close()
     assert blobs and all(bytes(b[:2]) == b"PK" for b in blobs)  # zip (npz), not pickle
     assert not list(small_db.glob("*.pt")) and (small_db / "tokenizer.json").is_file()
+
+
+# -- corpora that are not training data (issue 14) ------------------------------------------
+
+
+def _no_output(tmp_path: Path) -> bool:
+    return not (tmp_path / "c.128len.db").exists() and not list(tmp_path.glob(".*.tmp-*"))
+
+
+def test_empty_corpus_fails(tmp_path, capsys):
+    assert run(tmp_path, "") == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'c.tsv'}: the file is empty; nothing written" in err
+    assert "Traceback" not in err and _no_output(tmp_path)
+
+
+def test_corpus_without_any_feature_fails(tmp_path, capsys):
+    # single turns, and a response weighted 0 after an unweighted context: no target anywhere
+    assert run(tmp_path, "1.0 a\t0.0 b\n0.0 a EOS 0.0 b\t0.0 c\n") == 2
+    err = capsys.readouterr().err
+    assert "c.tsv: no features from 2 lines (0 malformed, 2 with fewer than two turns" in err
+    assert _no_output(tmp_path)
+
+
+def _elf_library() -> Path:
+    import numpy
+
+    libs = sorted(Path(numpy.__file__).parent.rglob("*.so"))
+    assert libs, "numpy ships compiled extension modules"
+    return libs[0]
+
+
+@pytest.mark.parametrize("binary", ["/bin/ls", "elf_library"])
+def test_binary_file_fails_naming_file_and_counts(tmp_path, capsys, binary):
+    source = _elf_library() if binary == "elf_library" else Path(binary)
+    assert source.read_bytes()[:4] == b"\x7fELF"
+    assert run(tmp_path, source.read_bytes()) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith(f"prepro.py: error: {tmp_path / 'c.tsv'}: ")
+    assert "lines are malformed (invalid_utf8: " in err and "more than 50%" in err
+    assert _no_output(tmp_path)
+
+
+def _mixed_corpus(n_bad: int, n_good: int) -> str:
+    bad = ["no tab here\n", "\n", "a\tb\tc\n", "1.0 a EOS  EOS 1.0 b\t1.0 c\n"]
+    return "".join(bad[i % len(bad)] for i in range(n_bad)) + "1.0 a\t1.0 b\n" * n_good
+
+
+def test_mostly_malformed_corpus_fails_and_keeps_previous_output(tmp_path, capsys):
+    assert run(tmp_path, "1.0 x\t1.0 y\n" * 3) == 0
+    before = inspect(tmp_path / "c.128len.db", capsys)
+    assert run(tmp_path, _mixed_corpus(6, 4), "--overwrite") == 2  # 60% malformed
+    err = capsys.readouterr().err
+    assert "c.tsv: 6 of 10 lines are malformed (" in err and "nothing written" in err
+    assert inspect(tmp_path / "c.128len.db", capsys) == before  # the old database, untouched
+    assert not list(tmp_path.glob(".*.tmp-*"))
+
+
+def test_minority_of_malformed_lines_is_skipped_and_counted(tmp_path, capsys):
+    assert run(tmp_path, _mixed_corpus(4, 6)) == 0  # 40% malformed
+    meta = json.loads((tmp_path / "c.128len.db" / "meta.json").read_text())
+    assert meta["n_line"] == 10 and meta["n_line_skipped"] == 4 and meta["n_example"] == 6
+    assert sum(meta["skipped"].values()) == 4
+    assert "4 malformed lines skipped" in capsys.readouterr().err
+
+
+def test_help_states_the_malformed_threshold(capsys):
+    with pytest.raises(SystemExit):
+        prepro.main(["--help"])
+    assert "more than half of its lines malformed" in " ".join(capsys.readouterr().out.split())
+
+
+# -- SIGTERM (issue 14) ---------------------------------------------------------------------
+
+
+def _children(pid: int) -> list[int]:
+    """Live child processes of ``pid``, read from /proc (field 4 of /proc/PID/stat is the ppid)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _start_prepro_with_workers(tmp_path: Path):
+    """prepro.py with two workers on a corpus big enough to be mid-run; returns (process,
+    worker pids) once both workers run and have taken batches."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO, write_corpus
+
+    write_corpus(tmp_path / "c.tsv", 100_000, seed=5)  # many seconds of work: still mid-run
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "prepro.py"), "--corpus", str(tmp_path / "c.tsv")]
+        + ["--no_pbar", "--workers", "2"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    workers: list[int] = []
+    while len(workers) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+        workers = _children(proc.pid)
+    if len(workers) < 2:
+        proc.kill()
+        pytest.fail("prepro never started its two workers")
+    time.sleep(1.0)  # let them take batches
+    assert proc.poll() is None and list(tmp_path.glob(".c.128len.db.tmp-*"))  # mid-run
+    return proc, workers
+
+
+def _survivors(workers: list[int]) -> list[int]:
+    import os
+    import signal
+    import time
+
+    deadline = time.monotonic() + 5
+    while any(map(_alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    survivors = [pid for pid in workers if _alive(pid)]
+    for pid in survivors:  # a failing test must not leave them running
+        os.kill(pid, signal.SIGKILL)
+    return survivors
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_sigterm_stops_prepro_and_its_workers_leaving_nothing(tmp_path):
+    import signal
+
+    proc, workers = _start_prepro_with_workers(tmp_path)
+    try:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+        err = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        survivors = _survivors(workers)
+    assert proc.returncode == 143, err
+    assert "interrupted; nothing written" in err and "Traceback" not in err
+    assert survivors == [], "workers outlived prepro"
+    assert _no_output(tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_workers_die_when_prepro_is_killed(tmp_path):
+    import signal
+
+    proc, workers = _start_prepro_with_workers(tmp_path)
+    proc.send_signal(signal.SIGKILL)  # no cleanup runs: the kernel must end the workers
+    proc.wait(timeout=10)  # not communicate(): live workers would hold its stderr open
+    proc.stderr.close()
+    assert _survivors(workers) == [], "workers outlived prepro"
+    assert not (tmp_path / "c.128len.db").exists()  # only the hidden temporary folder is left
+
+
+# -- the fast path against the published one (issue 13) -------------------------------------
+
+TRICKY_WORDS = [
+    "café", "naïve", "Ａｂｃ", "𝐀𝐁𝐂", "x²", "٣٤٥", "日本語", "한국어", "עברית", "العربية",
+    "e\u0301", "Ελλάδα", "😀", "👍🏽", "🧑‍🤝‍🧑", "🏳️‍🌈", "🇫🇷", "\U0001fae8", "\U0001fae9",
+    "\U00010d50\U00010d51", "\ue000", "a\u200bb", "x\ufeffy", "m\u180en", "\x00", "\x07\x7f",
+    "<|endoftext|>", "don't", "IT'S", "we'LL", "’tis", "“quoted”", "—", "…", "12345678901234",
+    "1.5e3", "$$$", "http://x.io/a?b=c&d", ":-)", "'", "''", "'s's", "\\", "hello", "world",
+]  # fmt: skip
+ODD_SPACES = [" ", "  ", "\u00a0", "\u2003", "\u3000", "\x1c", "\x85", "\u2028", "\x0b", "\x0c"]
+
+
+def _tricky_corpus(path: Path, n_lines: int, seed: int = 7) -> tuple[int, int]:
+    """Lines mixing odd scripts, emoji, whitespace and very long turns; returns (logical
+    lines, malformed lines) as prepro counts them."""
+    import random
+
+    rng = random.Random(seed)
+
+    def turn(max_words: int) -> str:
+        words = rng.choices(TRICKY_WORDS, k=rng.randint(1, max_words))
+        return "".join(w + rng.choice(ODD_SPACES) for w in words).strip(" ")
+
+    lines, n_logical, n_bad = [], 0, 0
+    for i in range(n_lines):
+        max_words = 3000 if i % 50 == 0 else 15  # some turns far longer than max_seq_len
+        n_turns = 60 if i % 37 == 0 else rng.randint(1, 6)
+        context = " EOS ".join(
+            f"{rng.choice(['0.0', '1.0', '0.5'])} {turn(max_words)}" for _ in range(n_turns)
+        )
+        line = f"{context}\t{rng.choice(['1.0 ', '', '0.0 '])}{turn(max_words)}"
+        if i % 41 == 0:
+            line = line.replace("\t", " ")  # malformed: no tab
+            n_bad += 1
+        lines.append(line.encode("utf-8"))
+        n_logical += 1
+        if i % 43 == 0:  # a lone CR splits a physical line in two, as text mode reads it
+            lines.append(b"1.0 before\r1.0 after\t1.0 cr")
+            n_logical += 2
+            n_bad += 1
+    lines.append(b"1.0 bad \xff byte\t1.0 x")
+    path.write_bytes(
+        b"\r\n".join(lines[: n_lines // 2]) + b"\r\n" + b"\n".join(lines[n_lines // 2 :]) + b"\n"
+    )
+    return n_logical + 1, n_bad + 1
+
+
+def _bad_weight_lines(path: Path) -> int:
+    from lsp_data.parsing import BAD_WEIGHT, MalformedLine, split_physical_line
+
+    n = 0
+    for raw in path.read_bytes().split(b"\n"):  # physical lines, as prepro reads them
+        try:
+            lines = split_physical_line(raw)
+        except MalformedLine:
+            continue
+        for line in lines:
+            try:
+                parse_training_line(line)
+            except MalformedLine as err:
+                n += err.reason == BAD_WEIGHT
+    return n
+
+
+def _as_dicts(features) -> list[dict]:
+    return [
+        {
+            "input_ids": f.input_ids,
+            "token_type_ids": f.token_type_ids,
+            "lm_labels": f.lm_labels,
+            "weights": f.weights,
+        }
+        for f in features
+    ]
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_fast_path_equals_published_path_on_tricky_text(tmp_path, reverse):
+    from lsp_data.prepro import published_path_features
+    from lsp_data.tokenizer import load_published_bpe, text_backend
+
+    n_logical, n_bad = _tricky_corpus(tmp_path / "c.tsv", 300)
+    n_bad += _bad_weight_lines(tmp_path / "c.tsv")  # e.g. a turn led by "٣٤٥" (not ASCII)
+    rust = text_backend(load_tokenizer())
+    slow = _as_dicts(
+        published_path_features(
+            tmp_path / "c.tsv", load_published_bpe().encode, max_seq_len=64, reverse=reverse
+        )
+    )
+    per_turn_rust = _as_dicts(
+        published_path_features(
+            tmp_path / "c.tsv",
+            lambda text: rust.encode(text, add_special_tokens=False).ids,
+            max_seq_len=64,
+            reverse=reverse,
+        )
+    )
+    assert len(slow) > 300 and per_turn_rust == slow
+    for workers, chunk_size in ((1, 1000), (2, 37)):
+        folder, meta = run_prepro(
+            str(tmp_path / "c.tsv"), max_seq_len=64, reverse=reverse, chunk_size=chunk_size,
+            workers=workers, overwrite=True, progress=False, log=lambda m: None,
+        )  # fmt: skip
+        assert meta["n_line"] == n_logical and meta["n_line_skipped"] == n_bad  # none dropped
+        with FeatureDB(folder) as db:
+            stored = [{k: f[k] for k in slow[0]} for f in db.iter_features()]
+        assert stored == slow, f"workers={workers}"
+
+
+def test_batch_encoder_equals_rust_tokenizer_on_any_whitespace():
+    from lsp_data.tokenizer import BatchEncoder, text_backend
+
+    texts = [
+        "", "a", "a b", "a  b", " a", "a ", "a\tb c", "x\u3000y z", "a\u00a0b c", "p\x1cq r",
+        "it 's", "  ", "<|endoftext|> x", "😀 😀😀 é", "\u2028 a",
+        "a   b", "a  \tb c",  # runs of spaces: a piece of its own, not one per space
+        "p\x1cq", "a\tb", "x\x0b\x0cy", "'s'S'll'LL", "a-b_c~d\x00e\x7f", "9x9 99 .5",
+    ]  # fmt: skip
+    rust = text_backend(load_tokenizer())
+    expected = [rust.encode(t, add_special_tokens=False).ids for t in texts]
+    encoder = BatchEncoder(text_backend(load_tokenizer()))
+    assert encoder.encode_batch(texts) == expected
+    assert encoder.encode_batch(texts) == expected  # from the word cache this time
+
+
+def test_batch_encoder_cache_is_bounded(monkeypatch):
+    from lsp_data.tokenizer import BatchEncoder, _WordIds, text_backend
+
+    monkeypatch.setattr(BatchEncoder, "MAX_CACHED_WORDS", 40)
+    encoder = BatchEncoder(text_backend(load_tokenizer()))
+    rust = text_backend(load_tokenizer())
+    texts = [f"w{i} v{i} " + "y" * 5000 + f" {i}" for i in range(100)]
+    assert encoder.encode_batch(texts) == [rust.encode(t).ids for t in texts]
+    assert len(encoder._following) <= 40 and len(encoder._first) <= 10
+    cached = list(encoder._following) + list(encoder._first)
+    assert max(map(len, cached)) <= _WordIds.MAX_CACHED_CHARS  # the long words were not kept
