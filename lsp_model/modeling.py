@@ -203,13 +203,18 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
             for start in range(0, n, step):
                 end = min(n, start + step)
                 logits = torch.mm(h[start:end], w.t()).float()
-                lse = torch.logsumexp(logits, dim=1)
                 at = torch.arange(end - start, device=hidden.device)
-                ce[start:end] = lse - logits[at, targets[start:end]]
+                target_logit = logits[at, targets[start:end]]
+                # log-sum-exp written out so that exp(logits - max) is made once, in place,
+                # and serves both the loss and the softmax of the gradient.
+                peak = logits.amax(dim=1, keepdim=True)
+                total = logits.sub_(peak).exp_().sum(dim=1, keepdim=True)
+                ce[start:end] = (peak + total.log()).squeeze(1) - target_logit
                 if grad_logits is not None:
-                    probs = logits.sub_(lse.unsqueeze(1)).exp_()
-                    probs[at, targets[start:end]] -= 1.0
-                    grad_logits[start:end] = probs.mul_(coef[start:end].unsqueeze(1))
+                    share = coef[start:end].unsqueeze(1)
+                    probs = logits.mul_(share / total)  # coef * softmax
+                    probs[at, targets[start:end]] -= share.squeeze(1)
+                    grad_logits[start:end] = probs
             if grad_logits is not None:
                 grad_hidden = torch.mm(grad_logits, w).to(hidden.dtype)
                 grad_weight = torch.mm(grad_logits.t(), h).to(weight.dtype)
