@@ -200,6 +200,11 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
                 torch.empty(n, vocab, dtype=dtype, device=hidden.device) if grads_needed else None
             )
             step = max(1, CHUNK_ELEMENTS.get(hidden.device.type, 1 << 26) // vocab)
+            # The stored gradient is coef / max(coef) * (softmax - onehot), at most 1 in size,
+            # and max(coef) is applied after the products: a float16 gradient of an unscaled
+            # loss (coef is about 1/positions) would otherwise lose its small probabilities.
+            coef_max = coef.max().clamp(min=torch.finfo(torch.float32).tiny) if n else coef.sum()
+            relative = coef / coef_max
             for start in range(0, n, step):
                 end = min(n, start + step)
                 logits = torch.mm(h[start:end], w.t()).float()
@@ -211,13 +216,13 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
                 total = logits.sub_(peak).exp_().sum(dim=1, keepdim=True)
                 ce[start:end] = (peak + total.log()).squeeze(1) - target_logit
                 if grad_logits is not None:
-                    share = coef[start:end].unsqueeze(1)
+                    share = relative[start:end].unsqueeze(1)
                     probs = logits.mul_(share / total)  # coef * softmax
                     probs[at, targets[start:end]] -= share.squeeze(1)
                     grad_logits[start:end] = probs
             if grad_logits is not None:
-                grad_hidden = torch.mm(grad_logits, w).to(hidden.dtype)
-                grad_weight = torch.mm(grad_logits.t(), h).to(weight.dtype)
+                grad_hidden = torch.mm(grad_logits, w).to(hidden.dtype) * coef_max
+                grad_weight = torch.mm(grad_logits.t(), h).to(weight.dtype) * coef_max
                 ctx.save_for_backward(grad_hidden, grad_weight)
         ctx.mark_non_differentiable(ce)
         return (coef * ce).sum(), ce

@@ -548,3 +548,24 @@ def test_bf16_autocast_loss_and_grads_follow_the_plain_autocast_path(monkeypatch
     for n, p in m.named_parameters():
         scale = p.grad.abs().max().item() + 1e-12
         assert (grads[n] - p.grad).abs().max().item() <= 2e-2 * scale, n
+
+
+def test_float16_gradient_keeps_small_probabilities():
+    # float16 runs scale the loss only in backward, after the fused path has made its
+    # gradient: with coef = 1/positions, coef * softmax would fall below float16's range.
+    torch.manual_seed(7)
+    n, vocab = 64, 5000
+    hidden = torch.randn(n, 16, requires_grad=True)
+    weight = (torch.randn(vocab, 16) * 0.02).requires_grad_()
+    targets = torch.randint(0, vocab, (n,))
+    coef = torch.full((n,), 1 / 5000)
+    grads = {}
+    for dtype in (torch.float32, torch.float16):
+        hidden.grad = weight.grad = None
+        loss, _ = lsp_model.modeling._ProjectedCrossEntropy.apply(
+            hidden, weight, targets, coef, dtype
+        )
+        loss.backward()
+        grads[dtype] = (hidden.grad.clone(), weight.grad.clone())
+    for exact, half in zip(grads[torch.float32], grads[torch.float16]):
+        assert (half - exact).norm() <= 1e-2 * exact.norm()
