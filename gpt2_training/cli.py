@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import NoReturn
@@ -77,16 +78,28 @@ class _CurrentStderr(logging.StreamHandler):
         pass
 
 
-def _configure_logging(ctx: DistContext) -> None:
-    logging.basicConfig(
-        level=logging.INFO if ctx.is_main else logging.WARNING,
-        format=f"%(asctime)s [rank {ctx.rank}] %(levelname)s %(message)s"
-        if ctx.enabled
-        else "%(asctime)s %(levelname)s %(message)s",
-        datefmt="%H:%M:%S",
-        force=True,
-        handlers=[_CurrentStderr()],
+def _configure_logging(ctx: DistContext) -> Callable[[], None]:
+    """Log to stderr for this run; returns what undoes it. Called from Python (tests,
+    notebooks), main leaves the caller's logging as it found it."""
+    root = logging.getLogger()
+    handler = _CurrentStderr()
+    handler.setFormatter(
+        logging.Formatter(
+            f"%(asctime)s [rank {ctx.rank}] %(levelname)s %(message)s"
+            if ctx.enabled
+            else "%(asctime)s %(levelname)s %(message)s",
+            datefmt="%H:%M:%S",
+        )
     )
+    previous_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if ctx.is_main else logging.WARNING)
+
+    def restore() -> None:
+        root.removeHandler(handler)
+        root.setLevel(previous_level)
+
+    return restore
 
 
 def main(argv: list[str] | None = None) -> Path | int:
@@ -99,9 +112,10 @@ def main(argv: list[str] | None = None) -> Path | int:
     ctx = DistContext()
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous_sigterm = signal.signal(signal.SIGTERM, _terminated) if in_main_thread else None
+    restore_logging = None
     try:
         ctx = init_distributed(cfg.local_rank, cfg.dist_backend)
-        _configure_logging(ctx)
+        restore_logging = _configure_logging(ctx)
         run_dir = train(cfg, ctx)
     except BaseException as err:
         prefix = f"{PROG} [rank {ctx.rank}/{ctx.world_size}]" if ctx.enabled else PROG
@@ -122,6 +136,8 @@ def main(argv: list[str] | None = None) -> Path | int:
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous_sigterm)
+        if restore_logging is not None:
+            restore_logging()
     shutdown(ctx)
     return run_dir
 
