@@ -457,7 +457,10 @@ class FeatureDB:
         try:
             return decode(blob)
         except _DECODE_ERRORS as err:
-            raise self._corrupt(key, str(err) or type(err).__name__) from None
+            reason = str(err) or type(err).__name__
+            if "pickle" in reason:  # numpy's text would suggest loading it unsafely
+                reason = "it holds pickled objects, which could run code when loaded: refused"
+            raise self._corrupt(key, reason) from None
 
     def _check_lengths(self, key: str, input_len: np.ndarray) -> None:
         if input_len.dtype != _DTYPES["input_len"] or input_len.ndim != 1:

@@ -81,7 +81,15 @@ def inspect(folder: str, limit: int | None) -> None:
         for n, feature in enumerate(db.iter_features()):
             if limit is not None and n >= limit:
                 break
-            sys.stdout.write(json.dumps(feature) + "\n")
+            # Standard JSON only: a database from before weights were checked may hold a nan.
+            try:
+                line = json.dumps(feature, allow_nan=False)
+            except ValueError:
+                raise DatabaseError(
+                    f"{folder}: feature {n} holds a weight that is not a finite number (written "
+                    "before prepro refused such weights); rebuild the database with prepro.py"
+                ) from None
+            sys.stdout.write(line + "\n")
 
 
 def verify(folder: str, shown: int = 10) -> int:

@@ -330,3 +330,31 @@ def test_verify_finds_damage_that_no_chunk_read_touches(small_db):
     problems = verify_database(small_db).problems
     assert problems and all("SQLite integrity check: " in p for p in problems)
     assert any(f"freelist leaf count too big on page {trunk}" in p for p in problems)
+
+
+def test_pickled_chunk_is_refused_as_code_not_with_numpys_advice(small_db, tmp_path):
+    # Without checksums (format 1) the chunk is decoded: an object array inside is refused
+    # because it could run code, and the message never suggests allow_pickle.
+    import io
+
+    edit_meta(small_db, chunks=None, format=1)
+    buf = io.BytesIO()
+    np.savez(buf, input_len=np.array([object()], dtype=object))
+    execute(small_db, "UPDATE features SET value = ? WHERE key = 'chunk_0'", buf.getvalue())
+    with FeatureDB(small_db) as db, pytest.raises(DatabaseError) as err:
+        db.read_chunk("chunk_0")
+    assert "could run code" in str(err.value) and "allow_pickle" not in str(err.value)
+
+
+def test_inspect_of_an_old_database_with_a_nan_weight_is_an_error_not_bad_json(small_db, capsys):
+    from lsp_data.db import FeatureChunk
+    from lsp_data.prepro_cli import main
+
+    edit_meta(small_db, chunks=None, format=1)
+    chunk = FeatureChunk.from_bytes(blobs(small_db)["chunk_0"])
+    chunk.weights[0] = float("nan")
+    execute(small_db, "UPDATE features SET value = ? WHERE key = 'chunk_0'", chunk.to_bytes())
+    assert main(["--inspect", str(small_db)]) != 0
+    err = capsys.readouterr().err
+    assert "feature 0 holds a weight that is not a finite number" in err
+    assert "Traceback" not in err
