@@ -87,6 +87,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--no_baseline", action="store_true", help="toolkit variants only")
     p.add_argument("--json", default=None, help="write the results here too")
+    p.add_argument(
+        "--memory",
+        action="store_true",
+        help="also run each variant alone in a child process for its peak RSS (CPU)",
+    )
     return p.parse_args(argv)
 
 
@@ -215,6 +220,53 @@ def timed(step: Callable[[Batch], None], batches: list[Batch], device: torch.dev
     return time.perf_counter() - start
 
 
+def _peak_rss_alone(spec: dict[str, Any]) -> float:
+    """In a fresh process: build one variant, run 3 steps, return the process's peak RSS (MB)."""
+    device = torch.device("cpu")
+    db, seq, batch = Path(spec["db"]), spec["seq"], spec["batch"]
+    loader = BucketingDataLoader(
+        str(db),
+        batch,
+        seq,
+        seed=0,
+        prefetch=0,
+        max_tokens=spec["max_tokens"],
+        pad_multiple=spec["pad_multiple"],
+    )
+    batches = list(loader)[:3]
+    if spec["kind"] == "baseline":
+        variant: Any = Baseline(Path(spec["model"]) / "config.json", device)
+    else:
+        variant = Toolkit(
+            "probe",
+            Path(spec["model"]),
+            db,
+            Path(spec["out"]),
+            device,
+            spec["precision"],
+            spec["compiled"],
+            batch,
+            seq,
+        )
+    for b in batches:
+        variant.step(b)
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent through fork and
+    # exec, while the high-water mark belongs to this process's own address space.
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def peak_rss_alone(spec: dict[str, Any]) -> float:
+    import concurrent.futures
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+        return pool.submit(_peak_rss_alone, spec).result()
+
+
 # ----------------------------------------------------------------------------- the run
 
 
@@ -293,8 +345,11 @@ def main(argv: list[str] | None = None) -> int:
         fpt = flops_per_token(model_dir / "config.json", mean_len)
 
         variants: list[tuple[Any, list[Batch]]] = []
+        specs: dict[str, dict[str, Any]] = {}  # how to rebuild each variant, for --memory
+        common = {"db": str(db), "model": str(model_dir), "seq": args.seq, "batch": args.batch}
         if not args.no_baseline:
             variants.append((Baseline(model_dir / "config.json", device), fixed))
+            specs["baseline"] = {**common, "kind": "baseline", "max_tokens": 0, "pad_multiple": 1}
         compiles = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
         for precision in args.precisions.split(","):
             for compiled in compiles:
@@ -307,6 +362,15 @@ def main(argv: list[str] | None = None) -> int:
                 for batches, label in kinds[args.batching]:
                     out = work / f"run-{len(variants)}"
                     name = f"{label} {tag}"
+                    specs[name] = {
+                        **common,
+                        "kind": "toolkit",
+                        "out": str(work / f"probe-{len(variants)}"),
+                        "precision": precision,
+                        "compiled": compiled,
+                        "max_tokens": budget if label == "toolkit+budget" else 0,
+                        "pad_multiple": args.pad_multiple,
+                    }
                     variants.append(
                         (
                             Toolkit(
@@ -368,6 +432,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"{variant.name:28s} {tps:9.0f} {row['ratio']:6.2f} {100 * row['padding']:5.1f} "
                 f"{row['tflops']:8.3f} {100 * row['mfu']:5.1f} {row['peak_mem_mb']:8.0f}"
             )
+        if args.memory and device.type == "cpu":
+            print("peak RSS of each variant run alone (3 steps, a fresh process each):")
+            for variant, _ in variants:
+                mb = peak_rss_alone(specs[variant.name])
+                results[variant.name]["peak_rss_alone_mb"] = mb
+                print(f"  {variant.name:28s} {mb:8.0f} MB")
         if args.json:
             Path(args.json).write_text(
                 json.dumps(
