@@ -109,6 +109,16 @@ def run_folder_name(cfg: TrainConfig, n_gpu: int) -> str:
     return f"GPT2.{cfg.learning_rate}.{cfg.micro_batch_size}.{n_gpu}gpu.{timestamp}"
 
 
+def unused_folder_name(parent: str | Path, name: str) -> str:
+    """``name``, or ``name.1``, ``name.2``, ... when a run folder of that name exists: run
+    names count seconds, and a new run must never write into another run's folder."""
+    candidate, k = name, 0
+    while (Path(parent) / candidate).exists():
+        k += 1
+        candidate = f"{name}.{k}"
+    return candidate
+
+
 def _rng_state(device: torch.device) -> dict[str, Any]:
     state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
     if device.type == "cuda":
@@ -458,7 +468,10 @@ def locate_run(cfg: TrainConfig, ctx: DistContext) -> tuple[Path, dict[str, Any]
             check_writable(cfg.log_dir, "--log_dir")
     if not cfg.resume:
         n_gpu = ctx.world_size if ctx.enabled else torch.cuda.device_count()
-        return Path(cfg.output_dir) / broadcast_object(run_folder_name(cfg, n_gpu), ctx), None
+        name = (
+            unused_folder_name(cfg.output_dir, run_folder_name(cfg, n_gpu)) if ctx.is_main else None
+        )
+        return Path(cfg.output_dir) / broadcast_object(name, ctx), None
     if ctx.is_main:  # finds the newest intact checkpoint, loading it once
         found, resumed = resolve_resume(cfg.resume, cfg.output_dir)
     path = broadcast_object(str(found) if ctx.is_main else None, ctx)

@@ -564,3 +564,23 @@ def test_unwritable_output_and_log_dirs_fail_before_the_model_loads(
         assert f"error: {flag} {read_only / 'new'}: cannot write in {read_only} (Read-only" in err
         assert "Traceback" not in err
     assert not (tmp_path / "out").exists()  # a run that cannot start leaves nothing
+
+
+def test_new_run_never_writes_into_an_existing_run_folder(train_data, tmp_path, monkeypatch):
+    # Run names count seconds: a second run started within the same second gets its own
+    # folder instead of appending to the first one's logs.
+    from gpt2_training import trainer
+
+    monkeypatch.setattr(trainer, "run_folder_name", lambda cfg, n_gpu: "GPT2.same-second")
+    steps = ("--num_optim_steps", "2", "--valid_step", "2", "--skip_eval")
+    first = LSP_train.main(train_argv(train_data, tmp_path, *steps))
+    before = (first / "train_log.txt").read_bytes()
+    second = LSP_train.main(train_argv(train_data, tmp_path, *steps))
+    third = LSP_train.main(train_argv(train_data, tmp_path, *steps))
+    assert [first.name, second.name, third.name] == [
+        "GPT2.same-second",
+        "GPT2.same-second.1",
+        "GPT2.same-second.2",
+    ]
+    assert (first / "train_log.txt").read_bytes() == before
+    assert len(read_csv(second / "train_log.txt")[1]) == 2
