@@ -220,34 +220,39 @@ def timed(step: Callable[[Batch], None], batches: list[Batch], device: torch.dev
     return time.perf_counter() - start
 
 
+def build_variant(spec: dict[str, Any], device: torch.device) -> Any:
+    """The Baseline or Toolkit a spec describes (the run and the --memory probes share it)."""
+    if spec["kind"] == "baseline":
+        return Baseline(Path(spec["model"]) / "config.json", device)
+    return Toolkit(
+        spec["name"],
+        Path(spec["model"]),
+        Path(spec["db"]),
+        Path(spec["out"]),
+        device,
+        spec["precision"],
+        spec["compiled"],
+        spec["batch"],
+        spec["seq"],
+    )
+
+
 def _peak_rss_alone(spec: dict[str, Any]) -> float:
     """In a fresh process: build one variant, run 3 steps, return the process's peak RSS (MB)."""
     device = torch.device("cpu")
-    db, seq, batch = Path(spec["db"]), spec["seq"], spec["batch"]
     loader = BucketingDataLoader(
-        str(db),
-        batch,
-        seq,
+        spec["db"],
+        spec["batch"],
+        spec["seq"],
         seed=0,
         prefetch=0,
         max_tokens=spec["max_tokens"],
         pad_multiple=spec["pad_multiple"],
     )
     batches = list(loader)[:3]
-    if spec["kind"] == "baseline":
-        variant: Any = Baseline(Path(spec["model"]) / "config.json", device)
-    else:
-        variant = Toolkit(
-            "probe",
-            Path(spec["model"]),
-            db,
-            Path(spec["out"]),
-            device,
-            spec["precision"],
-            spec["compiled"],
-            batch,
-            seq,
-        )
+    if "out" in spec:  # a run folder of its own, beside the main run's
+        spec = {**spec, "out": spec["out"] + "-probe"}
+    variant = build_variant(spec, device)
     for b in batches:
         variant.step(b)
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent through fork and
@@ -344,49 +349,35 @@ def main(argv: list[str] | None = None) -> int:
         mean_len = real / sum(b[0].shape[0] for b in fixed)
         fpt = flops_per_token(model_dir / "config.json", mean_len)
 
-        variants: list[tuple[Any, list[Batch]]] = []
-        specs: dict[str, dict[str, Any]] = {}  # how to rebuild each variant, for --memory
+        # Each variant as a spec (rebuilt from it by the --memory probes) and its batches.
         common = {"db": str(db), "model": str(model_dir), "seq": args.seq, "batch": args.batch}
+        planned: list[tuple[dict[str, Any], list[Batch]]] = []
         if not args.no_baseline:
-            variants.append((Baseline(model_dir / "config.json", device), fixed))
-            specs["baseline"] = {**common, "kind": "baseline", "max_tokens": 0, "pad_multiple": 1}
+            baseline = {**common, "name": "baseline", "kind": "baseline"}
+            planned.append(({**baseline, "max_tokens": 0, "pad_multiple": 1}, fixed))
         compiles = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
+        kinds = {
+            "fixed": [(toolkit_fixed, "toolkit", 0)],
+            "budget": [(budgeted, "toolkit+budget", budget)],
+        }
+        kinds["both"] = kinds["fixed"] + kinds["budget"]
         for precision in args.precisions.split(","):
             for compiled in compiles:
                 tag = precision + (" compiled" if compiled else "")
-                kinds = {
-                    "fixed": [(toolkit_fixed, "toolkit")],
-                    "budget": [(budgeted, "toolkit+budget")],
-                }
-                kinds["both"] = kinds["fixed"] + kinds["budget"]
-                for batches, label in kinds[args.batching]:
-                    out = work / f"run-{len(variants)}"
-                    name = f"{label} {tag}"
-                    specs[name] = {
+                for batches, label, max_tokens in kinds[args.batching]:
+                    spec = {
                         **common,
+                        "name": f"{label} {tag}",
                         "kind": "toolkit",
-                        "out": str(work / f"probe-{len(variants)}"),
+                        "out": str(work / f"run-{len(planned)}"),
                         "precision": precision,
                         "compiled": compiled,
-                        "max_tokens": budget if label == "toolkit+budget" else 0,
+                        "max_tokens": max_tokens,
                         "pad_multiple": args.pad_multiple,
                     }
-                    variants.append(
-                        (
-                            Toolkit(
-                                name,
-                                model_dir,
-                                db,
-                                out,
-                                device,
-                                precision,
-                                compiled,
-                                args.batch,
-                                args.seq,
-                            ),
-                            batches,
-                        )
-                    )
+                    planned.append((spec, batches))
+        specs = {spec["name"]: spec for spec, _ in planned}
+        variants = [(build_variant(spec, device), batches) for spec, batches in planned]
         peaks = {p: matmul_peak(device, DTYPES[p]) for p in {v.precision for v, _ in variants}}
         results: dict[str, dict[str, float]] = {}
         for variant, batches in variants:  # warm-up: compilation, allocator, first-step costs

@@ -116,10 +116,10 @@ def token_budget_batches(
         bucket = ids[start : start + bucket_size]
         bucket = bucket[np.argsort(-lens[bucket], kind="stable")]
         # Longest first, so a batch's width is that of its first row.
-        widths = [round_up(int(n), multiple) for n in lens[bucket]]
+        widths = -(-lens[bucket] // multiple) * multiple
         first = 0
         while first < len(bucket):
-            rows = max(1, max_tokens // widths[first])
+            rows = max(1, max_tokens // int(widths[first]))
             batches.append(bucket[first : first + rows])
             first += rows
     if rng is not None and batches:

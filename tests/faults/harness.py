@@ -139,6 +139,31 @@ class Killed:
     survivors: list[int] = field(default_factory=list)
 
 
+def kill_at_point(
+    stage: str,
+    point: int,
+    cmd: Sequence[str],
+    *,
+    seconds: float,
+    total_bytes: int,
+    patterns: Sequence[str],
+    log: Path,
+    grace: float = 5.0,
+) -> Killed:
+    """Kill point ``point`` of ``stage``: odd points once the files matching ``patterns`` hold
+    a seeded share of ``total_bytes`` (the kill must land), even ones after a seeded delay
+    within ``seconds`` (the uninterrupted run's duration) and a tenth more."""
+    if point % 2:
+        share = kill_fraction(stage, point) * total_bytes
+        killed = run_killed(
+            cmd, when=lambda pid: bytes_under(*patterns) >= share, log=log, grace=grace
+        )
+        assert killed.landed, f"{stage}: the output never reached the kill point"
+        return killed
+    delay = kill_delays(stage, seconds * 1.1)[point]
+    return run_killed(cmd, delay=delay, log=log, grace=grace)
+
+
 def run_killed(
     cmd: Sequence[str],
     *,

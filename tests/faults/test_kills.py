@@ -26,8 +26,8 @@ from tests.faults.harness import (
     TALLY,
     bytes_under,
     hidden_entries,
+    kill_at_point,
     kill_delays,
-    kill_fraction,
     python,
     run_killed,
     run_ok,
@@ -87,16 +87,17 @@ def test_prepro_killed_then_rerun(prepro_reference, tmp_path, point):
     db = tmp_path / "train.64len.db"
     cmd = python(REPO / "prepro.py", "--corpus", tmp_path / "train.tsv", *PREPRO_ARGS)
     log = tmp_path / "killed.err"
-    if point % 2:
-        share = kill_fraction("prepro", point) * db_bytes
-        patterns = (f"{tmp_path}/.{db.name}.tmp-*/db.sqlite*", f"{db}/db.sqlite*")
-        killed = run_killed(
-            cmd, when=lambda pid: bytes_under(*patterns) >= share, log=log, grace=0.2
-        )
-        assert killed.landed, "the database never reached the kill point"
-    else:
-        delay = kill_delays("prepro", seconds * 1.1)[point]
-        killed = run_killed(cmd, delay=delay, log=log, grace=0.2)
+    patterns = (f"{tmp_path}/.{db.name}.tmp-*/db.sqlite*", f"{db}/db.sqlite*")
+    killed = kill_at_point(
+        "prepro",
+        point,
+        cmd,
+        seconds=seconds,
+        total_bytes=db_bytes,
+        patterns=patterns,
+        log=log,
+        grace=0.2,
+    )
     # (whether its workers outlive it: test_prepro_workers_die_with_it)
     # What the kill left: the database under its final name is whole, or there is none.
     complete = db.exists()
@@ -166,14 +167,15 @@ def test_extract_killed_then_rerun(reddit_reference, tmp_path, point):
     ref = reddit_reference
     out = tmp_path / "out"
     cmd, log = extract_cmd(ref["inp"], out), tmp_path / "killed.err"
-    if point % 2:
-        share = kill_fraction("extract", point) * ref["extract_bytes"]
-        patterns = (f"{out}/extract/.{MONTH}.*.tmp/*", f"{out}/extract/{MONTH}/*")
-        killed = run_killed(cmd, when=lambda pid: bytes_under(*patterns) >= share, log=log)
-        assert killed.landed, "the output never reached the kill point"
-    else:
-        delay = kill_delays("extract", ref["extract_seconds"] * 1.1)[point]
-        killed = run_killed(cmd, delay=delay, log=log)
+    killed = kill_at_point(
+        "extract",
+        point,
+        cmd,
+        seconds=ref["extract_seconds"],
+        total_bytes=ref["extract_bytes"],
+        patterns=(f"{out}/extract/.{MONTH}.*.tmp/*", f"{out}/extract/{MONTH}/*"),
+        log=log,
+    )
     assert killed.survivors == []
     month = out / "extract" / MONTH
     # the month folder appears only when complete: then it is the reference, byte for byte
@@ -189,22 +191,23 @@ def test_extract_killed_then_rerun(reddit_reference, tmp_path, point):
 
 @pytest.mark.parametrize("point", POINTS)
 def test_conv_killed_then_rerun(reddit_reference, tmp_path, point):
-    from reddit_extractor.conv import conv_complete
-
     """Even points kill after a seeded delay, odd ones once the work folder holds a seeded
     share of the month's output."""
+    from reddit_extractor.conv import conv_complete
+
     ref = reddit_reference
     out = tmp_path / "out"
     shutil.copytree(ref["out"] / "extract", out / "extract")
     cmd, log = conv_cmd(out), tmp_path / "killed.err"
-    if point % 2:
-        share = kill_fraction("conv", point) * ref["conv_bytes"]
-        patterns = (f"{out}/conv/.{MONTH}.*.tmp/*", f"{out}/conv/{MONTH}*")
-        killed = run_killed(cmd, when=lambda pid: bytes_under(*patterns) >= share, log=log)
-        assert killed.landed, "the output never reached the kill point"
-    else:
-        delay = kill_delays("conv", ref["conv_seconds"] * 1.1)[point]
-        killed = run_killed(cmd, delay=delay, log=log)
+    killed = kill_at_point(
+        "conv",
+        point,
+        cmd,
+        seconds=ref["conv_seconds"],
+        total_bytes=ref["conv_bytes"],
+        patterns=(f"{out}/conv/.{MONTH}.*.tmp/*", f"{out}/conv/{MONTH}*"),
+        log=log,
+    )
     assert killed.survivors == []
     left = visible_files(out / "conv") if (out / "conv").exists() else {}
     # Files are renamed into place whole, so each one there is the reference's; the set counts
@@ -338,19 +341,10 @@ def assert_same_weights(got: dict, want: dict) -> None:
 
 @pytest.fixture(scope="module")
 def train_reference(tmp_path_factory):
-    from lsp_data.prepro import run_prepro
-    from tests.gpt2_training.conftest import TINY
+    from tests.gpt2_training.conftest import make_train_data
 
     root = tmp_path_factory.mktemp("train_ref")
-    (root / "tiny").mkdir()
-    (root / "tiny" / "config.json").write_text(json.dumps(TINY))
-    corpus = write_corpus(root / "train.tsv", 400, seed=11, max_turns=3, max_words=8)
-    db, _ = run_prepro(
-        str(corpus), max_seq_len=64, chunk_size=150, progress=False, log=lambda m: None
-    )
-    valid = root / "valid.tsv"
-    valid.write_text("hello there EOS how are you\tfine thanks\n", encoding="utf-8")
-    data = {"model": root / "tiny", "db": db, "valid": valid}
+    data = make_train_data(root, 400, 150, "hello there EOS how are you\tfine thanks\n")
     final = root / "out" / "*" / "hf_model" / "model.safetensors"
     _, seconds = run_ok(train_cmd(data, root / "out"), output=final)
     (run,) = (root / "out").iterdir()

@@ -163,19 +163,10 @@ def train_case(tmp_path_factory):
     """Training data, an earlier run in an output folder, and the reference run (4 steps,
     a checkpoint every 2) that the tests' runs must equal."""
     import LSP_train
-    from lsp_data.prepro import run_prepro
-    from tests.gpt2_training.conftest import TINY, train_argv
+    from tests.gpt2_training.conftest import make_train_data, train_argv
 
     root = tmp_path_factory.mktemp("train_case")
-    (root / "tiny").mkdir()
-    (root / "tiny" / "config.json").write_text(json.dumps(TINY))
-    corpus = write_corpus(root / "train.tsv", 200, seed=11, max_turns=3, max_words=8)
-    db, _ = run_prepro(
-        str(corpus), max_seq_len=64, chunk_size=100, progress=False, log=lambda m: None
-    )
-    valid = root / "valid.tsv"
-    valid.write_text("hello there EOS how are you\tfine thanks\n", encoding="utf-8")
-    data = {"model": root / "tiny", "db": db, "valid": valid}
+    data = make_train_data(root, 200, 100, "hello there EOS how are you\tfine thanks\n")
 
     def argv(out: Path, *extra: str) -> list[str]:
         args = train_argv(data, out, "--num_optim_steps", "4", "--valid_step", "4")

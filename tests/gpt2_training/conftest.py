@@ -27,24 +27,27 @@ TINY = {
 }
 
 
-@pytest.fixture(scope="session")
-def train_data(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("train_data")
+def make_train_data(root: Path, lines: int, chunk_size: int, valid_text: str) -> dict[str, Path]:
+    """Under ``root``: the tiny model folder, a database of ``lines`` random conversations
+    (features of at most 64 tokens) and a validation file."""
     model_dir = root / "tiny"
     model_dir.mkdir()
     (model_dir / "config.json").write_text(json.dumps(TINY))
-    corpus = write_corpus(root / "train.tsv", 400, seed=11, max_turns=3, max_words=8)
+    corpus = write_corpus(root / "train.tsv", lines, seed=11, max_turns=3, max_words=8)
     db, _ = run_prepro(
-        str(corpus), max_seq_len=64, chunk_size=150, progress=False, log=lambda m: None
+        str(corpus), max_seq_len=64, chunk_size=chunk_size, progress=False, log=lambda m: None
     )
     valid = root / "valid.tsv"
-    valid.write_text(
-        "".join(
-            f"hello there EOS how are you\tfine thanks {w}\n" for w in ("today", "and you", "a lot")
-        ),
-        encoding="utf-8",
-    )
+    valid.write_text(valid_text, encoding="utf-8")
     return {"model": model_dir, "db": db, "valid": valid, "root": root}
+
+
+@pytest.fixture(scope="session")
+def train_data(tmp_path_factory) -> dict[str, Path]:
+    valid = "".join(
+        f"hello there EOS how are you\tfine thanks {w}\n" for w in ("today", "and you", "a lot")
+    )
+    return make_train_data(tmp_path_factory.mktemp("train_data"), 400, 150, valid)
 
 
 def train_argv(data: dict[str, Path], out: Path, *extra: str) -> list[str]:
