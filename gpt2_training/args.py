@@ -84,8 +84,8 @@ class TrainConfig:
     fp16: bool | None = None
     """float16 mixed precision on CUDA (dynamic loss scale unless --loss_scale > 0); without
     CUDA: a warning and float32. Neither --fp16 nor --bf16 given (None): bfloat16 on GPUs
-    that compute it natively (Ampere and newer) and on CPUs with AMX, float16 on older GPUs,
-    float32 on other CPUs"""
+    that compute it natively (Ampere and newer) and on CPUs that do (AMX or AVX-512 BF16),
+    float16 on older GPUs, float32 on other CPUs"""
     lr_schedule: str = field(default="noam", metadata={"choices": SCHEDULES})
     """learning-rate schedule"""
     loss_scale: float = 0

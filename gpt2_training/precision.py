@@ -1,7 +1,7 @@
 """Mixed precision with torch AMP: what to autocast to and how to scale the loss.
 
 * neither ``--fp16`` nor ``--bf16`` given (``auto_precision``): bfloat16 on GPUs that
-  compute it natively (Ampere and newer) and on CPUs with AMX; float16 with a dynamic loss
+  compute it natively (Ampere and newer) and on CPUs that do (AMX or AVX-512 BF16); float16 with a dynamic loss
   scale on older GPUs (the published setting); float32 on other CPUs.
 * ``--bf16 true``: bfloat16 autocast on CUDA, or CPU autocast (bf16 needs no loss scale).
 * ``--fp16 true`` on CUDA: float16 autocast with a dynamic loss scale (``GradScaler``), or
@@ -75,22 +75,23 @@ class Precision:
         return torch.autocast(device_type=self.device_type, dtype=self.dtype)
 
 
-def cpu_has_amx() -> bool:
-    """True on CPUs with AMX tile instructions (Intel Sapphire Rapids and newer), where bf16
-    matrix products run several times faster than float32 ones."""
-    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs that multiply bf16 matrices natively: AMX tiles (Intel Sapphire Rapids
+    and newer) or AVX-512 BF16 dot products (Intel Cooper Lake, AMD Zen 4 and newer)."""
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
 
 
 def auto_precision(device: torch.device) -> tuple[bool, bool]:
     """(fp16, bf16) when neither flag was given.
 
-    On a CPU, bf16 only with AMX: there bf16 autocast made the whole training step 1.25x
-    faster than float32 (bench/train_bench.py, 2 cores); without AMX its matrix products gain
-    too little to pay for the casts."""
+    On a CPU, bf16 only where it is native: there bf16 autocast made the whole training step
+    1.25x (AMX, Intel Xeon) to 2x (AVX-512 BF16, AMD EPYC) faster than float32
+    (bench/train_bench.py, 2 cores); elsewhere bf16 is emulated and slower than float32."""
     if device.type == "cuda":
         bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
         return not bf16, bf16
-    return False, device.type == "cpu" and cpu_has_amx()
+    return False, device.type == "cpu" and cpu_has_native_bf16()
 
 
 def setup_precision(

@@ -153,7 +153,9 @@ class GPT2LMHeadModel(_HFGPT2LMHeadModel):
             w = weights[labelled].float()
             denom = w.sum()
             coef = w / torch.where(denom != 0, denom, torch.ones_like(denom))
-        loss, ce = projected_cross_entropy(hidden[labelled], self.lm_head.weight, targets, coef)
+        loss, ce = projected_cross_entropy(
+            hidden[labelled], self.lm_head.weight, targets, coef, uniform=weights is None
+        )
         seq_sum = ce.new_zeros(batch).index_add(0, rows, ce)
 
         with torch.no_grad():
@@ -164,9 +166,48 @@ class GPT2LMHeadModel(_HFGPT2LMHeadModel):
         return loss, ppl
 
 
-# Logits are computed this many elements at a time (rows x vocabulary): a CPU chunk stays in
-# the last-level cache, a GPU one is large enough to keep the device busy.
+# Logits are computed this many elements at a time (rows x vocabulary): large enough for the
+# matrix product to run near its peak, small enough for a CPU chunk to stay in the last-level
+# cache while its softmax is taken; a GPU chunk is large enough to keep the device busy.
 CHUNK_ELEMENTS = {"cpu": 1 << 23, "cuda": 1 << 26}
+
+# Buffers kept between calls on the CPU (see _cpu_buffer), by purpose and dtype.
+_CPU_BUFFERS: dict[tuple[str, torch.dtype], torch.Tensor] = {}
+
+
+def _cpu_buffer(purpose: str, rows: int, cols: int, dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised (rows x cols) CPU tensor whose memory is reused from call to call.
+
+    A fresh tensor of this size (the logits' gradient is hundreds of MB) comes from the
+    kernel as untouched pages, and faulting them in costs about as much as a pass over the
+    data; a step would pay that every time. The CUDA caching allocator already reuses memory.
+    The buffer is only valid until the next call with the same purpose and dtype.
+    """
+    needed = rows * cols
+    buffer = _CPU_BUFFERS.get((purpose, dtype))
+    if buffer is None or buffer.numel() < needed:
+        # A little headroom: batch sizes vary from step to step.
+        buffer = torch.empty(needed + needed // 4, dtype=dtype)
+        _CPU_BUFFERS[(purpose, dtype)] = buffer
+    return buffer[:needed].view(rows, cols)
+
+
+def _scratch(
+    purpose: str, rows: int, cols: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    if device.type == "cpu":
+        return _cpu_buffer(purpose, rows, cols, dtype)
+    return torch.empty(rows, cols, dtype=dtype, device=device)
+
+
+def _fused_softmax_applies(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether a chunk's softmax is taken by torch's softmax kernel, which makes its max, sum
+    and quotient in float32 in one sweep over each row (on the CPU, three times cheaper than
+    the written-out passes); the loss is then read off the target's probability. float16
+    is left out: probabilities under 6e-8 have no float16 value, and its loss would lose them.
+    On a GPU the written-out passes cost little, and need no check for underflow, which
+    would wait for the device."""
+    return device.type == "cpu" and dtype in (torch.float32, torch.bfloat16)
 
 
 class _ProjectedCrossEntropy(torch.autograd.Function):
@@ -190,16 +231,18 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
         targets: torch.Tensor,
         coef: torch.Tensor,
         dtype: torch.dtype,
+        uniform: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         n, vocab = hidden.shape[0], weight.shape[0]
+        device = hidden.device
         grads_needed = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]  # type: ignore[attr-defined]
-        with torch.autocast(hidden.device.type, enabled=False):
+        fused = _fused_softmax_applies(device, dtype)
+        with torch.autocast(device.type, enabled=False):
             h, w = hidden.to(dtype), weight.to(dtype)
-            ce = torch.empty(n, dtype=torch.float32, device=hidden.device)
-            grad_logits = (
-                torch.empty(n, vocab, dtype=dtype, device=hidden.device) if grads_needed else None
-            )
-            step = max(1, CHUNK_ELEMENTS.get(hidden.device.type, 1 << 26) // vocab)
+            ce = torch.empty(n, dtype=torch.float32, device=device)
+            step = max(1, CHUNK_ELEMENTS.get(device.type, 1 << 26) // vocab)
+            chunk = _scratch("logits", min(n, step), vocab, dtype, device)
+            grad_logits = _scratch("grad", n, vocab, dtype, device) if grads_needed else None
             # The stored gradient is coef / max(coef) * (softmax - onehot), at most 1 in size,
             # and max(coef) is applied after the products: a float16 gradient of an unscaled
             # loss (coef is about 1/positions) would otherwise lose its small probabilities.
@@ -207,23 +250,46 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
             relative = coef / coef_max
             for start in range(0, n, step):
                 end = min(n, start + step)
-                logits = torch.mm(h[start:end], w.t()).float()
-                at = torch.arange(end - start, device=hidden.device)
-                target_logit = logits[at, targets[start:end]]
-                # log-sum-exp written out so that exp(logits - max) is made once, in place,
-                # and serves both the loss and the softmax of the gradient.
-                peak = logits.amax(dim=1, keepdim=True)
-                total = logits.sub_(peak).exp_().sum(dim=1, keepdim=True)
-                ce[start:end] = (peak + total.log()).squeeze(1) - target_logit
-                if grad_logits is not None:
+                logits = torch.mm(h[start:end], w.t(), out=chunk[: end - start])
+                at = torch.arange(end - start, device=device)
+                rows_targets = targets[start:end]
+                if fused:
+                    probs = (
+                        grad_logits[start:end]
+                        if grad_logits is not None
+                        else _scratch("probs", end - start, vocab, dtype, device)
+                    )
+                    torch.ops.aten._softmax.out(logits, 1, False, out=probs)
+                    ce[start:end] = _ce_from_probs(probs[at, rows_targets], logits.dtype)
+                    if grad_logits is None:
+                        continue
+                    if not uniform:
+                        probs.mul_(relative[start:end].unsqueeze(1).to(dtype))
+                    probs[at, rows_targets] -= relative[start:end].to(dtype)
+                else:
+                    exact = logits.float()
+                    target_logit = exact[at, rows_targets]
+                    # log-sum-exp written out so that exp(logits - max) is made once, in
+                    # place, and serves both the loss and the softmax of the gradient.
+                    peak = exact.amax(dim=1, keepdim=True)
+                    total = exact.sub_(peak).exp_().sum(dim=1, keepdim=True)
+                    ce[start:end] = (peak + total.log()).squeeze(1) - target_logit
+                    if grad_logits is None:
+                        continue
                     share = relative[start:end].unsqueeze(1)
-                    probs = logits.mul_(share / total)  # coef * softmax
-                    probs[at, targets[start:end]] -= share.squeeze(1)
-                    grad_logits[start:end] = probs
+                    exact.mul_(share / total)  # coef * softmax
+                    exact[at, rows_targets] -= share.squeeze(1)
+                    grad_logits[start:end] = exact
+            if fused:
+                _recompute_underflowed(ce, h, w, targets, dtype)
             if grad_logits is not None:
-                grad_hidden = torch.mm(grad_logits, w).to(hidden.dtype) * coef_max
-                grad_weight = torch.mm(grad_logits.t(), h).to(weight.dtype) * coef_max
-                ctx.save_for_backward(grad_hidden, grad_weight)
+                # The weight's gradient is made transposed, (d x vocab): with the long
+                # vocabulary as the product's contiguous output dimension it runs about
+                # twice as fast as (vocab x d) on the CPU.
+                grad_weight_t = torch.mm(h.t().contiguous(), grad_logits)
+                ctx.save_for_backward(torch.mm(grad_logits, w), grad_weight_t)
+                ctx.coef_max = coef_max  # type: ignore[attr-defined]
+                ctx.dtypes = (hidden.dtype, weight.dtype)  # type: ignore[attr-defined]
         ctx.mark_non_differentiable(ce)
         return (coef * ce).sum(), ce
 
@@ -231,20 +297,53 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
     def backward(
         ctx: torch.autograd.function.FunctionCtx, grad_loss: torch.Tensor, _grad_ce: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
-        grad_hidden, grad_weight = ctx.saved_tensors  # type: ignore[attr-defined]
-        return grad_hidden * grad_loss, grad_weight * grad_loss, None, None, None
+        grad_hidden, grad_weight_t = ctx.saved_tensors  # type: ignore[attr-defined]
+        hidden_dtype, weight_dtype = ctx.dtypes  # type: ignore[attr-defined]
+        scale = ctx.coef_max * grad_loss  # type: ignore[attr-defined]
+        # Cast and transposed in one pass, then scaled in place: it is vocabulary-sized.
+        grad_weight = grad_weight_t.t().to(weight_dtype, memory_format=torch.contiguous_format)
+        return (
+            grad_hidden.to(hidden_dtype).mul_(scale),
+            grad_weight.mul_(scale),
+            None,
+            None,
+            None,
+            None,
+        )
+
+
+def _ce_from_probs(target_probs: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """-log p(target), in float32; rows whose probability fell below the dtype's smallest
+    normal number (a loss above about 87) come back as NaN, to be recomputed exactly."""
+    p = target_probs.float()
+    return torch.where(p >= torch.finfo(dtype).tiny, -torch.log(p), torch.nan)
+
+
+def _recompute_underflowed(
+    ce: torch.Tensor, h: torch.Tensor, w: torch.Tensor, targets: torch.Tensor, dtype: torch.dtype
+) -> None:
+    # Rare: only a target the model all but rules out. (A CPU path: the check costs nothing.)
+    rows = ce.isnan().nonzero(as_tuple=True)[0]
+    if rows.numel():
+        logits = torch.mm(h[rows], w.t()).float()
+        ce[rows] = logits.logsumexp(dim=1) - logits.gather(1, targets[rows].unsqueeze(1))[:, 0]
 
 
 def projected_cross_entropy(
-    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, coef: torch.Tensor
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    coef: torch.Tensor,
+    uniform: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss, per-row cross-entropy) of ``hidden @ weight.T`` against ``targets``, the loss
     being ``sum(coef * ce)``; matrix products in the autocast dtype when autocast is on, the
-    softmax always in float32."""
+    softmax's sums always in float32. ``uniform`` promises that every ``coef`` is the same
+    (no per-position weights), which saves a pass over the logits."""
     device_type = hidden.device.type
     dtype = (
         torch.get_autocast_dtype(device_type)
         if torch.is_autocast_enabled(device_type)
         else weight.dtype
     )
-    return _ProjectedCrossEntropy.apply(hidden, weight, targets, coef, dtype)
+    return _ProjectedCrossEntropy.apply(hidden, weight, targets, coef, dtype, uniform)

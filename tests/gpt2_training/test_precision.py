@@ -54,13 +54,15 @@ def test_cpu_precision_fallbacks():
     assert bf16.dtype == torch.bfloat16 and not bf16.scaler.is_enabled()
 
 
-@pytest.mark.parametrize("amx", [True, False])
-def test_neither_flag_on_cpu_is_bf16_with_amx_else_float32(monkeypatch, amx):
-    from gpt2_training import precision
-
-    monkeypatch.setattr(precision, "cpu_has_amx", lambda: amx)
+@pytest.mark.parametrize(
+    ("amx", "avx512_bf16"), [(True, False), (False, True), (True, True), (False, False)]
+)
+def test_neither_flag_on_cpu_is_bf16_where_native_else_float32(monkeypatch, amx, avx512_bf16):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     cpu = torch.device("cpu")
-    assert setup_precision(None, None, 0, cpu).dtype == (torch.bfloat16 if amx else None)
+    native = amx or avx512_bf16
+    assert setup_precision(None, None, 0, cpu).dtype == (torch.bfloat16 if native else None)
     # a flag given alone turns the automatic choice off
     assert setup_precision(False, None, 0, cpu).dtype is None
     assert setup_precision(None, False, 0, cpu).dtype is None

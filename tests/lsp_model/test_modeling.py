@@ -563,9 +563,99 @@ def test_float16_gradient_keeps_small_probabilities():
     for dtype in (torch.float32, torch.float16):
         hidden.grad = weight.grad = None
         loss, _ = lsp_model.modeling._ProjectedCrossEntropy.apply(
-            hidden, weight, targets, coef, dtype
+            hidden, weight, targets, coef, dtype, False
         )
         loss.backward()
         grads[dtype] = (hidden.grad.clone(), weight.grad.clone())
     for exact, half in zip(grads[torch.float32], grads[torch.float16]):
         assert (half - exact).norm() <= 1e-2 * exact.norm()
+
+
+def _projected_reference(hidden, weight, targets, coef, dtype):
+    """The plain computation: full logits in `dtype`, float32 cross-entropy, autograd."""
+    h = hidden.detach().clone().requires_grad_()
+    w = weight.detach().clone().requires_grad_()
+    logits = (h.to(dtype) @ w.to(dtype).t()).float()
+    ce = F.cross_entropy(logits, targets, reduction="none")
+    loss = (coef * ce).sum()
+    loss.backward()
+    return loss.detach(), ce.detach(), h.grad, w.grad
+
+
+def _projected(hidden, weight, targets, coef, dtype, uniform):
+    h = hidden.detach().clone().requires_grad_()
+    w = weight.detach().clone().requires_grad_()
+    loss, ce = lsp_model.modeling._ProjectedCrossEntropy.apply(h, w, targets, coef, dtype, uniform)
+    loss.backward()
+    return loss.detach(), ce, h.grad, w.grad
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("uniform", [True, False])
+def test_both_softmax_paths_match_the_plain_computation(monkeypatch, fused, dtype, uniform):
+    # The CPU takes the chunk's softmax with torch's kernel and reads the loss off the
+    # target's probability; GPUs (and float16) write the passes out. Both are checked here,
+    # on the CPU, against full logits and autograd.
+    monkeypatch.setattr(lsp_model.modeling, "_fused_softmax_applies", lambda d, t: fused)
+    monkeypatch.setitem(lsp_model.modeling.CHUNK_ELEMENTS, "cpu", 3 * 500)
+    g = torch.Generator().manual_seed(11)
+    n, vocab = 20, 500
+    hidden = torch.randn(n, 16, generator=g)
+    weight = torch.randn(vocab, 16, generator=g) * 0.5
+    targets = torch.randint(0, vocab, (n,), generator=g)
+    coef = torch.full((n,), 1 / n) if uniform else torch.rand(n, generator=g) / n
+    got = _projected(hidden, weight, targets, coef, dtype, uniform)
+    ref = _projected_reference(hidden, weight, targets, coef, dtype)
+    if dtype == torch.float32:
+        tol = {"rtol": 1e-5, "atol": 1e-6}
+    else:  # bf16 logits either way; the fused path rounds the probabilities once more
+        tol = {"rtol": 1e-2, "atol": 5e-3}
+    for a, b, name in zip(got, ref, ("loss", "ce", "grad hidden", "grad weight")):
+        torch.testing.assert_close(a, b, **tol, msg=name)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_target_probability_below_the_dtype_range_still_gets_its_exact_loss(dtype):
+    # One row's target is ruled out by ~200 nats: its probability has no float32/bf16 value,
+    # so the fused path recomputes that row's log-sum-exp instead of returning inf.
+    vocab = 50
+    weight = torch.eye(vocab, 8)
+    hidden = torch.zeros(3, 8)
+    hidden[1, 0] = 200.0  # row 1 strongly predicts token 0 ...
+    targets = torch.tensor([5, 7, 3])  # ... and its target is 7
+    coef = torch.full((3,), 1 / 3)
+    loss, ce, grad_hidden, _ = _projected(hidden, weight, targets, coef, dtype, True)
+    ref_loss, ref_ce, ref_grad_hidden, _ = _projected_reference(
+        hidden, weight, targets, coef, dtype
+    )
+    assert torch.isfinite(ce).all()
+    assert ce[1].item() == pytest.approx(200.0, rel=1e-3)
+    torch.testing.assert_close(ce, ref_ce, rtol=1e-3, atol=5e-3)
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-3, atol=5e-3)
+    torch.testing.assert_close(grad_hidden, ref_grad_hidden, rtol=1e-2, atol=1e-3)
+
+
+def test_interleaved_calls_keep_their_own_gradients():
+    # The CPU path reuses one buffer for the logits' gradient from call to call: two forward
+    # passes before either backward (as gradient accumulation or a second loss would do)
+    # must still give each call its own gradients.
+    g = torch.Generator().manual_seed(12)
+    vocab = 300
+    weight = torch.randn(vocab, 16, generator=g) * 0.5
+    calls = []
+    for n in (7, 11):
+        hidden = torch.randn(n, 16, generator=g)
+        targets = torch.randint(0, vocab, (n,), generator=g)
+        calls.append((hidden, targets, torch.full((n,), 1 / n)))
+    leaves = [(h.clone().requires_grad_(), weight.clone().requires_grad_()) for h, _, _ in calls]
+    losses = [
+        lsp_model.modeling._ProjectedCrossEntropy.apply(h, w, t, c, torch.float32, True)[0]
+        for (h, w), (_, t, c) in zip(leaves, calls)
+    ]
+    for loss in reversed(losses):
+        loss.backward()
+    for (h, w), (hidden, targets, coef) in zip(leaves, calls):
+        _, _, ref_h, ref_w = _projected_reference(hidden, weight, targets, coef, torch.float32)
+        torch.testing.assert_close(h.grad, ref_h, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(w.grad, ref_w, rtol=1e-5, atol=1e-7)
