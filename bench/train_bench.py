@@ -315,6 +315,13 @@ def flops_per_token(config_file: Path, mean_len: float) -> float:
     return 6 * params + 12 * layers * d * mean_len
 
 
+def needed_flops_per_token(config_file: Path, fpt: float, labelled_share: float) -> float:
+    """What the toolkit's step must compute per real token: the vocabulary projection (and
+    its two gradients) only at labelled positions."""
+    cfg = json.loads(config_file.read_text())
+    return fpt - 6 * cfg["vocab_size"] * cfg["n_embd"] * (1 - labelled_share)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
@@ -348,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
         real = sum(_real_tokens(b[1]) for b in fixed)
         mean_len = real / sum(b[0].shape[0] for b in fixed)
         fpt = flops_per_token(model_dir / "config.json", mean_len)
+        labelled_share = sum(int((b[3] != -1).sum()) for b in fixed) / real
+        needed_fpt = needed_flops_per_token(model_dir / "config.json", fpt, labelled_share)
 
         # Each variant as a spec (rebuilt from it by the --memory probes) and its batches.
         common = {"db": str(db), "model": str(model_dir), "seq": args.seq, "batch": args.batch}
@@ -423,6 +432,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"{variant.name:28s} {tps:9.0f} {row['ratio']:6.2f} {100 * row['padding']:5.1f} "
                 f"{row['tflops']:8.3f} {100 * row['mfu']:5.1f} {row['peak_mem_mb']:8.0f}"
             )
+        if base_tps:
+            # The most any step computing the same thing could reach here: the needed FLOPs
+            # at 100% of the measured peak, against the baseline's measured speed.
+            ceilings = {p: v / needed_fpt / base_tps for p, v in sorted(peaks.items())}
+            print(
+                f"labelled share {100 * labelled_share:.1f}%: the toolkit's step needs "
+                f"{needed_fpt / 1e6:.1f} of the {fpt / 1e6:.1f} MFLOP per token; ceiling at the "
+                "measured peak: "
+                + ", ".join(f"{p} {c:.1f}x the baseline" for p, c in ceilings.items())
+            )
         if args.memory and device.type == "cpu":
             print("peak RSS of each variant run alone (3 steps, a fresh process each):")
             for variant, _ in variants:
@@ -443,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
                         "mean_len": mean_len,
                         "token_budget": budget,
                         "flops_per_token": fpt,
+                        "labelled_share": labelled_share,
+                        "needed_flops_per_token": needed_fpt,
                         "matmul_peak_flops": peaks,
                         "results": results,
                     },

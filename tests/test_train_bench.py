@@ -1,0 +1,38 @@
+"""bench/train_bench.py runs end to end on a tiny model and reports what the README quotes."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load_bench():
+    spec = importlib.util.spec_from_file_location("train_bench", REPO / "bench" / "train_bench.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_train_bench_reports_every_variant_and_the_ceiling(tmp_path, capsys):
+    bench = _load_bench()
+    out = tmp_path / "bench.json"
+    argv = ["--model", str(REPO / "configs" / "tiny"), "--lines", "300", "--batch", "4"]
+    argv += ["--steps", "1", "--rounds", "1", "--warmup", "1", "--json", str(out)]
+    assert bench.main(argv) == 0
+    report = json.loads(out.read_text())
+    names = {"baseline", "toolkit fp32", "toolkit+budget fp32", "toolkit bf16"}
+    assert names <= set(report["results"])
+    for name, row in report["results"].items():
+        assert row["tokens_per_s"] > 0 and row["real"] > 0, name
+        assert 0 <= row["padding"] < 1, name
+    assert report["results"]["baseline"]["ratio"] == pytest.approx(1.0)
+    # Dialogue batches: the first turn of each is context, so some positions carry no label,
+    # and the toolkit's step needs fewer FLOPs than the full-logits count.
+    assert 0 < report["labelled_share"] < 1
+    assert 0 < report["needed_flops_per_token"] < report["flops_per_token"]
+    printed = capsys.readouterr().out
+    assert "ceiling at the measured peak" in printed and "fp32" in printed
