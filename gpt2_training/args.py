@@ -134,8 +134,8 @@ class TrainConfig:
     """round each batch's width up to a multiple of this (64 lets a compiled model reuse its
     kernels across batches)"""
     compile: bool = False
-    """torch.compile the model (first steps are slow while it compiles; pays off on GPUs and
-    long runs)"""
+    """torch.compile the transformer (the loss stays eager: its shapes follow the labels);
+    first steps are slow while it compiles; meant for GPUs, on a CPU it ran as fast as eager"""
     resume_force: bool = False
     """with --resume: continue although run-defining arguments (data, batch sizes, learning
     rate and schedule, seed, model, precision) differ from the run's args.json"""

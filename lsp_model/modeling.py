@@ -116,6 +116,7 @@ class GPT2LMHeadModel(_HFGPT2LMHeadModel):
         out = self.transformer(input_ids, position_ids=position_ids, use_cache=False, **kwargs)
         return out.last_hidden_state
 
+    @torch.compiler.disable  # data-dependent shapes (labelled rows): eager, not recompiled
     def _loss_and_ppl(
         self,
         hidden: torch.Tensor,
