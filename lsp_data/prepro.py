@@ -19,14 +19,13 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lsp_data.db import FeatureChunk, FeatureDBWriter
-from lsp_data.features import Feature, conversation_turns, make_features
+from lsp_data.features import Feature, conversation_turns, make_features, make_features_flat
 from lsp_data.parsing import SKIP_REASONS, MalformedLine, parse_training_line, split_physical_line
 from lsp_data.tokenizer import BatchEncoder, load_tokenizer, text_backend
 
@@ -150,7 +149,8 @@ def _process_batch(
     lines: list[tuple[int, bytes]], max_seq_len: int, reverse: bool, two_turn: bool
 ) -> BatchResult:
     result = BatchResult(chunk=FeatureChunk.from_features([], []))
-    parsed: list[tuple[list[float], int, int]] = []  # weights, first text, number of texts
+    conversations: list[tuple[int, int]] = []  # first text, number of texts
+    weights: list[float] = []  # one per text
     texts: list[str] = []
     for lineno, raw in lines:
         try:
@@ -162,44 +162,28 @@ def _process_batch(
         for line in logical_lines:
             result.n_line += 1
             try:
-                weights, turn_texts = parse_training_line(line)
+                turn_weights, turn_texts = parse_training_line(line)
             except MalformedLine as err:
                 result.skipped.append((lineno, err.reason, str(err), _excerpt(line)))
                 continue
-            parsed.append((weights, len(texts), len(turn_texts)))
+            conversations.append((len(texts), len(turn_texts)))
             texts.extend(turn_texts)
+            weights.extend(turn_weights)
 
-    encoded = _worker_tokenizer.encode_batch(texts)
-    features: list[Feature] = []
-    for weights, start, count in parsed:
-        turns, ws = conversation_turns(
-            encoded[start : start + count], weights, reverse=reverse, two_turn=two_turn
-        )
-        made = make_features(turns, ws, max_seq_len) if len(ws) >= 2 else []
-        if not made:
-            result.n_line_without_feature += 1
-        features.extend(made)
-    result.chunk = _chunk_of(features)
-    return result
-
-
-def _chunk_of(features: list[Feature]) -> FeatureChunk:
-    """``FeatureChunk.from_features`` with ids 0, flattened by ``np.fromiter`` (C loops)."""
-    lengths = np.fromiter((len(f.input_ids) for f in features), np.int32, len(features))
-    total = int(lengths.sum())
-
-    def flat(field: str, dtype: Any) -> np.ndarray:
-        values = chain.from_iterable(getattr(f, field) for f in features)
-        return np.fromiter(values, dtype, total)
-
-    return FeatureChunk(
-        conv_id=np.zeros(len(features), dtype=np.int64),
-        input_len=lengths,
-        input_ids=flat("input_ids", np.uint16),
-        token_type_ids=flat("token_type_ids", np.int32),
-        lm_labels=flat("lm_labels", np.int32),
-        weights=flat("weights", np.float64),
+    ids, lengths = _worker_tokenizer.encode_flat(texts)
+    flat = make_features_flat(
+        ids, lengths, weights, conversations, max_seq_len, reverse=reverse, two_turn=two_turn
     )
+    result.n_line_without_feature = flat.n_without_feature
+    result.chunk = FeatureChunk(
+        conv_id=np.zeros(len(flat.input_len), dtype=np.int64),
+        input_len=flat.input_len,
+        input_ids=flat.input_ids,
+        token_type_ids=flat.token_type_ids,
+        lm_labels=flat.lm_labels,
+        weights=flat.weights,
+    )
+    return result
 
 
 def published_path_features(

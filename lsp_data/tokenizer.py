@@ -15,10 +15,13 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import re
 from functools import lru_cache
-from itertools import chain, islice
+from itertools import chain, islice, repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 if TYPE_CHECKING:  # transformers takes a second to import: only when a tokenizer is loaded
     from transformers import PreTrainedTokenizerBase
@@ -282,6 +285,125 @@ class BatchEncoder:
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return [self.encode(text) for text in texts]
+
+    def encode_flat(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(token ids of all ``texts`` concatenated, uint16; each text's token count, int64).
+
+        The same ids as ``encode_batch``, made for a whole batch in a few C loops: the
+        texts are joined into one string and split once, each word is looked up in a
+        word -> table-slot dict (one ``map`` over the batch), and the ids are gathered from
+        the slots' token table with numpy. A text's first word is marked by a leading
+        newline (no word holds whitespace), so it is keyed apart from the same word after
+        a space. A batch whose texts are not all single-spaced (never one from
+        ``parse_training_line``) takes the per-text path.
+        """
+        if not texts:
+            return np.zeros(0, np.uint16), np.zeros(0, np.int64)
+        joined = "\n" + " \n".join(texts)
+        if not _single_spaced_batch(joined, texts):
+            encoded = self.encode_batch(texts)
+            lengths = np.fromiter(map(len, encoded), np.int64, len(encoded))
+            flat = np.fromiter(chain.from_iterable(encoded), np.uint16, int(lengths.sum()))
+            return flat, lengths
+        words = joined.split(" ")
+        table = self._table
+        slots = np.fromiter(map(table.slot.get, words, repeat(-1)), np.int64, len(words))
+        missing = np.flatnonzero(slots < 0)
+        if len(missing):
+            slots[missing] = table.add([words[i] for i in missing.tolist()], self._encode_key)
+        word_counts = np.fromiter(map(str.count, texts, repeat(" ")), np.int64, len(texts)) + 1
+        first_word = np.cumsum(word_counts) - word_counts
+        flat, word_lengths = table.gather(slots)
+        lengths = np.add.reduceat(word_lengths, first_word).astype(np.int64)
+        table.bound(self.MAX_CACHED_WORDS, self.MAX_CACHED_TOKENS)
+        return flat, lengths
+
+    MAX_CACHED_TOKENS = 4_000_000  # the slot table's token store, 8 MB at most
+
+    def _encode_key(self, key: str) -> list[int]:
+        """Ids of a word key of ``encode_flat``: ``'\\nword'`` starts a text, ``'word'`` follows a space."""
+        text = key[1:] if key.startswith("\n") else " " + key
+        return self.backend.encode(text, add_special_tokens=False).ids
+
+    @property
+    def _table(self) -> _SlotTable:
+        table = self.__dict__.get("_slot_table")
+        if table is None:
+            table = self.__dict__["_slot_table"] = _SlotTable()
+        return table
+
+
+# Whitespace other than the space and the newline that ``encode_flat`` joins texts with.
+_OTHER_SPACE = re.compile(r"[^\S \n]")
+
+
+def _single_spaced_batch(joined: str, texts: list[str]) -> bool:
+    """True when ``joined`` (``'\\n' + ' \\n'.join(texts)``) shows every text single-spaced:
+    no whitespace but single spaces between words, none leading or trailing.
+
+    Each check is one C scan of the string: a newline inside a text breaks the count, a
+    leading space shows as ``'\\n '`` (which an empty text makes too, once per empty text
+    that is not last), a trailing or doubled space as ``'  '`` or a final space.
+    """
+    n_empty = texts.count("")
+    return (
+        joined.count("\n") == len(texts)
+        and "  " not in joined
+        and joined.count("\n ") == n_empty - (texts[-1] == "")
+        and not joined.endswith(" ")
+        and _OTHER_SPACE.search(joined) is None
+    )
+
+
+class _SlotTable:
+    """Word key -> slot; a slot's token ids lie in one flat array (``start``, ``length``)."""
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.slot: dict[str, int] = {}
+        self.start = np.zeros(1024, np.int64)
+        self.length = np.zeros(1024, np.int64)
+        self.store = np.zeros(1 << 16, np.uint16)
+        self.n_token = 0
+        self.add(["\n"], lambda key: [])  # an empty text: no ids
+
+    def add(self, keys: list[str], encode: Any) -> list[int]:
+        """Slots for ``keys`` (repeats allowed), encoding those not in the table yet."""
+        out = []
+        for key in keys:
+            slot = self.slot.get(key)
+            if slot is None:
+                ids = encode(key)
+                slot = len(self.slot)
+                if slot >= len(self.start):
+                    self.start = np.resize(self.start, 2 * len(self.start))
+                    self.length = np.resize(self.length, 2 * len(self.length))
+                end = self.n_token + len(ids)
+                if end > len(self.store):
+                    self.store = np.resize(self.store, max(2 * len(self.store), end))
+                self.store[self.n_token : end] = ids
+                self.start[slot], self.length[slot] = self.n_token, len(ids)
+                self.n_token = end
+                self.slot[key] = slot
+            out.append(slot)
+        return out
+
+    def gather(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the slots' ids concatenated, each slot's id count)."""
+        lengths = self.length[slots]
+        starts = self.start[slots]
+        ends = np.cumsum(lengths)
+        index = np.arange(int(ends[-1]) if len(ends) else 0, dtype=np.int64)
+        index += np.repeat(starts - (ends - lengths), lengths)
+        return self.store[index], lengths
+
+    def bound(self, max_words: int, max_tokens: int) -> None:
+        """Start over once the table holds more than ``max_words`` or ``max_tokens``: memory
+        stays flat, and a batch always finds its own words (this runs between batches)."""
+        if len(self.slot) > max_words or self.n_token > max_tokens:
+            self.clear()
 
 
 def _single_spaced(text: str, words: list[str]) -> bool:
