@@ -27,7 +27,7 @@ import numpy as np
 from lsp_data.db import FeatureChunk, FeatureDBWriter
 from lsp_data.features import Feature, conversation_turns, make_features, make_features_flat
 from lsp_data.parsing import SKIP_REASONS, MalformedLine, parse_training_line, split_physical_line
-from lsp_data.tokenizer import BatchEncoder, load_tokenizer, text_backend
+from lsp_data.tokenizer import BatchEncoder, load_fast_bpe, load_tokenizer, text_backend
 
 LINES_PER_BATCH = 2000
 SHOWN_PER_REASON = 5  # skipped lines printed per reason; all are counted
@@ -89,7 +89,9 @@ _worker_tokenizer: Any = None
 
 def _init_worker(tokenizer_dir: str | None) -> None:
     global _worker_tokenizer
-    _worker_tokenizer = BatchEncoder(text_backend(load_tokenizer(tokenizer_dir)))
+    _worker_tokenizer = BatchEncoder(
+        text_backend(load_tokenizer(tokenizer_dir)), load_fast_bpe(tokenizer_dir)
+    )
 
 
 def _init_pool_worker(tokenizer_dir: str | None, parent_pid: int) -> None:

@@ -232,6 +232,44 @@ def load_published_bpe(folder: str | Path | None = None) -> PublishedBPE:
     return PublishedBPE.from_files(vocab, merges_file)
 
 
+def load_fast_bpe(folder: str | Path | None = None) -> Any:
+    """``tiktoken``'s BPE over the vocabulary of ``load_tokenizer(folder)``, or None.
+
+    tiktoken (Rust, optional) encodes a batch of words about 6x faster than the
+    ``tokenizers`` backend; ``BatchEncoder`` uses it for the words its cache has not seen.
+    It merges by the rank of the merged token rather than of the merge rule; OpenAI's own
+    GPT-2 encoding relies on the two agreeing for a vocabulary whose 256 byte tokens come
+    first and whose every merged token's id is 256 + the index of the rule that makes it.
+    That layout is checked here (any other vocabulary gets None, and so the ``tokenizers``
+    backend), and the tests compare both on every vocabulary entry as a word and on
+    hundreds of thousands of made-up words. None too when tiktoken is not installed.
+    """
+    try:
+        import tiktoken
+    except ImportError:
+        return None
+    bpe = load_published_bpe(folder)
+    byte_of = {c: b for b, c in bpe.byte_encoder.items()}
+    ranks: dict[bytes, int] = {}
+    for token, token_id in bpe.encoder.items():
+        if token == EOS_TOKEN:
+            continue
+        if any(c not in byte_of for c in token):
+            return None
+        ranks[bytes(byte_of[c] for c in token)] = token_id
+    for b, c in bpe.byte_encoder.items():
+        if bpe.encoder.get(c) != list(bpe.byte_encoder).index(b):
+            return None
+    for rank, (first, second) in enumerate(bpe.ranks):
+        if bpe.encoder.get(first + second) != 256 + rank:
+            return None
+    if len(ranks) != len(bpe.encoder) - 1:
+        return None
+    return tiktoken.Encoding(
+        "gpt2-toolkit", pat_str=PublishedBPE.PATTERN, mergeable_ranks=ranks, special_tokens={}
+    )
+
+
 class _WordIds(dict):
     """word -> token ids of ``prefix + word``, encoded by the Rust tokenizer on first use."""
 
@@ -266,9 +304,11 @@ class BatchEncoder:
 
     MAX_CACHED_WORDS = 200_000
 
-    def __init__(self, backend: Any):
-        """``backend``: a ``text_backend(tokenizer)`` copy, used for words not cached yet."""
+    def __init__(self, backend: Any, fast_bpe: Any = None):
+        """``backend``: a ``text_backend(tokenizer)`` copy, used for words not cached yet;
+        ``fast_bpe``: ``load_fast_bpe()``'s encoding, used instead for ``encode_flat``'s."""
         self.backend = backend
+        self.fast_bpe = fast_bpe
         self._first = _WordIds(self.backend, "", self.MAX_CACHED_WORDS // 4)
         self._following = _WordIds(self.backend, " ", self.MAX_CACHED_WORDS)
 
@@ -310,7 +350,9 @@ class BatchEncoder:
         slots = np.fromiter(map(table.slot.get, words, repeat(-1)), np.int64, len(words))
         missing = np.flatnonzero(slots < 0)
         if len(missing):
-            slots[missing] = table.add([words[i] for i in missing.tolist()], self._encode_key)
+            keys = list(dict.fromkeys([words[i] for i in missing.tolist()]))
+            table.add(keys, *self._encode_keys(keys))
+            slots[missing] = [table.slot[words[i]] for i in missing.tolist()]
         word_counts = np.fromiter(map(str.count, texts, repeat(" ")), np.int64, len(texts)) + 1
         first_word = np.cumsum(word_counts) - word_counts
         flat, word_lengths = table.gather(slots)
@@ -320,10 +362,25 @@ class BatchEncoder:
 
     MAX_CACHED_TOKENS = 4_000_000  # the slot table's token store, 8 MB at most
 
-    def _encode_key(self, key: str) -> list[int]:
-        """Ids of a word key of ``encode_flat``: ``'\\nword'`` starts a text, ``'word'`` follows a space."""
-        text = key[1:] if key.startswith("\n") else " " + key
-        return self.backend.encode(text, add_special_tokens=False).ids
+    def _encode_keys(self, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(ids of word keys of ``encode_flat`` back to back, each key's id count): a key
+        ``'\\nword'`` starts a text, ``'word'`` follows a space.
+
+        With ``fast_bpe`` all keys go in one call, each after a newline: a newline is a
+        pre-split piece of its own (token 198) before a word or a space-led word, so the
+        ids split back at those tokens. Keys hold no whitespace, so no other 198 occurs;
+        the count is checked all the same.
+        """
+        texts = [key[1:] if key.startswith("\n") else " " + key for key in keys]
+        if self.fast_bpe is not None:
+            ids = np.asarray(self.fast_bpe.encode_ordinary("\n" + "\n".join(texts)), np.int64)
+            cuts = np.flatnonzero(ids == _NEWLINE_ID)
+            if len(cuts) == len(keys):
+                lengths = np.diff(cuts, append=len(ids)) - 1
+                return ids[ids != _NEWLINE_ID].astype(np.uint16), lengths
+        encoded = [self.backend.encode(text, add_special_tokens=False).ids for text in texts]
+        lengths = np.fromiter(map(len, encoded), np.int64, len(encoded))
+        return np.fromiter(chain.from_iterable(encoded), np.uint16, int(lengths.sum())), lengths
 
     @property
     def _table(self) -> _SlotTable:
@@ -332,6 +389,8 @@ class BatchEncoder:
             table = self.__dict__["_slot_table"] = _SlotTable()
         return table
 
+
+_NEWLINE_ID = 198  # "\n" alone
 
 # Whitespace other than the space and the newline that ``encode_flat`` joins texts with.
 _OTHER_SPACE = re.compile(r"[^\S \n]")
@@ -367,28 +426,24 @@ class _SlotTable:
         self.length = np.zeros(1024, np.int64)
         self.store = np.zeros(1 << 16, np.uint16)
         self.n_token = 0
-        self.add(["\n"], lambda key: [])  # an empty text: no ids
+        self.add(["\n"], np.zeros(0, np.uint16), np.zeros(1, np.int64))  # an empty text
 
-    def add(self, keys: list[str], encode: Any) -> list[int]:
-        """Slots for ``keys`` (repeats allowed), encoding those not in the table yet."""
-        out = []
-        for key in keys:
-            slot = self.slot.get(key)
-            if slot is None:
-                ids = encode(key)
-                slot = len(self.slot)
-                if slot >= len(self.start):
-                    self.start = np.resize(self.start, 2 * len(self.start))
-                    self.length = np.resize(self.length, 2 * len(self.length))
-                end = self.n_token + len(ids)
-                if end > len(self.store):
-                    self.store = np.resize(self.store, max(2 * len(self.store), end))
-                self.store[self.n_token : end] = ids
-                self.start[slot], self.length[slot] = self.n_token, len(ids)
-                self.n_token = end
-                self.slot[key] = slot
-            out.append(slot)
-        return out
+    def add(self, keys: list[str], ids: np.ndarray, lengths: np.ndarray) -> None:
+        """Add new ``keys`` (none in the table yet, no repeats): their ids back to back, and
+        how many each has."""
+        first = len(self.slot)
+        n_slot = first + len(keys)
+        if n_slot > len(self.start):
+            self.start = np.resize(self.start, max(2 * len(self.start), n_slot))
+            self.length = np.resize(self.length, len(self.start))
+        end = self.n_token + len(ids)
+        if end > len(self.store):
+            self.store = np.resize(self.store, max(2 * len(self.store), end))
+        self.store[self.n_token : end] = ids
+        self.length[first:n_slot] = lengths
+        self.start[first:n_slot] = self.n_token + np.cumsum(lengths) - lengths
+        self.n_token = end
+        self.slot.update(zip(keys, range(first, n_slot)))
 
     def gather(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(the slots' ids concatenated, each slot's id count)."""

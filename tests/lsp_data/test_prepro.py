@@ -597,3 +597,28 @@ def test_batch_encoder_cache_is_bounded(monkeypatch):
         ids, lengths = encoder.encode_flat(texts)
         assert ids.tolist() == [i for t in texts for i in rust.encode(t).ids]
         assert len(encoder._table.slot) <= 40
+
+
+@pytest.mark.slow
+def test_fast_bpe_equals_rust_tokenizer_on_every_vocabulary_word():
+    """tiktoken merges by merged-token rank, the published BPE by merge-rule rank: the same
+    ids for GPT-2's vocabulary, checked on every entry as a word (alone and after a space)
+    and on made-up words glued from entries, as ``BatchEncoder`` hands them over."""
+    import random
+
+    from lsp_data.tokenizer import BatchEncoder, load_fast_bpe, text_backend
+
+    fast = load_fast_bpe()
+    if fast is None:
+        pytest.skip("tiktoken is not installed: prepro encodes new words with tokenizers")
+    rust = text_backend(load_tokenizer())
+    words = [w for w in rust.get_vocab() if w != "<|endoftext|>"]
+    texts = [rust.decoder.decode([w]) for w in words]
+    texts = [t for t in texts if t and not any(c.isspace() for c in t)]
+    rng = random.Random(3)
+    glued = ["".join(rng.choices(texts, k=rng.randint(2, 4))) for _ in range(30000)]
+    keys = [k for t in texts + glued for k in ("\n" + t, t)]
+    with_fast = BatchEncoder(rust, fast)._encode_keys(keys)
+    without = BatchEncoder(rust, None)._encode_keys(keys)
+    assert with_fast[1].tolist() == without[1].tolist()
+    assert np.array_equal(with_fast[0], without[0])
