@@ -9,6 +9,7 @@ only a bounded window of batches in flight, so memory stays flat for any corpus 
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import multiprocessing
 import os
@@ -26,7 +27,13 @@ import numpy as np
 
 from lsp_data.db import FeatureChunk, FeatureDBWriter
 from lsp_data.features import Feature, conversation_turns, make_features, make_features_flat
-from lsp_data.parsing import SKIP_REASONS, MalformedLine, parse_training_line, split_physical_line
+from lsp_data.parsing import (
+    SKIP_REASONS,
+    MalformedLine,
+    parse_training_line,
+    parse_training_line_words,
+    split_physical_line,
+)
 from lsp_data.tokenizer import BatchEncoder, load_fast_bpe, load_tokenizer, text_backend
 
 LINES_PER_BATCH = 2000
@@ -87,11 +94,16 @@ class BatchResult:
 _worker_tokenizer: Any = None
 
 
+@functools.lru_cache(maxsize=2)
+def _encoder_parts(tokenizer_dir: str | None) -> tuple[Any, Any]:
+    """(``text_backend``, ``load_fast_bpe``) for ``tokenizer_dir``: about 0.3 s to make, so
+    the parent makes them once before forking its workers, which inherit them."""
+    return text_backend(load_tokenizer(tokenizer_dir)), load_fast_bpe(tokenizer_dir)
+
+
 def _init_worker(tokenizer_dir: str | None) -> None:
     global _worker_tokenizer
-    _worker_tokenizer = BatchEncoder(
-        text_backend(load_tokenizer(tokenizer_dir)), load_fast_bpe(tokenizer_dir)
-    )
+    _worker_tokenizer = BatchEncoder(*_encoder_parts(tokenizer_dir))
 
 
 def _init_pool_worker(tokenizer_dir: str | None, parent_pid: int) -> None:
@@ -153,7 +165,7 @@ def _process_batch(
     result = BatchResult(chunk=FeatureChunk.from_features([], []))
     conversations: list[tuple[int, int]] = []  # first text, number of texts
     weights: list[float] = []  # one per text
-    texts: list[str] = []
+    texts: list[list[str]] = []  # each text as its words
     for lineno, raw in lines:
         try:
             logical_lines = split_physical_line(raw)
@@ -164,7 +176,7 @@ def _process_batch(
         for line in logical_lines:
             result.n_line += 1
             try:
-                turn_weights, turn_texts = parse_training_line(line)
+                turn_weights, turn_texts = parse_training_line_words(line)
             except MalformedLine as err:
                 result.skipped.append((lineno, err.reason, str(err), _excerpt(line)))
                 continue
@@ -172,7 +184,7 @@ def _process_batch(
             texts.extend(turn_texts)
             weights.extend(turn_weights)
 
-    ids, lengths = _worker_tokenizer.encode_flat(texts)
+    ids, lengths = _worker_tokenizer.encode_words(texts)
     flat = make_features_flat(
         ids, lengths, weights, conversations, max_seq_len, reverse=reverse, two_turn=two_turn
     )
@@ -272,6 +284,8 @@ def _executor(workers: int, tokenizer_dir: str | None) -> Any:
         return _InProcess(tokenizer_dir)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one process per core already
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    if method == "fork":
+        _encoder_parts(tokenizer_dir)
     return _Pool(
         max_workers=workers,
         mp_context=multiprocessing.get_context(method),

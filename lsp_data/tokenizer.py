@@ -346,14 +346,40 @@ class BatchEncoder:
             flat = np.fromiter(chain.from_iterable(encoded), np.uint16, int(lengths.sum()))
             return flat, lengths
         words = joined.split(" ")
+        word_counts = np.fromiter(map(str.count, texts, repeat(" ")), np.int64, len(texts)) + 1
+        return self._encode_keys_flat(words, word_counts)
+
+    def encode_words(self, turns: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+        """``encode_flat`` of ``[' '.join(words) for words in turns]``, given the words of
+        each text as ``str.split()`` made them (no word holds whitespace, none is empty):
+        what prepro has from ``parse_training_line_words``, so nothing is joined and split
+        again."""
+        keys: list[str] = []
+        add_key, add_keys = keys.append, keys.extend
+        for words in turns:
+            if words:
+                add_key("\n" + words[0])
+                add_keys(islice(words, 1, None))
+            else:
+                add_key("\n")
+        word_counts = np.fromiter(map(len, turns), np.int64, len(turns))
+        np.maximum(word_counts, 1, out=word_counts)
+        return self._encode_keys_flat(keys, word_counts)
+
+    def _encode_keys_flat(
+        self, words: list[str], word_counts: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(ids of the word keys back to back; per text, the ids of its ``word_counts`` keys)."""
+        if not len(word_counts):
+            return np.zeros(0, np.uint16), np.zeros(0, np.int64)
         table = self._table
         slots = np.fromiter(map(table.slot.get, words, repeat(-1)), np.int64, len(words))
         missing = np.flatnonzero(slots < 0)
         if len(missing):
-            keys = list(dict.fromkeys([words[i] for i in missing.tolist()]))
+            missed = [words[i] for i in missing.tolist()]
+            keys = list(dict.fromkeys(missed))
             table.add(keys, *self._encode_keys(keys))
-            slots[missing] = [table.slot[words[i]] for i in missing.tolist()]
-        word_counts = np.fromiter(map(str.count, texts, repeat(" ")), np.int64, len(texts)) + 1
+            slots[missing] = np.fromiter(map(table.slot.__getitem__, missed), np.int64, len(missed))
         first_word = np.cumsum(word_counts) - word_counts
         flat, word_lengths = table.gather(slots)
         lengths = np.add.reduceat(word_lengths, first_word).astype(np.int64)

@@ -580,6 +580,10 @@ def test_batch_encoder_equals_rust_tokenizer_on_any_whitespace():
         encoded = [rust.encode(t, add_special_tokens=False).ids for t in batch]
         assert ids.dtype == np.uint16 and lengths.tolist() == [len(e) for e in encoded]
         assert ids.tolist() == [i for e in encoded for i in e], batch
+        words = [t.split() for t in batch]  # encode_words: the parser's words, unjoined
+        if all(" ".join(w) == t for w, t in zip(words, batch)):
+            by_words = encoder.encode_words(words)
+            assert by_words[0].tolist() == ids.tolist() and by_words[1].tolist() == lengths.tolist()
 
 
 def test_batch_encoder_cache_is_bounded(monkeypatch):
