@@ -233,7 +233,8 @@ def load_published_bpe(folder: str | Path | None = None) -> PublishedBPE:
 
 
 def load_fast_bpe(folder: str | Path | None = None) -> Any:
-    """``tiktoken``'s BPE over the vocabulary of ``load_tokenizer(folder)``, or None.
+    """``tiktoken``'s BPE over the vocabulary of ``load_tokenizer(folder)``, or None; for
+    text shaped as ``WORDS_PATTERN`` says (``BatchEncoder``'s new words), not any text.
 
     tiktoken (Rust, optional) encodes a batch of words about 6x faster than the
     ``tokenizers`` backend; ``BatchEncoder`` uses it for the words its cache has not seen.
@@ -266,8 +267,18 @@ def load_fast_bpe(folder: str | Path | None = None) -> Any:
     if len(ranks) != len(bpe.encoder) - 1:
         return None
     return tiktoken.Encoding(
-        "gpt2-toolkit", pat_str=PublishedBPE.PATTERN, mergeable_ranks=ranks, special_tokens={}
+        "gpt2-words", pat_str=WORDS_PATTERN, mergeable_ranks=ranks, special_tokens={}
     )
+
+
+# GPT-2's pre-split pattern for text whose only whitespace is single newlines, each before a
+# word or a space and a word (what BatchEncoder hands load_fast_bpe's encoding): its two
+# whitespace alternatives, one with a look-ahead, become one for a single whitespace
+# character. On such text both patterns cut the same pieces (a newline is a piece either
+# way; a space always goes with the character after it), and without a look-ahead
+# tiktoken's regex runs as a plain automaton, several times faster.
+WORDS_PATTERN = PublishedBPE.PATTERN.removesuffix(r"|\s+(?!\S)|\s+") + r"|\s"
+assert WORDS_PATTERN != PublishedBPE.PATTERN
 
 
 class _WordIds(dict):
@@ -309,6 +320,8 @@ class BatchEncoder:
         ``fast_bpe``: ``load_fast_bpe()``'s encoding, used instead for ``encode_flat``'s."""
         self.backend = backend
         self.fast_bpe = fast_bpe
+        self._table = _SlotTable()  # encode_flat's word cache
+        self._seen_once: set[str] = set()  # words met in one batch only, not in the table
         self._first = _WordIds(self.backend, "", self.MAX_CACHED_WORDS // 4)
         self._following = _WordIds(self.backend, " ", self.MAX_CACHED_WORDS)
 
@@ -378,11 +391,24 @@ class BatchEncoder:
         if len(missing):
             missed = [words[i] for i in missing.tolist()]
             keys = list(dict.fromkeys(missed))
-            table.add(keys, *self._encode_keys(keys))
-            slots[missing] = np.fromiter(map(table.slot.__getitem__, missed), np.int64, len(missed))
+            # Only words met in an earlier batch too are kept: most words met once (made-up
+            # words, numbers, typos) are never met again, and a table full of them made
+            # every lookup slower (a larger dict: more cache misses), not only theirs.
+            seen = self._seen_once
+            again = [key for key in keys if key in seen]
+            new = [key for key in keys if key not in seen]
+            keys = again + new
+            first = table.add(keys, *self._encode_keys(keys), keep=len(again))
+            where = dict(zip(keys, range(first, first + len(keys))))
+            slots[missing] = np.fromiter(map(where.__getitem__, missed), np.int64, len(missed))
+            seen.difference_update(again)
+            if len(seen) + len(new) > self.MAX_CACHED_WORDS:
+                seen.clear()
+            seen.update(key for key in new if len(key) <= _WordIds.MAX_CACHED_CHARS)
         first_word = np.cumsum(word_counts) - word_counts
         flat, word_lengths = table.gather(slots)
         lengths = np.add.reduceat(word_lengths, first_word).astype(np.int64)
+        table.forget_unkept()
         table.bound(self.MAX_CACHED_WORDS, self.MAX_CACHED_TOKENS)
         return flat, lengths
 
@@ -394,8 +420,9 @@ class BatchEncoder:
 
         With ``fast_bpe`` all keys go in one call, each after a newline: a newline is a
         pre-split piece of its own (token 198) before a word or a space-led word, so the
-        ids split back at those tokens. Keys hold no whitespace, so no other 198 occurs;
-        the count is checked all the same.
+        ids split back at those tokens. Keys hold no whitespace (``str.split()`` takes out
+        every character that the pre-split's ``\\s`` matches, and more), so no other 198
+        occurs; the count is checked all the same.
         """
         texts = [key[1:] if key.startswith("\n") else " " + key for key in keys]
         if self.fast_bpe is not None:
@@ -407,13 +434,6 @@ class BatchEncoder:
         encoded = [self.backend.encode(text, add_special_tokens=False).ids for text in texts]
         lengths = np.fromiter(map(len, encoded), np.int64, len(encoded))
         return np.fromiter(chain.from_iterable(encoded), np.uint16, int(lengths.sum())), lengths
-
-    @property
-    def _table(self) -> _SlotTable:
-        table = self.__dict__.get("_slot_table")
-        if table is None:
-            table = self.__dict__["_slot_table"] = _SlotTable()
-        return table
 
 
 _NEWLINE_ID = 198  # "\n" alone
@@ -451,13 +471,15 @@ class _SlotTable:
         self.start = np.zeros(1024, np.int64)
         self.length = np.zeros(1024, np.int64)
         self.store = np.zeros(1 << 16, np.uint16)
-        self.n_token = 0
-        self.add(["\n"], np.zeros(0, np.uint16), np.zeros(1, np.int64))  # an empty text
+        self.n_slot = self.n_token = 0
+        self._kept = (0, 0)  # (n_slot, n_token) of the kept slots
+        self.add(["\n"], np.zeros(0, np.uint16), np.zeros(1, np.int64), keep=1)  # an empty text
 
-    def add(self, keys: list[str], ids: np.ndarray, lengths: np.ndarray) -> None:
-        """Add new ``keys`` (none in the table yet, no repeats): their ids back to back, and
-        how many each has."""
-        first = len(self.slot)
+    def add(self, keys: list[str], ids: np.ndarray, lengths: np.ndarray, keep: int) -> int:
+        """Slots for new ``keys`` (none in the table yet, no repeats), given their ids back to
+        back and how many each has; returns the first one. The first ``keep`` keys stay;
+        the others' slots last until ``forget_unkept``."""
+        first = self.n_slot
         n_slot = first + len(keys)
         if n_slot > len(self.start):
             self.start = np.resize(self.start, max(2 * len(self.start), n_slot))
@@ -468,8 +490,13 @@ class _SlotTable:
         self.store[self.n_token : end] = ids
         self.length[first:n_slot] = lengths
         self.start[first:n_slot] = self.n_token + np.cumsum(lengths) - lengths
-        self.n_token = end
-        self.slot.update(zip(keys, range(first, n_slot)))
+        self._kept = (first + keep, self.n_token + int(lengths[:keep].sum()))
+        self.n_slot, self.n_token = n_slot, end
+        self.slot.update(zip(keys[:keep], range(first, first + keep)))
+        return first
+
+    def forget_unkept(self) -> None:
+        self.n_slot, self.n_token = self._kept
 
     def gather(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(the slots' ids concatenated, each slot's id count)."""
