@@ -256,22 +256,23 @@ def _place_tokens(
     seg_start = np.repeat(feature_start, counts) + seg_end_in_feature - seg_len
     # Every real (unpadded) token: its segment, its offset k in it, its output position.
     k = _ragged_arange(seg_len)
-    seg = np.repeat(np.arange(len(seg_len)), seg_len)
-    out = seg_start[seg] + k
+    out = np.repeat(seg_start, seg_len) + k
     turn_start = np.cumsum(turn_lengths, dtype=np.int64) - turn_lengths
     eos_at = len(ids)
-    ext = np.concatenate([ids.astype(np.int64), [EOS_ID]])
-    src_start = turn_start[turn][seg]
-    src = src_start + k - has_eos[seg]
-    src[(k == 0) & (has_eos[seg] == 1)] = eos_at
+    ext = np.append(ids, np.uint16(EOS_ID))
+    src_start = np.repeat(turn_start[turn], seg_len)
+    src = src_start + k
+    eos_first = np.repeat(has_eos, seg_len)
+    src -= eos_first
+    src[(k == 0) & (eos_first == 1)] = eos_at
     input_ids[out] = ext[src]
-    token_types[out] = pos[seg]
+    token_types[out] = np.repeat(pos, seg_len)
     # Labels of a target turn: its tokens, then the eos that ends it.
+    is_target = np.repeat(target, seg_len)
     label_src = src_start + k
-    label_src[k == seg_len[seg] - 1] = eos_at
-    is_target = target[seg]
+    label_src[k == np.repeat(seg_len - 1, seg_len)] = eos_at
     labels[out[is_target]] = ext[label_src[is_target]]
-    weights[out] = seg_weight[seg]
+    weights[out] = np.repeat(seg_weight, seg_len)
     return FlatFeatures(
         input_len=input_len.astype(np.int32),
         input_ids=input_ids,

@@ -1,9 +1,12 @@
 """Streaming tsv -> feature database conversion (docs/REFERENCE.md §3), parallel over worker processes.
 
-The corpus is read as bytes in batches of lines; each batch is parsed, tokenized (Rust
-fast tokenizer, whole batch at once) and turned into features in a worker process. The
-main process assigns feature ids in file order and writes chunks as they fill, keeping
-only a bounded window of batches in flight, so memory stays flat for any corpus size.
+The corpus is read as bytes in batches of lines; each batch is parsed, tokenized and
+turned into features in a worker process, in bulk: its words are looked up in a word cache
+in one pass (``BatchEncoder.encode_words``; new words encoded together by tiktoken when it
+is installed, else by the Rust tokenizer), and its features placed as numpy arrays from
+turn windows found on token counts alone (``make_features_flat``). The main process
+assigns feature ids in file order and writes chunks as they fill, keeping only a bounded
+window of batches in flight, so memory stays flat for any corpus size.
 """
 
 from __future__ import annotations
