@@ -250,6 +250,8 @@ def load_fast_bpe(folder: str | Path | None = None) -> Any:
     except ImportError:
         return None
     bpe = load_published_bpe(folder)
+    if bpe.encoder != load_tokenizer(folder).get_vocab():
+        return None  # a folder whose tokenizer.json and vocab.json disagree: not guessed at
     byte_of = {c: b for b, c in bpe.byte_encoder.items()}
     ranks: dict[bytes, int] = {}
     for token, token_id in bpe.encoder.items():
