@@ -41,17 +41,32 @@ def parse_weighted_turn(turn: str) -> tuple[float, str]:
     A weight is a plain ASCII decimal number, finite as a float32 and not negative; any
     other token that ``float()`` accepts raises ``MalformedLine`` (``bad_weight``).
     """
+    weight, words = weighted_turn_words(turn)
+    return weight, " ".join(words)
+
+
+# The weights of nearly every real line, read without float() and its checks.
+_PLAIN_WEIGHTS = {"0.0": 0.0, "1.0": 1.0, "0": 0.0, "1": 1.0}
+
+
+def weighted_turn_words(turn: str) -> tuple[float, list[str]]:
+    """``parse_weighted_turn`` with the text as its words (``str.split()``), not joined."""
     tokens = turn.split()
     if not tokens:
         raise MalformedLine(EMPTY_TURN, "a turn is empty")
     token = tokens[0]
+    weight = _PLAIN_WEIGHTS.get(token)
+    if weight is not None:
+        del tokens[0]
+        return weight, tokens
     try:
         weight = float(token)
     except ValueError:
-        return 1.0, " ".join(tokens)
+        return 1.0, tokens
     if not 0.0 <= weight <= MAX_WEIGHT or "_" in token or not token.isascii():
         raise MalformedLine(BAD_WEIGHT, f"weight {token!r} {_weight_problem(token, weight)}")
-    return weight, " ".join(tokens[1:])
+    del tokens[0]
+    return weight, tokens
 
 
 def _weight_problem(token: str, weight: float) -> str:
@@ -73,6 +88,13 @@ def parse_training_line(line: str) -> tuple[list[float], list[str]]:
     The response is left out when its weight is zero: it is never a target and, being the
     last turn, never context either.
     """
+    weights, turn_words = parse_training_line_words(line)
+    return weights, [" ".join(words) for words in turn_words]
+
+
+def parse_training_line_words(line: str) -> tuple[list[float], list[list[str]]]:
+    """``parse_training_line`` with each text as its words, not joined (what prepro's
+    tokenizer looks up)."""
     stripped = line.strip()
     if not stripped:
         raise MalformedLine(EMPTY_LINE, "the line is empty")
@@ -83,15 +105,15 @@ def parse_training_line(line: str) -> tuple[list[float], list[str]]:
         )
     context, response = fields
     weights: list[float] = []
-    texts: list[str] = []
+    texts: list[list[str]] = []
     for turn in context.split(TURN_SEPARATOR):
-        weight, text = parse_weighted_turn(turn)
+        weight, words = weighted_turn_words(turn)
         weights.append(weight)
-        texts.append(text)
-    weight, text = parse_weighted_turn(response)
+        texts.append(words)
+    weight, words = weighted_turn_words(response)
     if weight != 0:
         weights.append(weight)
-        texts.append(text)
+        texts.append(words)
     return weights, texts
 
 

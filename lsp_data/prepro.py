@@ -1,14 +1,18 @@
 """Streaming tsv -> feature database conversion (docs/REFERENCE.md §3), parallel over worker processes.
 
-The corpus is read as bytes in batches of lines; each batch is parsed, tokenized (Rust
-fast tokenizer, whole batch at once) and turned into features in a worker process. The
-main process assigns feature ids in file order and writes chunks as they fill, keeping
-only a bounded window of batches in flight, so memory stays flat for any corpus size.
+The corpus is read as bytes in batches of lines; each batch is parsed, tokenized and
+turned into features in a worker process, in bulk: its words are looked up in a word cache
+in one pass (``BatchEncoder.encode_words``; new words encoded together by tiktoken when it
+is installed, else by the Rust tokenizer), and its features placed as numpy arrays from
+turn windows found on token counts alone (``make_features_flat``). The main process
+assigns feature ids in file order and writes chunks as they fill, keeping only a bounded
+window of batches in flight, so memory stays flat for any corpus size.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import multiprocessing
 import os
@@ -19,16 +23,21 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lsp_data.db import FeatureChunk, FeatureDBWriter
-from lsp_data.features import Feature, conversation_turns, make_features
-from lsp_data.parsing import SKIP_REASONS, MalformedLine, parse_training_line, split_physical_line
-from lsp_data.tokenizer import BatchEncoder, load_tokenizer, text_backend
+from lsp_data.features import Feature, conversation_turns, make_features, make_features_flat
+from lsp_data.parsing import (
+    SKIP_REASONS,
+    MalformedLine,
+    parse_training_line,
+    parse_training_line_words,
+    split_physical_line,
+)
+from lsp_data.tokenizer import BatchEncoder, load_fast_bpe, load_tokenizer, text_backend
 
 LINES_PER_BATCH = 2000
 SHOWN_PER_REASON = 5  # skipped lines printed per reason; all are counted
@@ -88,9 +97,16 @@ class BatchResult:
 _worker_tokenizer: Any = None
 
 
+@functools.lru_cache(maxsize=2)
+def _encoder_parts(tokenizer_dir: str | None) -> tuple[Any, Any]:
+    """(``text_backend``, ``load_fast_bpe``) for ``tokenizer_dir``: about 0.3 s to make, so
+    the parent makes them once before forking its workers, which inherit them."""
+    return text_backend(load_tokenizer(tokenizer_dir)), load_fast_bpe(tokenizer_dir)
+
+
 def _init_worker(tokenizer_dir: str | None) -> None:
     global _worker_tokenizer
-    _worker_tokenizer = BatchEncoder(text_backend(load_tokenizer(tokenizer_dir)))
+    _worker_tokenizer = BatchEncoder(*_encoder_parts(tokenizer_dir))
 
 
 def _init_pool_worker(tokenizer_dir: str | None, parent_pid: int) -> None:
@@ -150,8 +166,9 @@ def _process_batch(
     lines: list[tuple[int, bytes]], max_seq_len: int, reverse: bool, two_turn: bool
 ) -> BatchResult:
     result = BatchResult(chunk=FeatureChunk.from_features([], []))
-    parsed: list[tuple[list[float], int, int]] = []  # weights, first text, number of texts
-    texts: list[str] = []
+    conversations: list[tuple[int, int]] = []  # first text, number of texts
+    weights: list[float] = []  # one per text
+    texts: list[list[str]] = []  # each text as its words
     for lineno, raw in lines:
         try:
             logical_lines = split_physical_line(raw)
@@ -162,44 +179,28 @@ def _process_batch(
         for line in logical_lines:
             result.n_line += 1
             try:
-                weights, turn_texts = parse_training_line(line)
+                turn_weights, turn_texts = parse_training_line_words(line)
             except MalformedLine as err:
                 result.skipped.append((lineno, err.reason, str(err), _excerpt(line)))
                 continue
-            parsed.append((weights, len(texts), len(turn_texts)))
+            conversations.append((len(texts), len(turn_texts)))
             texts.extend(turn_texts)
+            weights.extend(turn_weights)
 
-    encoded = _worker_tokenizer.encode_batch(texts)
-    features: list[Feature] = []
-    for weights, start, count in parsed:
-        turns, ws = conversation_turns(
-            encoded[start : start + count], weights, reverse=reverse, two_turn=two_turn
-        )
-        made = make_features(turns, ws, max_seq_len) if len(ws) >= 2 else []
-        if not made:
-            result.n_line_without_feature += 1
-        features.extend(made)
-    result.chunk = _chunk_of(features)
-    return result
-
-
-def _chunk_of(features: list[Feature]) -> FeatureChunk:
-    """``FeatureChunk.from_features`` with ids 0, flattened by ``np.fromiter`` (C loops)."""
-    lengths = np.fromiter((len(f.input_ids) for f in features), np.int32, len(features))
-    total = int(lengths.sum())
-
-    def flat(field: str, dtype: Any) -> np.ndarray:
-        values = chain.from_iterable(getattr(f, field) for f in features)
-        return np.fromiter(values, dtype, total)
-
-    return FeatureChunk(
-        conv_id=np.zeros(len(features), dtype=np.int64),
-        input_len=lengths,
-        input_ids=flat("input_ids", np.uint16),
-        token_type_ids=flat("token_type_ids", np.int32),
-        lm_labels=flat("lm_labels", np.int32),
-        weights=flat("weights", np.float64),
+    ids, lengths = _worker_tokenizer.encode_words(texts)
+    flat = make_features_flat(
+        ids, lengths, weights, conversations, max_seq_len, reverse=reverse, two_turn=two_turn
     )
+    result.n_line_without_feature = flat.n_without_feature
+    result.chunk = FeatureChunk(
+        conv_id=np.zeros(len(flat.input_len), dtype=np.int64),
+        input_len=flat.input_len,
+        input_ids=flat.input_ids,
+        token_type_ids=flat.token_type_ids,
+        lm_labels=flat.lm_labels,
+        weights=flat.weights,
+    )
+    return result
 
 
 def published_path_features(
@@ -286,6 +287,8 @@ def _executor(workers: int, tokenizer_dir: str | None) -> Any:
         return _InProcess(tokenizer_dir)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one process per core already
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    if method == "fork":
+        _encoder_parts(tokenizer_dir)
     return _Pool(
         max_workers=workers,
         mp_context=multiprocessing.get_context(method),

@@ -1,5 +1,7 @@
 """Feature construction against hand-worked examples (docs/REFERENCE.md §3)."""
 
+import pytest
+
 from lsp_data.features import conversation_turns, make_feature, make_features
 
 E = 50256  # eos
@@ -151,3 +153,53 @@ def test_reverse_and_two_turn():
     assert turns == [[1], [2]] and ws == [0.0, 1.0]
     turns, ws = conversation_turns([[1], [2], [3]], [0.0, 1.0, 0.5], reverse=True, two_turn=True)
     assert turns == [[3], [2]] and ws == [0.5, 1.0]
+
+
+def _flat_reference(turns, weights, conversations, max_len, reverse, two_turn):
+    """make_features per conversation, concatenated as FeatureChunk does."""
+    feats, n_without = [], 0
+    for first, count in conversations:
+        ts, ws = conversation_turns(
+            turns[first : first + count], weights[first : first + count],
+            reverse=reverse, two_turn=two_turn,
+        )  # fmt: skip
+        made = make_features(ts, ws, max_len) if len(ws) >= 2 else []
+        n_without += not made
+        feats.extend(made)
+    return feats, n_without
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("two_turn", [False, True])
+def test_flat_features_equal_make_features(reverse, two_turn):
+    import random
+
+    import numpy as np
+
+    from lsp_data.features import make_features_flat
+
+    rng = random.Random(5)
+    turns, weights, conversations = [], [], []
+    for _ in range(400):
+        count = rng.choice([0, 1, 2, 3, 5, 9, 20])
+        conversations.append((len(turns), count))
+        for _ in range(count):
+            n = rng.choice([0, 1, 2, 3, 7, 8, 12, 15, 16, 17, 40])
+            turns.append([rng.randrange(50257) for _ in range(n)])
+            weights.append(rng.choice([0.0, -0.0, 1.0, 1.0, 0.5, 2.0]))
+    for max_len in (1, 8, 16, 30, 128):
+        expected, n_without = _flat_reference(
+            turns, weights, conversations, max_len, reverse, two_turn
+        )
+        ids = np.asarray([i for t in turns for i in t], np.uint16)
+        lengths = np.asarray([len(t) for t in turns], np.int64)
+        got = make_features_flat(
+            ids, lengths, weights, conversations, max_len, reverse=reverse, two_turn=two_turn
+        )
+        assert got.n_without_feature == n_without
+        assert got.input_len.tolist() == [f.input_len for f in expected]
+        for name in ("input_ids", "token_type_ids", "lm_labels", "weights"):
+            flat = [v for f in expected for v in getattr(f, name)]
+            assert getattr(got, name).tolist() == flat, name
+        assert got.input_ids.dtype == np.uint16 and got.lm_labels.dtype == np.int32
+        assert np.signbit(got.weights).sum() == 0  # -0.0 weights are stored as 0.0

@@ -6,6 +6,7 @@ import json
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lsp_data import prepro_cli as prepro
@@ -571,6 +572,18 @@ def test_batch_encoder_equals_rust_tokenizer_on_any_whitespace():
     encoder = BatchEncoder(text_backend(load_tokenizer()))
     assert encoder.encode_batch(texts) == expected
     assert encoder.encode_batch(texts) == expected  # from the word cache this time
+    # encode_flat: any batch with one text not single-spaced takes the per-text path, and
+    # single-spaced ones (empty texts among them) the slot table.
+    single = ["", "a", "a b", "it 's", "<|endoftext|> x", "😀 😀😀 é", "", "9x9 99 .5", ""]
+    for batch in [texts, single, single[1:], *([t, *single] for t in texts)]:
+        ids, lengths = encoder.encode_flat(batch)
+        encoded = [rust.encode(t, add_special_tokens=False).ids for t in batch]
+        assert ids.dtype == np.uint16 and lengths.tolist() == [len(e) for e in encoded]
+        assert ids.tolist() == [i for e in encoded for i in e], batch
+        words = [t.split() for t in batch]  # encode_words: the parser's words, unjoined
+        if all(" ".join(w) == t for w, t in zip(words, batch)):
+            by_words = encoder.encode_words(words)
+            assert by_words[0].tolist() == ids.tolist() and by_words[1].tolist() == lengths.tolist()
 
 
 def test_batch_encoder_cache_is_bounded(monkeypatch):
@@ -584,3 +597,38 @@ def test_batch_encoder_cache_is_bounded(monkeypatch):
     assert len(encoder._following) <= 40 and len(encoder._first) <= 10
     cached = list(encoder._following) + list(encoder._first)
     assert max(map(len, cached)) <= _WordIds.MAX_CACHED_CHARS  # the long words were not kept
+    for _ in range(2):  # encode_flat's slot table starts over between batches once too full
+        ids, lengths = encoder.encode_flat(texts)
+        assert ids.tolist() == [i for t in texts for i in rust.encode(t).ids]
+        assert len(encoder._table.slot) <= 40
+
+
+@pytest.mark.slow
+def test_fast_bpe_equals_rust_tokenizer_on_every_vocabulary_word():
+    """tiktoken merges by merged-token rank, the published BPE by merge-rule rank: the same
+    ids for GPT-2's vocabulary, checked on every entry as a word (alone and after a space)
+    and on made-up words glued from entries, as ``BatchEncoder`` hands them over."""
+    import random
+
+    from lsp_data.tokenizer import BatchEncoder, load_fast_bpe, text_backend
+
+    fast = load_fast_bpe()
+    if fast is None:
+        pytest.skip("tiktoken is not installed: prepro encodes new words with tokenizers")
+    rust = text_backend(load_tokenizer())
+    words = [w for w in rust.get_vocab() if w != "<|endoftext|>"]
+    texts = [rust.decoder.decode([w]) for w in words]
+    texts = [t for t in texts if t and not any(c.isspace() for c in t)]
+    rng = random.Random(3)
+    glued = ["".join(rng.choices(texts, k=rng.randint(2, 4))) for _ in range(30000)]
+    keys = [k for t in texts + glued for k in ("\n" + t, t)]
+    # WORDS_PATTERN relies on words from str.split() holding nothing the pre-split's \\s
+    # matches (Unicode White_Space): every such character is whitespace to str.split().
+    import regex
+
+    spaces = regex.findall(r"\s", "".join(map(chr, range(0x110000))))
+    assert spaces and all(c.isspace() for c in spaces)
+    with_fast = BatchEncoder(rust, fast)._encode_keys(keys)
+    without = BatchEncoder(rust, None)._encode_keys(keys)
+    assert with_fast[1].tolist() == without[1].tolist()
+    assert np.array_equal(with_fast[0], without[0])
