@@ -284,11 +284,14 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
             if fused:
                 _recompute_underflowed(ce, h, w, targets, dtype)
             if grad_logits is not None:
-                # The weight's gradient is made transposed, (d x vocab): with the long
-                # vocabulary as the product's contiguous output dimension it runs about
-                # twice as fast as (vocab x d) on the CPU.
-                grad_weight_t = torch.mm(h.t().contiguous(), grad_logits)
-                ctx.save_for_backward(torch.mm(grad_logits, w), grad_weight_t)
+                if dtype == weight.dtype:
+                    grad_weight = torch.mm(grad_logits.t(), h)
+                else:
+                    # In bf16 the product runs about twice as fast made transposed, with the
+                    # long vocabulary as its contiguous dimension (CPU); backward casts it
+                    # anyway, and transposes it in the same pass. (In float32 it is slower.)
+                    grad_weight = torch.mm(h.t().contiguous(), grad_logits).t()
+                ctx.save_for_backward(torch.mm(grad_logits, w), grad_weight)
                 ctx.coef_max = coef_max  # type: ignore[attr-defined]
                 ctx.dtypes = (hidden.dtype, weight.dtype)  # type: ignore[attr-defined]
         ctx.mark_non_differentiable(ce)
@@ -298,11 +301,16 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
     def backward(
         ctx: torch.autograd.function.FunctionCtx, grad_loss: torch.Tensor, _grad_ce: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
-        grad_hidden, grad_weight_t = ctx.saved_tensors  # type: ignore[attr-defined]
+        grad_hidden, grad_weight = ctx.saved_tensors  # type: ignore[attr-defined]
         hidden_dtype, weight_dtype = ctx.dtypes  # type: ignore[attr-defined]
         scale = ctx.coef_max * grad_loss  # type: ignore[attr-defined]
-        # Cast and transposed in one pass, then scaled in place: it is vocabulary-sized.
-        grad_weight = grad_weight_t.t().to(weight_dtype, memory_format=torch.contiguous_format)
+        # The weight's gradient is vocabulary-sized: one pass to cast (and lay out) it where
+        # needed, then scaled in place. It must come out contiguous and unshared, so that
+        # autograd adds the embedding's gradient to it in place rather than into a new one.
+        if grad_weight.dtype != weight_dtype or not grad_weight.is_contiguous():
+            grad_weight = torch.empty(
+                grad_weight.shape, dtype=weight_dtype, device=grad_weight.device
+            ).copy_(grad_weight)
         return (
             grad_hidden.to(hidden_dtype).mul_(scale),
             grad_weight.mul_(scale),

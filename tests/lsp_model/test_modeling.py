@@ -659,3 +659,20 @@ def test_interleaved_calls_keep_their_own_gradients():
         _, _, ref_h, ref_w = _projected_reference(hidden, weight, targets, coef, torch.float32)
         torch.testing.assert_close(h.grad, ref_h, rtol=1e-5, atol=1e-7)
         torch.testing.assert_close(w.grad, ref_w, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_weight_gradient_comes_out_contiguous(dtype):
+    # The vocabulary-sized gradient is made transposed in bf16; it must reach autograd as a
+    # contiguous tensor of its own, or adding the embedding's gradient to it makes a new one.
+    g = torch.Generator().manual_seed(13)
+    hidden = torch.randn(9, 16, generator=g, requires_grad=True)
+    weight = (torch.randn(300, 16, generator=g) * 0.5).requires_grad_()
+    seen = []
+    weight.register_hook(lambda grad: seen.append(grad.is_contiguous()))
+    targets = torch.randint(0, 300, (9,), generator=g)
+    loss, _ = lsp_model.modeling._ProjectedCrossEntropy.apply(
+        hidden, weight, targets, torch.full((9,), 1 / 9), dtype, True
+    )
+    loss.backward()
+    assert seen == [True]
