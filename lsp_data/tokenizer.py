@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import re
 from functools import lru_cache
 from itertools import chain, islice, repeat
 from pathlib import Path
@@ -319,10 +318,10 @@ class BatchEncoder:
 
     def __init__(self, backend: Any, fast_bpe: Any = None):
         """``backend``: a ``text_backend(tokenizer)`` copy, used for words not cached yet;
-        ``fast_bpe``: ``load_fast_bpe()``'s encoding, used instead for ``encode_flat``'s."""
+        ``fast_bpe``: ``load_fast_bpe()``'s encoding, used instead for ``encode_words``'s."""
         self.backend = backend
         self.fast_bpe = fast_bpe
-        self._table = _SlotTable()  # encode_flat's word cache
+        self._table = _SlotTable()  # encode_words's word cache
         self._seen_once: set[str] = set()  # words met in one batch only, not in the table
         self._first = _WordIds(self.backend, "", self.MAX_CACHED_WORDS // 4)
         self._following = _WordIds(self.backend, " ", self.MAX_CACHED_WORDS)
@@ -341,34 +340,16 @@ class BatchEncoder:
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return [self.encode(text) for text in texts]
 
-    def encode_flat(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(token ids of all ``texts`` concatenated, uint16; each text's token count, int64).
-
-        The same ids as ``encode_batch``, made for a whole batch in a few C loops: the
-        texts are joined into one string and split once, each word is looked up in a
-        word -> table-slot dict (one ``map`` over the batch), and the ids are gathered from
-        the slots' token table with numpy. A text's first word is marked by a leading
-        newline (no word holds whitespace), so it is keyed apart from the same word after
-        a space. A batch whose texts are not all single-spaced (never one from
-        ``parse_training_line``) takes the per-text path.
-        """
-        if not texts:
-            return np.zeros(0, np.uint16), np.zeros(0, np.int64)
-        joined = "\n" + " \n".join(texts)
-        if not _single_spaced_batch(joined, texts):
-            encoded = self.encode_batch(texts)
-            lengths = np.fromiter(map(len, encoded), np.int64, len(encoded))
-            flat = np.fromiter(chain.from_iterable(encoded), np.uint16, int(lengths.sum()))
-            return flat, lengths
-        words = joined.split(" ")
-        word_counts = np.fromiter(map(str.count, texts, repeat(" ")), np.int64, len(texts)) + 1
-        return self._encode_keys_flat(words, word_counts)
-
     def encode_words(self, turns: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
-        """``encode_flat`` of ``[' '.join(words) for words in turns]``, given the words of
-        each text as ``str.split()`` made them (no word holds whitespace, none is empty):
-        what prepro has from ``parse_training_line_words``, so nothing is joined and split
-        again."""
+        """(token ids of ``[' '.join(words) for words in turns]`` concatenated, uint16; each
+        text's token count, int64), given the words of each text as ``str.split()`` made
+        them (no word holds whitespace, none is empty): what prepro has from
+        ``parse_training_line_words``, so nothing is joined and split again.
+
+        The same ids as ``encode_batch``, made for a whole batch in a few C loops: each word
+        is looked up in a word -> table-slot dict (one ``map`` over the batch), and the ids
+        are gathered from the slots' token table with numpy. A text's first word is keyed
+        with a leading newline, apart from the same word after a space."""
         keys: list[str] = []
         add_key, add_keys = keys.append, keys.extend
         for words in turns:
@@ -417,7 +398,7 @@ class BatchEncoder:
     MAX_CACHED_TOKENS = 4_000_000  # the slot table's token store, 8 MB at most
 
     def _encode_keys(self, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(ids of word keys of ``encode_flat`` back to back, each key's id count): a key
+        """(ids of word keys of ``encode_words`` back to back, each key's id count): a key
         ``'\\nword'`` starts a text, ``'word'`` follows a space.
 
         With ``fast_bpe`` all keys go in one call, each after a newline: a newline is a
@@ -439,27 +420,6 @@ class BatchEncoder:
 
 
 _NEWLINE_ID = 198  # "\n" alone
-
-# Whitespace other than the space and the newline that ``encode_flat`` joins texts with.
-_OTHER_SPACE = re.compile(r"[^\S \n]")
-
-
-def _single_spaced_batch(joined: str, texts: list[str]) -> bool:
-    """True when ``joined`` (``'\\n' + ' \\n'.join(texts)``) shows every text single-spaced:
-    no whitespace but single spaces between words, none leading or trailing.
-
-    Each check is one C scan of the string: a newline inside a text breaks the count, a
-    leading space shows as ``'\\n '`` (which an empty text makes too, once per empty text
-    that is not last), a trailing or doubled space as ``'  '`` or a final space.
-    """
-    n_empty = texts.count("")
-    return (
-        joined.count("\n") == len(texts)
-        and "  " not in joined
-        and joined.count("\n ") == n_empty - (texts[-1] == "")
-        and not joined.endswith(" ")
-        and _OTHER_SPACE.search(joined) is None
-    )
 
 
 class _SlotTable:

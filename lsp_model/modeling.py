@@ -154,9 +154,7 @@ class GPT2LMHeadModel(_HFGPT2LMHeadModel):
             w = weights[labelled].float()
             denom = w.sum()
             coef = w / torch.where(denom != 0, denom, torch.ones_like(denom))
-        loss, ce = projected_cross_entropy(
-            hidden[labelled], self.lm_head.weight, targets, coef, uniform=weights is None
-        )
+        loss, ce = projected_cross_entropy(hidden[labelled], self.lm_head.weight, targets, coef)
         seq_sum = ce.new_zeros(batch).index_add(0, rows, ce)
 
         with torch.no_grad():
@@ -172,18 +170,22 @@ class GPT2LMHeadModel(_HFGPT2LMHeadModel):
 # cache while its softmax is taken; a GPU chunk is large enough to keep the device busy.
 CHUNK_ELEMENTS = {"cpu": 1 << 23, "cuda": 1 << 26}
 
-# Buffers kept between calls on the CPU (see _cpu_buffer), by purpose and dtype.
+# Buffers kept between calls on the CPU (see _scratch), by purpose and dtype.
 _CPU_BUFFERS: dict[tuple[str, torch.dtype], torch.Tensor] = {}
 
 
-def _cpu_buffer(purpose: str, rows: int, cols: int, dtype: torch.dtype) -> torch.Tensor:
-    """An uninitialised (rows x cols) CPU tensor whose memory is reused from call to call.
+def _scratch(
+    purpose: str, rows: int, cols: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """An uninitialised (rows x cols) tensor; on the CPU its memory is reused from call to call.
 
-    A fresh tensor of this size (the logits' gradient is hundreds of MB) comes from the
+    A fresh CPU tensor of this size (the logits' gradient is hundreds of MB) comes from the
     kernel as untouched pages, and faulting them in costs about as much as a pass over the
     data; a step would pay that every time. The CUDA caching allocator already reuses memory.
-    The buffer is only valid until the next call with the same purpose and dtype.
+    A CPU buffer is only valid until the next call with the same purpose and dtype.
     """
+    if device.type != "cpu":
+        return torch.empty(rows, cols, dtype=dtype, device=device)
     needed = rows * cols
     buffer = _CPU_BUFFERS.get((purpose, dtype))
     if buffer is None or buffer.numel() < needed:
@@ -191,14 +193,6 @@ def _cpu_buffer(purpose: str, rows: int, cols: int, dtype: torch.dtype) -> torch
         buffer = torch.empty(needed + needed // 4, dtype=dtype)
         _CPU_BUFFERS[(purpose, dtype)] = buffer
     return buffer[:needed].view(rows, cols)
-
-
-def _scratch(
-    purpose: str, rows: int, cols: int, dtype: torch.dtype, device: torch.device
-) -> torch.Tensor:
-    if device.type == "cpu":
-        return _cpu_buffer(purpose, rows, cols, dtype)
-    return torch.empty(rows, cols, dtype=dtype, device=device)
 
 
 def _fused_softmax_applies(device: torch.device, dtype: torch.dtype) -> bool:
@@ -232,7 +226,6 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
         targets: torch.Tensor,
         coef: torch.Tensor,
         dtype: torch.dtype,
-        uniform: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         n, vocab = hidden.shape[0], weight.shape[0]
         device = hidden.device
@@ -249,6 +242,9 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
             # loss (coef is about 1/positions) would otherwise lose its small probabilities.
             coef_max = coef.max().clamp(min=torch.finfo(torch.float32).tiny) if n else coef.sum()
             relative = coef / coef_max
+            # Without per-position weights every share is 1: the scaling pass is skipped.
+            # (Only the fused path asks, and it runs on the CPU, where the check waits for nothing.)
+            uniform = fused and bool((relative == 1).all())
             for start in range(0, n, step):
                 end = min(n, start + step)
                 logits = torch.mm(h[start:end], w.t(), out=chunk[: end - start])
@@ -264,9 +260,10 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
                     ce[start:end] = _ce_from_probs(probs[at, rows_targets], logits.dtype)
                     if grad_logits is None:
                         continue
+                    share = relative[start:end].to(dtype)
                     if not uniform:
-                        probs.mul_(relative[start:end].unsqueeze(1).to(dtype))
-                    probs[at, rows_targets] -= relative[start:end].to(dtype)
+                        probs.mul_(share.unsqueeze(1))
+                    probs[at, rows_targets] -= share
                 else:
                     exact = logits.float()
                     target_logit = exact[at, rows_targets]
@@ -282,7 +279,7 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
                     exact[at, rows_targets] -= share.squeeze(1)
                     grad_logits[start:end] = exact
             if fused:
-                _recompute_underflowed(ce, h, w, targets, dtype)
+                _recompute_underflowed(ce, h, w, targets)
             if grad_logits is not None:
                 if dtype == weight.dtype:
                     grad_weight = torch.mm(grad_logits.t(), h)
@@ -317,7 +314,6 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
             None,
             None,
             None,
-            None,
         )
 
 
@@ -329,7 +325,7 @@ def _ce_from_probs(target_probs: torch.Tensor, dtype: torch.dtype) -> torch.Tens
 
 
 def _recompute_underflowed(
-    ce: torch.Tensor, h: torch.Tensor, w: torch.Tensor, targets: torch.Tensor, dtype: torch.dtype
+    ce: torch.Tensor, h: torch.Tensor, w: torch.Tensor, targets: torch.Tensor
 ) -> None:
     # Rare: only a target the model all but rules out. (A CPU path: the check costs nothing.)
     rows = ce.isnan().nonzero(as_tuple=True)[0]
@@ -343,16 +339,14 @@ def projected_cross_entropy(
     weight: torch.Tensor,
     targets: torch.Tensor,
     coef: torch.Tensor,
-    uniform: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss, per-row cross-entropy) of ``hidden @ weight.T`` against ``targets``, the loss
     being ``sum(coef * ce)``; matrix products in the autocast dtype when autocast is on, the
-    softmax's sums always in float32. ``uniform`` promises that every ``coef`` is the same
-    (no per-position weights), which saves a pass over the logits."""
+    softmax's sums always in float32."""
     device_type = hidden.device.type
     dtype = (
         torch.get_autocast_dtype(device_type)
         if torch.is_autocast_enabled(device_type)
         else weight.dtype
     )
-    return _ProjectedCrossEntropy.apply(hidden, weight, targets, coef, dtype, uniform)
+    return _ProjectedCrossEntropy.apply(hidden, weight, targets, coef, dtype)

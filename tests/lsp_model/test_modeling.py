@@ -563,7 +563,7 @@ def test_float16_gradient_keeps_small_probabilities():
     for dtype in (torch.float32, torch.float16):
         hidden.grad = weight.grad = None
         loss, _ = lsp_model.modeling._ProjectedCrossEntropy.apply(
-            hidden, weight, targets, coef, dtype, False
+            hidden, weight, targets, coef, dtype
         )
         loss.backward()
         grads[dtype] = (hidden.grad.clone(), weight.grad.clone())
@@ -582,10 +582,10 @@ def _projected_reference(hidden, weight, targets, coef, dtype):
     return loss.detach(), ce.detach(), h.grad, w.grad
 
 
-def _projected(hidden, weight, targets, coef, dtype, uniform):
+def _projected(hidden, weight, targets, coef, dtype):
     h = hidden.detach().clone().requires_grad_()
     w = weight.detach().clone().requires_grad_()
-    loss, ce = lsp_model.modeling._ProjectedCrossEntropy.apply(h, w, targets, coef, dtype, uniform)
+    loss, ce = lsp_model.modeling._ProjectedCrossEntropy.apply(h, w, targets, coef, dtype)
     loss.backward()
     return loss.detach(), ce, h.grad, w.grad
 
@@ -605,7 +605,7 @@ def test_both_softmax_paths_match_the_plain_computation(monkeypatch, fused, dtyp
     weight = torch.randn(vocab, 16, generator=g) * 0.5
     targets = torch.randint(0, vocab, (n,), generator=g)
     coef = torch.full((n,), 1 / n) if uniform else torch.rand(n, generator=g) / n
-    got = _projected(hidden, weight, targets, coef, dtype, uniform)
+    got = _projected(hidden, weight, targets, coef, dtype)
     ref = _projected_reference(hidden, weight, targets, coef, dtype)
     if dtype == torch.float32:
         tol = {"rtol": 1e-5, "atol": 1e-6}
@@ -625,7 +625,7 @@ def test_a_target_probability_below_the_dtype_range_still_gets_its_exact_loss(dt
     hidden[1, 0] = 200.0  # row 1 strongly predicts token 0 ...
     targets = torch.tensor([5, 7, 3])  # ... and its target is 7
     coef = torch.full((3,), 1 / 3)
-    loss, ce, grad_hidden, _ = _projected(hidden, weight, targets, coef, dtype, True)
+    loss, ce, grad_hidden, _ = _projected(hidden, weight, targets, coef, dtype)
     ref_loss, ref_ce, ref_grad_hidden, _ = _projected_reference(
         hidden, weight, targets, coef, dtype
     )
@@ -650,7 +650,7 @@ def test_interleaved_calls_keep_their_own_gradients():
         calls.append((hidden, targets, torch.full((n,), 1 / n)))
     leaves = [(h.clone().requires_grad_(), weight.clone().requires_grad_()) for h, _, _ in calls]
     losses = [
-        lsp_model.modeling._ProjectedCrossEntropy.apply(h, w, t, c, torch.float32, True)[0]
+        lsp_model.modeling._ProjectedCrossEntropy.apply(h, w, t, c, torch.float32)[0]
         for (h, w), (_, t, c) in zip(leaves, calls)
     ]
     for loss in reversed(losses):
@@ -672,7 +672,7 @@ def test_weight_gradient_comes_out_contiguous(dtype):
     weight.register_hook(lambda grad: seen.append(grad.is_contiguous()))
     targets = torch.randint(0, 300, (9,), generator=g)
     loss, _ = lsp_model.modeling._ProjectedCrossEntropy.apply(
-        hidden, weight, targets, torch.full((9,), 1 / 9), dtype, True
+        hidden, weight, targets, torch.full((9,), 1 / 9), dtype
     )
     loss.backward()
     assert seen == [True]
