@@ -676,3 +676,24 @@ def test_weight_gradient_comes_out_contiguous(dtype):
     )
     loss.backward()
     assert seen == [True]
+
+
+def test_compiled_model_does_not_recompile_when_the_labelled_count_changes():
+    # The loss's shapes follow the labels; it stays eager, so torch.compile compiles the
+    # transformer once rather than once per batch (which made --compile slower than eager).
+    from torch._dynamo.testing import CompileCounter
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    m = GPT2LMHeadModel(small_config())
+    counter = CompileCounter()
+    m.compile(backend=counter)
+    input_ids = torch.randint(0, 97, (2, 12))
+    compiled = []
+    for context in (3, 5, 7, 9):
+        labels = input_ids.clone()
+        labels[:, :context] = -1
+        m(input_ids, None, None, labels)[0].backward()
+        compiled.append(counter.frame_count)
+    torch._dynamo.reset()
+    assert compiled == [compiled[0]] * 4
