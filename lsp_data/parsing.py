@@ -11,6 +11,7 @@ database.
 from __future__ import annotations
 
 import math
+import re
 
 TURN_SEPARATOR = " EOS "
 # Batches carry weights as float32 (lsp_data.loaders): a larger weight would become inf there.
@@ -82,19 +83,64 @@ def _weight_problem(token: str, weight: float) -> str:
     return "is not a plain decimal number"
 
 
-def parse_training_line(line: str) -> tuple[list[float], list[str]]:
-    """Parse ``CONTEXT<TAB>RESPONSE`` into turn weights and texts, in conversation order.
+# Every character str.split() cuts at but the space and the tab (test_parsing checks the
+# list against str.isspace): a line holding none of them, no double space and no space
+# before a tab is cut into turns and words at single spaces alone (parse_training_line).
+# An explicit class: re's \s in a class with exceptions is several times slower.
+_OTHER_WHITESPACE = re.compile(
+    "[\n\x0b\x0c\r\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+)
 
-    The response is left out when its weight is zero: it is never a target and, being the
-    last turn, never context either.
-    """
+
+def _single_spaced(stripped: str) -> bool:
+    return (
+        "  " not in stripped
+        and " \t" not in stripped
+        and _OTHER_WHITESPACE.search(stripped) is None
+    )
+
+
+def _by_words(line: str) -> tuple[list[float], list[str]]:
     weights, turn_words = parse_training_line_words(line)
     return weights, [" ".join(words) for words in turn_words]
 
 
+def parse_training_line(line: str) -> tuple[list[float], list[str]]:
+    """Parse ``CONTEXT<TAB>RESPONSE`` into turn weights and texts, in conversation order.
+
+    The response is left out when its weight is zero: it is never a target and, being the
+    last turn, never context either. Each text is its turn's words joined by single spaces.
+
+    Nearly every real line is single-spaced already. There, ``str.split()`` would only cut
+    at the spaces, so each turn is read by ``str.partition`` instead of being cut into
+    words and joined again: no turn is empty and none ends with a space (either takes a
+    double space, a space before the tab or at the end of the line, which ``strip``
+    removed); a turn starting with a space (the response, after the tab) is not led by a
+    plain weight. Any other line, and any turn not led by a plain weight, goes through
+    ``parse_training_line_words``, the definition; the tests compare the two.
+    """
+    stripped = line.strip()
+    if not stripped or not _single_spaced(stripped):
+        return _by_words(line)
+    fields = stripped.split("\t")
+    if len(fields) != 2:
+        return _by_words(line)  # raises: the tab count
+    context, response = fields
+    turns = context.split(TURN_SEPARATOR)
+    turns.append(response)
+    parts = [turn.partition(" ") for turn in turns]
+    weights = [_PLAIN_WEIGHTS.get(token) for token, _, _ in parts]
+    if None in weights:  # a weight float() must read, a text float() refuses, bad weights
+        return _by_words(line)
+    texts = [text for _, _, text in parts]
+    if weights[-1] == 0:
+        del weights[-1], texts[-1]
+    return weights, texts  # type: ignore[return-value]  # no None left
+
+
 def parse_training_line_words(line: str) -> tuple[list[float], list[list[str]]]:
-    """``parse_training_line`` with each text as its words, not joined (what prepro's
-    tokenizer looks up)."""
+    """``parse_training_line`` with each text as its words (``str.split()``), not joined:
+    the definition of how a line reads, whatever its whitespace."""
     stripped = line.strip()
     if not stripped:
         raise MalformedLine(EMPTY_LINE, "the line is empty")

@@ -1,10 +1,10 @@
 """Streaming tsv -> feature database conversion (docs/REFERENCE.md §3), parallel over worker processes.
 
 The corpus is read as bytes in batches of lines; each batch is parsed, tokenized and
-turned into features in a worker process, in bulk: its words are looked up in a word cache
-in one pass (``BatchEncoder.encode_words``; new words encoded together by tiktoken when it
-is installed, else by the Rust tokenizer), and its features placed as numpy arrays from
-turn windows found on token counts alone (``make_features_flat``). The main process
+turned into features in a worker process, in bulk: its texts are tokenized in one call
+(``BatchEncoder.encode_texts``: tiktoken's BPE over GPT-2's vocabulary, else a word cache
+over the Rust tokenizer), and its features placed as numpy arrays from turn windows found
+on token counts alone (``make_features_flat``). The main process
 assigns feature ids in file order and writes chunks as they fill, keeping only a bounded
 window of batches in flight, so memory stays flat for any corpus size.
 """
@@ -34,7 +34,6 @@ from lsp_data.parsing import (
     SKIP_REASONS,
     MalformedLine,
     parse_training_line,
-    parse_training_line_words,
     split_physical_line,
 )
 from lsp_data.tokenizer import BatchEncoder, load_fast_bpe, load_tokenizer, text_backend
@@ -171,7 +170,7 @@ def _process_batch(
     result = BatchResult(chunk=FeatureChunk.from_features([], []))
     conversations: list[tuple[int, int]] = []  # first text, number of texts
     weights: list[float] = []  # one per text
-    texts: list[list[str]] = []  # each text as its words
+    texts: list[str] = []
     for lineno, raw in lines:
         try:
             logical_lines = split_physical_line(raw)
@@ -182,7 +181,7 @@ def _process_batch(
         for line in logical_lines:
             result.n_line += 1
             try:
-                turn_weights, turn_texts = parse_training_line_words(line)
+                turn_weights, turn_texts = parse_training_line(line)
             except MalformedLine as err:
                 result.skipped.append((lineno, err.reason, str(err), _excerpt(line)))
                 continue
@@ -190,7 +189,7 @@ def _process_batch(
             texts.extend(turn_texts)
             weights.extend(turn_weights)
 
-    ids, lengths = _worker_tokenizer.encode_words(texts)
+    ids, lengths = _worker_tokenizer.encode_texts(texts)
     flat = make_features_flat(
         ids, lengths, weights, conversations, max_seq_len, reverse=reverse, two_turn=two_turn
     )

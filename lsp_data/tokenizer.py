@@ -340,6 +340,24 @@ class BatchEncoder:
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return [self.encode(text) for text in texts]
 
+    def encode_texts(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(token ids of ``texts`` concatenated, uint16; each text's token count, int64), for
+        texts whose only whitespace is single spaces between words (``parse_training_line``'s).
+
+        With ``fast_bpe`` the whole batch is one call, texts joined by newlines: a newline is
+        a pre-split piece of its own (token 198) and such texts hold none, so the ids split
+        back at those tokens; each text's pieces are GPT-2's (a text's first word, then each
+        ``' ' + word``), as in ``encode_words``. Without it, or should the count of newline
+        tokens come out wrong, the texts go through ``encode_words``'s word cache."""
+        if self.fast_bpe is not None and texts:
+            ids = np.array(self.fast_bpe.encode_ordinary("\n" + "\n".join(texts)), np.uint16)
+            newlines = ids == _NEWLINE_ID
+            cuts = np.flatnonzero(newlines)
+            if len(cuts) == len(texts):
+                lengths = np.diff(cuts, append=len(ids)) - 1
+                return ids[~newlines], lengths.astype(np.int64)
+        return self.encode_words([text.split(" ") if text else [] for text in texts])
+
     def encode_words(self, turns: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
         """(token ids of ``[' '.join(words) for words in turns]`` concatenated, uint16; each
         text's token count, int64), given the words of each text as ``str.split()`` made

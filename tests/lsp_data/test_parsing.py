@@ -13,6 +13,7 @@ from lsp_data.parsing import (
     MalformedLine,
     parse_pair_line,
     parse_training_line,
+    parse_training_line_words,
     parse_weighted_turn,
     split_physical_line,
 )
@@ -208,3 +209,46 @@ def test_parse_pair_line_needs_a_tab(line):
         BAD_TAB_COUNT,
         "expected CONTEXT<TAB>RESPONSE, found no tab",
     )
+
+
+def _by_words(line):
+    weights, turn_words = parse_training_line_words(line)
+    return weights, [" ".join(words) for words in turn_words]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "1.0 a  b\t1.0 c",  # a double space
+        "1.0 a \t1.0 b",  # a space before the tab ...
+        "1.0 a\t 1.0 b",  # ... and after it
+        "1.0 a\u00a0b\t1.0 c",  # whitespace that is no space: split() cuts there
+        "1.0 a\x1cb\t1.0 c",  # a separator str.split() takes as whitespace
+        "1.0 a\nb\t1.0 c",  # a line break inside a line (a tsv read by other means)
+        "1.0 a\u3000b EOS 0.0 c\t1.0 d",
+        "1.0 a EOS EOS b\t1.0 c",  # "EOS" left inside a turn
+        "0.0 a\t-0.0 b",  # a response weighted -0.0 is no target either
+        "nan a\t1.0 b",  # a weight float() reads but the toolkit refuses
+        "2 dogs EOS hi\t1.0 c",  # numbers and unweighted turns read by float()
+        "0.0\t1.0",  # turns of a weight alone
+    ],
+)
+def test_single_space_route_reads_as_the_words_do(line):
+    # parse_training_line reads single-spaced lines without cutting them into words
+    def outcome(parse):
+        try:
+            return parse(line)
+        except MalformedLine as err:
+            return err.reason, str(err)
+
+    assert outcome(parse_training_line) == outcome(_by_words)
+
+
+def test_the_single_space_route_knows_every_whitespace_character():
+    import sys
+
+    from lsp_data.parsing import _OTHER_WHITESPACE
+
+    listed = {c for c in map(chr, range(sys.maxunicode + 1)) if _OTHER_WHITESPACE.match(c)}
+    every = {c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace()}
+    assert listed == every - {" ", "\t"}

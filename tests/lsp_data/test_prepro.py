@@ -585,6 +585,26 @@ def test_batch_encoder_equals_rust_tokenizer_on_any_whitespace():
         assert ids.tolist() == [i for e in encoded for i in e], batch
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["tiktoken", "word-cache"])
+def test_encode_texts_equals_rust_tokenizer_per_text(fast):
+    # prepro's route: a batch's single-spaced texts in one call, split back per text
+    from lsp_data.tokenizer import BatchEncoder, load_fast_bpe, text_backend
+
+    rust = text_backend(load_tokenizer())
+    encoder = BatchEncoder(rust, load_fast_bpe() if fast else None)
+    assert (encoder.fast_bpe is not None) == fast
+    texts = [
+        "", "a", "a b", "it 's you're I'LL", "<|endoftext|> x", "😀 😀😀 é", "", "9x9 99 .5",
+        "hello , world !", "'s 's", "a-b_c~d\x00e\x7f", "日本語 Ünïcödé", "", "x" * 300, "",
+    ]  # fmt: skip
+    for batch in [texts, texts[:1], texts[1:], [], ["a\nb c", "d"]]:  # the last: a newline
+        ids, lengths = encoder.encode_texts(batch)  # ... is no word separator: still right
+        encoded = [rust.encode(t, add_special_tokens=False).ids for t in batch]
+        assert ids.dtype == np.uint16 and lengths.dtype == np.int64
+        assert lengths.tolist() == [len(e) for e in encoded], batch
+        assert ids.tolist() == [i for e in encoded for i in e], batch
+
+
 def test_batch_encoder_cache_is_bounded(monkeypatch):
     from lsp_data.tokenizer import BatchEncoder, _WordIds, text_backend
 
