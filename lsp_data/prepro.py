@@ -38,7 +38,7 @@ from lsp_data.parsing import (
 )
 from lsp_data.tokenizer import BatchEncoder, load_fast_bpe, load_tokenizer, text_backend
 
-LINES_PER_BATCH = 2000
+BATCH_BYTES = 1 << 19  # a batch: whole lines read as one block of about this size
 SHOWN_PER_REASON = 5  # skipped lines printed per reason; all are counted
 EXCERPT_CHARS = 80
 # More malformed lines than this share of all lines fails the run (nothing is written): such
@@ -96,19 +96,18 @@ class BatchResult:
 _worker_tokenizer: Any = None
 
 
-@functools.lru_cache(maxsize=2)
-def _encoder_parts(tokenizer_dir: str | None) -> tuple[Any, Any]:
-    """(``text_backend``, ``load_fast_bpe``) for ``tokenizer_dir``, made once per process.
-
-    Each worker makes its own (about 0.3 s). Made in the parent before forking, on a loaded
-    machine prepro outlived a SIGTERM by over 10 s in 2 runs of 3 (cause not pinned down;
-    test_sigterm_stops_prepro_and_its_workers_leaving_nothing), and never when made here."""
-    return text_backend(load_tokenizer(tokenizer_dir)), load_fast_bpe(tokenizer_dir)
+def _rust_backend(tokenizer_dir: str | None) -> Any:
+    return text_backend(load_tokenizer(tokenizer_dir))
 
 
 def _init_worker(tokenizer_dir: str | None) -> None:
+    # Each worker makes its own encoder. Made in the parent before forking (both backends),
+    # on a loaded machine prepro outlived a SIGTERM by over 10 s in 2 runs of 3 (cause not
+    # pinned down; test_sigterm_stops_prepro_and_its_workers_leaving_nothing).
     global _worker_tokenizer
-    _worker_tokenizer = BatchEncoder(*_encoder_parts(tokenizer_dir))
+    _worker_tokenizer = BatchEncoder(
+        functools.partial(_rust_backend, tokenizer_dir), load_fast_bpe(tokenizer_dir)
+    )
 
 
 def _init_pool_worker(tokenizer_dir: str | None, parent_pid: int) -> None:
@@ -157,21 +156,25 @@ def _gc_paused() -> Iterator[None]:
 
 
 def process_batch(
-    lines: list[tuple[int, bytes]], max_seq_len: int, reverse: bool, two_turn: bool
+    first_lineno: int, block: bytes, max_seq_len: int, reverse: bool, two_turn: bool
 ) -> BatchResult:
-    """Parse, tokenize and featurize a batch of (line number, raw bytes)."""
+    """Parse, tokenize and featurize a block of whole lines (``\\n``-terminated, but for
+    a file's last line), the first of them line number ``first_lineno``."""
     with _gc_paused():
-        return _process_batch(lines, max_seq_len, reverse, two_turn)
+        return _process_batch(first_lineno, block, max_seq_len, reverse, two_turn)
 
 
 def _process_batch(
-    lines: list[tuple[int, bytes]], max_seq_len: int, reverse: bool, two_turn: bool
+    first_lineno: int, block: bytes, max_seq_len: int, reverse: bool, two_turn: bool
 ) -> BatchResult:
     result = BatchResult(chunk=FeatureChunk.from_features([], []))
     conversations: list[tuple[int, int]] = []  # first text, number of texts
     weights: list[float] = []  # one per text
     texts: list[str] = []
-    for lineno, raw in lines:
+    raw_lines = block.split(b"\n")
+    if raw_lines[-1] == b"":
+        raw_lines.pop()  # after the last line's newline
+    for lineno, raw in enumerate(raw_lines, start=first_lineno):
         try:
             logical_lines = split_physical_line(raw)
         except MalformedLine as err:
@@ -237,21 +240,23 @@ def published_path_features(
                     yield from make_features(turns, ws, max_seq_len)
 
 
-def iter_line_batches(
-    path: Path, batch_lines: int
-) -> Iterator[tuple[list[tuple[int, bytes]], int]]:
-    """Yield ([(line number, raw line)], bytes consumed) without decoding anything."""
+def iter_line_blocks(path: Path, block_bytes: int) -> Iterator[tuple[int, bytes]]:
+    """Yield (number of the block's first line, whole lines as bytes), reading ``path`` in
+    blocks of about ``block_bytes``; a longer line makes a block of its own."""
     with open(path, "rb") as f:
-        batch: list[tuple[int, bytes]] = []
-        size = 0
-        for lineno, raw in enumerate(f, start=1):
-            batch.append((lineno, raw))
-            size += len(raw)
-            if len(batch) >= batch_lines:
-                yield batch, size
-                batch, size = [], 0
-        if batch:
-            yield batch, size
+        lineno = 1
+        pending: list[bytes] = []  # the start of a line no block has ended yet
+        while data := f.read(block_bytes):
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                pending.append(data)
+                continue
+            block = b"".join([*pending, data[:cut]]) if pending else data[:cut]
+            pending = [data[cut:]] if cut < len(data) else []
+            yield lineno, block
+            lineno += block.count(b"\n")
+        if pending:
+            yield lineno, b"".join(pending)
 
 
 class _InProcess:
@@ -424,10 +429,11 @@ def _run_prepro(
             pbar.update(nbytes)
 
     try:
-        for batch, nbytes in iter_line_batches(corpus_path, LINES_PER_BATCH):
-            window.append(
-                (executor.submit(process_batch, batch, max_seq_len, reverse, two_turn), nbytes)
+        for first_lineno, block in iter_line_blocks(corpus_path, BATCH_BYTES):
+            future = executor.submit(
+                process_batch, first_lineno, block, max_seq_len, reverse, two_turn
             )
+            window.append((future, len(block)))
             while len(window) >= max_in_flight:
                 collect(*window.pop(0))
         while window:

@@ -12,9 +12,11 @@ on all cores and saves itself with ``save_pretrained``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
+from collections.abc import Callable
 from functools import lru_cache
 from itertools import chain, islice, repeat
 from pathlib import Path
@@ -148,14 +150,7 @@ class PublishedBPE:
 
     @classmethod
     def from_files(cls, vocab_json: Path, merges_txt: Path) -> PublishedBPE:
-        vocab = json.loads(vocab_json.read_text(encoding="utf-8"))
-        merges = []
-        for line in merges_txt.read_text(encoding="utf-8").splitlines():
-            if line.startswith("#version") or not line.strip():
-                continue
-            first, second = line.split()
-            merges.append((first, second))
-        return cls(vocab, merges)
+        return cls(*_read_vocab_and_merges(vocab_json, merges_txt))
 
     def bpe(self, piece: str) -> str:
         """The BPE tokens of one byte-mapped piece, space-separated (cached, as published)."""
@@ -215,20 +210,37 @@ def _bytes_to_unicode() -> dict[int, str]:
     return table
 
 
-def load_published_bpe(folder: str | Path | None = None) -> PublishedBPE:
-    """The pure-Python BPE over the same vocabulary ``load_tokenizer(folder)`` uses."""
+def _vocab_and_merges(folder: str | Path | None) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """The BPE vocabulary and merge rules ``load_tokenizer(folder)`` uses, read from its files."""
     if folder is not None:
         path = Path(folder)
         if (path / "vocab.json").is_file() and (path / "merges.txt").is_file():
-            return PublishedBPE.from_files(path / "vocab.json", path / "merges.txt")
+            return _read_vocab_and_merges(path / "vocab.json", path / "merges.txt")
         if (path / "tokenizer.json").is_file():
             model = json.loads((path / "tokenizer.json").read_text(encoding="utf-8"))["model"]
             merges = [
                 tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]
             ]
-            return PublishedBPE(model["vocab"], merges)  # type: ignore[arg-type]
-    vocab, merges_file = packaged_gpt2_files()
-    return PublishedBPE.from_files(vocab, merges_file)
+            return model["vocab"], merges  # type: ignore[return-value]
+    return _read_vocab_and_merges(*packaged_gpt2_files())
+
+
+def _read_vocab_and_merges(
+    vocab_json: Path, merges_txt: Path
+) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    vocab = json.loads(vocab_json.read_text(encoding="utf-8"))
+    merges = []
+    for line in merges_txt.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#version") or not line.strip():
+            continue
+        first, second = line.split()
+        merges.append((first, second))
+    return vocab, merges
+
+
+def load_published_bpe(folder: str | Path | None = None) -> PublishedBPE:
+    """The pure-Python BPE over the same vocabulary ``load_tokenizer(folder)`` uses."""
+    return PublishedBPE(*_vocab_and_merges(folder))
 
 
 def load_fast_bpe(folder: str | Path | None = None) -> Any:
@@ -248,25 +260,22 @@ def load_fast_bpe(folder: str | Path | None = None) -> Any:
         import tiktoken
     except ImportError:
         return None
-    bpe = load_published_bpe(folder)
-    if bpe.encoder != load_tokenizer(folder).get_vocab():
+    vocab, merges = _vocab_and_merges(folder)
+    if vocab != load_tokenizer(folder).get_vocab():
         return None  # a folder whose tokenizer.json and vocab.json disagree: not guessed at
-    byte_of = {c: b for b, c in bpe.byte_encoder.items()}
-    ranks: dict[bytes, int] = {}
-    for token, token_id in bpe.encoder.items():
-        if token == EOS_TOKEN:
-            continue
-        if any(c not in byte_of for c in token):
-            return None
-        ranks[bytes(byte_of[c] for c in token)] = token_id
-    for b, c in bpe.byte_encoder.items():
-        if bpe.encoder.get(c) != list(bpe.byte_encoder).index(b):
-            return None
-    for rank, (first, second) in enumerate(bpe.ranks):
-        if bpe.encoder.get(first + second) != 256 + rank:
-            return None
-    if len(ranks) != len(bpe.encoder) - 1:
+    byte_encoder = _bytes_to_unicode()
+    if any(vocab.get(c) != i for i, c in enumerate(byte_encoder.values())):
+        return None  # the 256 byte tokens first, in the byte table's order
+    merged = map(str.__add__, (first for first, _ in merges), (second for _, second in merges))
+    if list(map(vocab.get, merged)) != list(range(256, 256 + len(merges))):
+        return None  # every merge's token is 256 + its rule's index
+    tokens = [token for token in vocab if token != EOS_TOKEN]
+    if len(tokens) != len(vocab) - 1 or not set("".join(tokens)) <= set(byte_encoder.values()):
         return None
+    # Each character of a token stands for one byte: map it to the Latin-1 character of
+    # that byte, and Latin-1 encoding gives the bytes.
+    to_latin1 = {ord(c): b for b, c in byte_encoder.items()}
+    ranks = {token.translate(to_latin1).encode("latin-1"): vocab[token] for token in tokens}
     return tiktoken.Encoding(
         "gpt2-words", pat_str=WORDS_PATTERN, mergeable_ranks=ranks, special_tokens={}
     )
@@ -282,63 +291,35 @@ WORDS_PATTERN = PublishedBPE.PATTERN.removesuffix(r"|\s+(?!\S)|\s+") + r"|\s"
 assert WORDS_PATTERN != PublishedBPE.PATTERN
 
 
-class _WordIds(dict):
-    """word -> token ids of ``prefix + word``, encoded by the Rust tokenizer on first use."""
-
-    def __init__(self, backend: Any, prefix: str, max_size: int):
-        super().__init__()
-        self.backend, self.prefix, self.max_size = backend, prefix, max_size
-
-    MAX_CACHED_CHARS = 64  # longer words (URLs, runs of symbols) are rare: not kept
-
-    def __missing__(self, word: str) -> list[int]:
-        ids = self.backend.encode(self.prefix + word, add_special_tokens=False).ids
-        if len(word) <= self.MAX_CACHED_CHARS:  # bounded in count and size: flat memory
-            if len(self) >= self.max_size:
-                self.clear()
-            self[word] = ids
-        return ids
-
-
 class BatchEncoder:
-    """Token ids of turn texts, equal to ``text_backend(tokenizer)``'s, about 4x faster.
+    """Token ids of a batch of turn texts, in bulk, equal to ``text_backend(tokenizer)``'s.
 
-    The Rust tokenizer spends most of its time around BPE (its regex pre-split, offsets,
-    Encoding objects): on Reddit-like text it is hardly faster than the pure-Python BPE
-    with a warm cache. Turn texts from ``parse_training_line`` hold no whitespace but single
-    spaces, and GPT-2's pre-split starts a new piece at every such space (a space is always
+    Texts from ``parse_training_line`` hold no whitespace but single spaces between words.
+    With GPT-2's vocabulary (``load_fast_bpe``) a batch is one tiktoken call
+    (``encode_texts``). Otherwise the Rust tokenizer, which spends most of its time around
+    BPE (its regex pre-split, offsets, Encoding objects), is kept to the words not seen
+    yet: GPT-2's pre-split starts a new piece at every single space (a space is always
     taken by the ``' ?X'`` alternative that matches the character after it), so a text's
-    ids are the concatenation of those of its first word and of each following
-    ``' ' + word``. Those are cached per word and encoded, on a miss, by the Rust tokenizer
-    itself, so no split rule is re-implemented here. Texts with other whitespace (not from
-    the parser) go to the Rust tokenizer whole.
+    ids are those of its first word and of each following ``' ' + word``, cached per word
+    (``encode_words``) and encoded on a miss by the Rust tokenizer itself, so no split rule
+    is re-implemented here.
     """
 
     MAX_CACHED_WORDS = 200_000
+    MAX_CACHED_CHARS = 64  # longer words (URLs, runs of symbols) are rare: not kept
 
-    def __init__(self, backend: Any, fast_bpe: Any = None):
-        """``backend``: a ``text_backend(tokenizer)`` copy, used for words not cached yet;
-        ``fast_bpe``: ``load_fast_bpe()``'s encoding, used instead for ``encode_words``'s."""
-        self.backend = backend
+    def __init__(self, make_backend: Callable[[], Any], fast_bpe: Any = None):
+        """``make_backend``: makes a ``text_backend(tokenizer)`` copy, on first need only
+        (a tenth of a second, per prepro worker); ``fast_bpe``: ``load_fast_bpe()``'s
+        encoding, or None."""
+        self._make_backend = make_backend
         self.fast_bpe = fast_bpe
         self._table = _SlotTable()  # encode_words's word cache
         self._seen_once: set[str] = set()  # words met in one batch only, not in the table
-        self._first = _WordIds(self.backend, "", self.MAX_CACHED_WORDS // 4)
-        self._following = _WordIds(self.backend, " ", self.MAX_CACHED_WORDS)
 
-    def encode(self, text: str) -> list[int]:
-        words = text.split(" ")
-        if len(words) > 1 and not _single_spaced(text, words):
-            return self.backend.encode(text, add_special_tokens=False).ids
-        return list(
-            chain(
-                self._first[words[0]],
-                chain.from_iterable(map(self._following.__getitem__, islice(words, 1, None))),
-            )
-        )
-
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return [self.encode(text) for text in texts]
+    @functools.cached_property
+    def backend(self) -> Any:
+        return self._make_backend()
 
     def encode_texts(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(token ids of ``texts`` concatenated, uint16; each text's token count, int64), for
@@ -364,7 +345,7 @@ class BatchEncoder:
         them (no word holds whitespace, none is empty): what prepro has from
         ``parse_training_line_words``, so nothing is joined and split again.
 
-        The same ids as ``encode_batch``, made for a whole batch in a few C loops: each word
+        The Rust tokenizer's ids per text, made for a whole batch in a few C loops: each word
         is looked up in a word -> table-slot dict (one ``map`` over the batch), and the ids
         are gathered from the slots' token table with numpy. A text's first word is keyed
         with a leading newline, apart from the same word after a space."""
@@ -405,7 +386,7 @@ class BatchEncoder:
             seen.difference_update(again)
             if len(seen) + len(new) > self.MAX_CACHED_WORDS:
                 seen.clear()
-            seen.update(key for key in new if len(key) <= _WordIds.MAX_CACHED_CHARS)
+            seen.update(key for key in new if len(key) <= self.MAX_CACHED_CHARS)
         first_word = np.cumsum(word_counts) - word_counts
         flat, word_lengths = table.gather(slots)
         lengths = np.add.reduceat(word_lengths, first_word).astype(np.int64)
@@ -492,8 +473,3 @@ class _SlotTable:
         stays flat, and a batch always finds its own words (this runs between batches)."""
         if len(self.slot) > max_words or self.n_token > max_tokens:
             self.clear()
-
-
-def _single_spaced(text: str, words: list[str]) -> bool:
-    """True when the only whitespace of ``text`` is single spaces between words."""
-    return len(text.split()) == len(words)

@@ -240,6 +240,7 @@ def test_interrupted_run_leaves_no_complete_looking_folder(tmp_path, monkeypatch
         return real(*args)
 
     monkeypatch.setattr(mod, "process_batch", failing)
+    monkeypatch.setattr(mod, "BATCH_BYTES", 4096)
     with pytest.raises(KeyboardInterrupt):
         run_prepro(str(corpus), chunk_size=1000, progress=False, log=lambda m: None)
     assert not (tmp_path / "c.128len.db").exists()
@@ -269,6 +270,50 @@ def test_chunks_and_workers_agree(tmp_path, capsys):
     with FeatureDB(tmp_path / "a.128len.db") as a, FeatureDB(tmp_path / "b.128len.db") as b:
         assert a.meta["n_chunk"] == -(-len(a) // 700)
         assert list(a.iter_features()) == list(b.iter_features())
+
+
+LINES_FOR_BLOCKS = (
+    b"1.0 a\t1.0 b\n\n" + b"1.0 " + b"x" * 300 + b"\t1.0 y\r\n" + b"\xff\t\n"
+    + b"1.0 c\r1.0 d\t1.0 e\n" * 3 + b"no tab here\n" + b"1.0 f\t1.0 g"
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("block_bytes", [1, 5, 64, 1 << 20])
+def test_line_blocks_hold_every_line_once_with_its_number(tmp_path, block_bytes):
+    import io
+
+    from lsp_data.prepro import iter_line_blocks
+
+    (tmp_path / "c.tsv").write_bytes(LINES_FOR_BLOCKS)
+    blocks = list(iter_line_blocks(tmp_path / "c.tsv", block_bytes))
+    assert b"".join(block for _, block in blocks) == LINES_FOR_BLOCKS
+    assert all(block.endswith(b"\n") for _, block in blocks[:-1])  # whole lines only
+    numbered = [
+        (first + i, line)
+        for first, block in blocks
+        for i, line in enumerate(io.BytesIO(block).readlines())
+    ]
+    assert numbered == list(enumerate(io.BytesIO(LINES_FOR_BLOCKS).readlines(), start=1))
+
+
+def test_batches_of_any_size_give_the_same_database_and_skips(tmp_path, monkeypatch):
+    import lsp_data.prepro as mod
+
+    good = b"".join(b"0.0 hello there %d EOS 1.0 how are you\t1.0 fine\n" % i for i in range(9))
+    (tmp_path / "c.tsv").write_bytes((good + LINES_FOR_BLOCKS + b"\n") * 40)
+    metas, features = [], []
+    for batch_bytes, workers in ((1 << 20, 1), (64, 1), (300, 2)):
+        monkeypatch.setattr(mod, "BATCH_BYTES", batch_bytes)
+        folder, meta = run_prepro(
+            str(tmp_path / "c.tsv"), workers=workers, overwrite=True, progress=False,
+            chunk_size=50, log=lambda m: None,
+        )  # fmt: skip
+        metas.append(meta)
+        with FeatureDB(folder) as db:
+            features.append(list(db.iter_features()))
+    assert metas[0]["n_line_skipped"] == 40 * 6 and len(metas[0]["skipped_first_lines"]) == 3
+    assert metas[1] == metas[0] and metas[2] == metas[0]  # line numbers in it too
+    assert features[1] == features[0] and features[2] == features[0]
 
 
 def test_database_holds_no_pickle(small_db):
@@ -558,28 +603,17 @@ def test_fast_path_equals_published_path_on_tricky_text(tmp_path, reverse):
         assert stored == slow, f"workers={workers}"
 
 
-def test_batch_encoder_equals_rust_tokenizer_on_any_whitespace():
+def test_encode_words_equals_rust_tokenizer_per_text():
+    # the word cache (vocabularies tiktoken cannot take): the parser's words through the
+    # slot table, empty texts among them, twice (the second time from the cache)
     from lsp_data.tokenizer import BatchEncoder, text_backend
 
-    texts = [
-        "", "a", "a b", "a  b", " a", "a ", "a\tb c", "x\u3000y z", "a\u00a0b c", "p\x1cq r",
-        "it 's", "  ", "<|endoftext|> x", "😀 😀😀 é", "\u2028 a",
-        "a   b", "a  \tb c",  # runs of spaces: a piece of its own, not one per space
-        "p\x1cq", "a\tb", "x\x0b\x0cy", "'s'S'll'LL", "a-b_c~d\x00e\x7f", "9x9 99 .5",
-    ]  # fmt: skip
     rust = text_backend(load_tokenizer())
-    expected = [rust.encode(t, add_special_tokens=False).ids for t in texts]
-    encoder = BatchEncoder(text_backend(load_tokenizer()))
-    assert encoder.encode_batch(texts) == expected
-    assert encoder.encode_batch(texts) == expected  # from the word cache this time
-    # encode_words: the parser's words, unjoined, through the slot table (empty texts among
-    # them), for every batch whose texts are single-spaced.
+    encoder = BatchEncoder(lambda: rust)
     single = ["", "a", "a b", "it 's", "<|endoftext|> x", "😀 😀😀 é", "", "9x9 99 .5", ""]
-    for batch in [texts, single, single[1:], *([t, *single] for t in texts)]:
-        words = [t.split() for t in batch]
-        if not all(" ".join(w) == t for w, t in zip(words, batch)):
-            continue
-        ids, lengths = encoder.encode_words(words)
+    others = ["'s'S'll'LL", "a-b_c~d\x00e\x7f", "x" * 300, "hello , world !", "日本語 x"]
+    for batch in [single, single[1:], single, *([t, *single] for t in others), []]:
+        ids, lengths = encoder.encode_words([t.split() for t in batch])
         encoded = [rust.encode(t, add_special_tokens=False).ids for t in batch]
         assert ids.dtype == np.uint16 and lengths.tolist() == [len(e) for e in encoded]
         assert ids.tolist() == [i for e in encoded for i in e], batch
@@ -591,7 +625,7 @@ def test_encode_texts_equals_rust_tokenizer_per_text(fast):
     from lsp_data.tokenizer import BatchEncoder, load_fast_bpe, text_backend
 
     rust = text_backend(load_tokenizer())
-    encoder = BatchEncoder(rust, load_fast_bpe() if fast else None)
+    encoder = BatchEncoder(lambda: rust, load_fast_bpe() if fast else None)
     assert (encoder.fast_bpe is not None) == fast
     texts = [
         "", "a", "a b", "it 's you're I'LL", "<|endoftext|> x", "😀 😀😀 é", "", "9x9 99 .5",
@@ -606,20 +640,35 @@ def test_encode_texts_equals_rust_tokenizer_per_text(fast):
 
 
 def test_batch_encoder_cache_is_bounded(monkeypatch):
-    from lsp_data.tokenizer import BatchEncoder, _WordIds, text_backend
+    from lsp_data.tokenizer import BatchEncoder, text_backend
 
     monkeypatch.setattr(BatchEncoder, "MAX_CACHED_WORDS", 40)
-    encoder = BatchEncoder(text_backend(load_tokenizer()))
     rust = text_backend(load_tokenizer())
+    encoder = BatchEncoder(lambda: rust)
     texts = [f"w{i} v{i} " + "y" * 5000 + f" {i}" for i in range(100)]
-    assert encoder.encode_batch(texts) == [rust.encode(t).ids for t in texts]
-    assert len(encoder._following) <= 40 and len(encoder._first) <= 10
-    cached = list(encoder._following) + list(encoder._first)
-    assert max(map(len, cached)) <= _WordIds.MAX_CACHED_CHARS  # the long words were not kept
-    for _ in range(2):  # encode_words's slot table starts over between batches once too full
+    for _ in range(2):  # the slot table starts over between batches once too full
         ids, lengths = encoder.encode_words([t.split() for t in texts])
         assert ids.tolist() == [i for t in texts for i in rust.encode(t).ids]
         assert len(encoder._table.slot) <= 40
+        # words met once are remembered only up to a length: long ones are rarely met again
+        assert all(len(word) <= encoder.MAX_CACHED_CHARS for word in encoder._seen_once)
+    assert any(len(word) > 1000 for t in texts for word in t.split())
+
+
+def test_batch_encoder_makes_the_rust_tokenizer_only_when_needed():
+    from lsp_data.tokenizer import BatchEncoder, load_fast_bpe, text_backend
+
+    made = []
+
+    def make():
+        made.append(1)
+        return text_backend(load_tokenizer())
+
+    encoder = BatchEncoder(make, load_fast_bpe())
+    encoder.encode_texts(["hello there", "x"])
+    assert made == []  # tiktoken took the batch
+    encoder.encode_texts(["a\nb"])  # a text outside the contract: the Rust tokenizer's turn
+    assert made == [1]
 
 
 @pytest.mark.slow
@@ -647,7 +696,7 @@ def test_fast_bpe_equals_rust_tokenizer_on_every_vocabulary_word():
 
     spaces = regex.findall(r"\s", "".join(map(chr, range(0x110000))))
     assert spaces and all(c.isspace() for c in spaces)
-    with_fast = BatchEncoder(rust, fast)._encode_keys(keys)
-    without = BatchEncoder(rust, None)._encode_keys(keys)
+    with_fast = BatchEncoder(lambda: rust, fast)._encode_keys(keys)
+    without = BatchEncoder(lambda: rust, None)._encode_keys(keys)
     assert with_fast[1].tolist() == without[1].tolist()
     assert np.array_equal(with_fast[0], without[0])
