@@ -36,7 +36,13 @@ from lsp_data.parsing import (
     parse_training_line,
     split_physical_line,
 )
-from lsp_data.tokenizer import BatchEncoder, load_fast_bpe, load_tokenizer, text_backend
+from lsp_data.tokenizer import (
+    BatchEncoder,
+    gpt2_byte_ranks,
+    load_fast_bpe,
+    load_tokenizer,
+    text_backend,
+)
 
 BATCH_BYTES = 1 << 19  # a batch: whole lines read as one block of about this size
 SHOWN_PER_REASON = 5  # skipped lines printed per reason; all are counted
@@ -101,9 +107,10 @@ def _rust_backend(tokenizer_dir: str | None) -> Any:
 
 
 def _init_worker(tokenizer_dir: str | None) -> None:
-    # Each worker makes its own encoder. Made in the parent before forking (both backends),
-    # on a loaded machine prepro outlived a SIGTERM by over 10 s in 2 runs of 3 (cause not
-    # pinned down; test_sigterm_stops_prepro_and_its_workers_leaving_nothing).
+    # Each worker makes its own encoders (from gpt2_byte_ranks, made before forking). When the
+    # parent made them before forking (the Rust tokenizer and tiktoken objects), on a loaded
+    # machine prepro outlived a SIGTERM by over 10 s in 2 runs of 3 (cause not pinned down;
+    # test_sigterm_stops_prepro_and_its_workers_leaving_nothing).
     global _worker_tokenizer
     _worker_tokenizer = BatchEncoder(
         functools.partial(_rust_backend, tokenizer_dir), load_fast_bpe(tokenizer_dir)
@@ -293,6 +300,7 @@ def _executor(workers: int, tokenizer_dir: str | None) -> Any:
     if workers <= 1:
         return _InProcess(tokenizer_dir)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one process per core already
+    gpt2_byte_ranks(tokenizer_dir)  # plain Python data, made once: forked workers inherit it
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     return _Pool(
         max_workers=workers,

@@ -245,21 +245,42 @@ def load_published_bpe(folder: str | Path | None = None) -> PublishedBPE:
 
 def load_fast_bpe(folder: str | Path | None = None) -> Any:
     """``tiktoken``'s BPE over the vocabulary of ``load_tokenizer(folder)``, or None; for
-    text shaped as ``WORDS_PATTERN`` says (``BatchEncoder``'s new words), not any text.
+    text shaped as ``WORDS_PATTERN`` says (``BatchEncoder.encode_texts``'s), not any text.
 
-    tiktoken (Rust, optional) encodes a batch of words about 6x faster than the
-    ``tokenizers`` backend; ``BatchEncoder`` uses it for the words its cache has not seen.
-    It merges by the rank of the merged token rather than of the merge rule; OpenAI's own
-    GPT-2 encoding relies on the two agreeing for a vocabulary whose 256 byte tokens come
-    first and whose every merged token's id is 256 + the index of the rule that makes it.
-    That layout is checked here (any other vocabulary gets None, and so the ``tokenizers``
-    backend), and the tests compare both on every vocabulary entry as a word and on
-    hundreds of thousands of made-up words. None too when tiktoken is not installed.
+    tiktoken (Rust) encodes a batch of texts several times faster than the ``tokenizers``
+    backend. It merges by the rank of the merged token rather than of the merge rule;
+    OpenAI's own GPT-2 encoding relies on the two agreeing for a vocabulary whose 256 byte
+    tokens come first and whose every merged token's id is 256 + the index of the rule
+    that makes it. That layout is checked (``gpt2_byte_ranks``; any other vocabulary gets
+    None, and so the ``tokenizers`` backend), and the tests compare both on every
+    vocabulary entry as a word and on tens of thousands of made-up words. None too when
+    tiktoken is not installed.
     """
     try:
         import tiktoken
     except ImportError:
         return None
+    ranks = gpt2_byte_ranks(folder)
+    if ranks is None:
+        return None
+    return tiktoken.Encoding(
+        "gpt2-words", pat_str=WORDS_PATTERN, mergeable_ranks=ranks, special_tokens={}
+    )
+
+
+def gpt2_byte_ranks(folder: str | Path | None = None) -> dict[bytes, int] | None:
+    """Each token of ``load_tokenizer(folder)``'s vocabulary as bytes -> its id, when the
+    vocabulary has GPT-2's layout (``load_fast_bpe``), else None. Made once per process
+    (a tenth of a second): prepro makes it before forking its workers. Not to be changed."""
+    return _gpt2_byte_ranks(_folder_key(folder))
+
+
+def _folder_key(folder: str | Path | None) -> str | None:
+    return None if folder is None else str(Path(folder).resolve())
+
+
+@lru_cache(maxsize=4)
+def _gpt2_byte_ranks(folder: str | None) -> dict[bytes, int] | None:
     vocab, merges = _vocab_and_merges(folder)
     if vocab != load_tokenizer(folder).get_vocab():
         return None  # a folder whose tokenizer.json and vocab.json disagree: not guessed at
@@ -275,10 +296,7 @@ def load_fast_bpe(folder: str | Path | None = None) -> Any:
     # Each character of a token stands for one byte: map it to the Latin-1 character of
     # that byte, and Latin-1 encoding gives the bytes.
     to_latin1 = {ord(c): b for b, c in byte_encoder.items()}
-    ranks = {token.translate(to_latin1).encode("latin-1"): vocab[token] for token in tokens}
-    return tiktoken.Encoding(
-        "gpt2-words", pat_str=WORDS_PATTERN, mergeable_ranks=ranks, special_tokens={}
-    )
+    return {token.translate(to_latin1).encode("latin-1"): vocab[token] for token in tokens}
 
 
 # GPT-2's pre-split pattern for text whose only whitespace is single newlines, each before a

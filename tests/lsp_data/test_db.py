@@ -358,3 +358,46 @@ def test_inspect_of_an_old_database_with_a_nan_weight_is_an_error_not_bad_json(s
     err = capsys.readouterr().err
     assert "feature 0 holds a weight that is not a finite number" in err
     assert "Traceback" not in err
+
+
+# -- the chunks' npz archives (npz_bytes) ----------------------------------------------------
+
+
+def _arrays() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {
+        "input_ids": rng.integers(0, 50257, 5000).astype(np.uint16),
+        "lm_labels": np.where(rng.random(5000) < 0.4, -1, rng.integers(0, 50257, 5000)).astype(
+            np.int32
+        ),
+        "weights": np.repeat([0.0, 1.0, 0.25], [1000, 3000, 1000]),
+        "empty": np.zeros(0, np.int64),
+    }
+
+
+@pytest.mark.parametrize("deflate", ["isal", "zlib", "zipfile-zip64"])
+def test_npz_bytes_is_an_npz_any_reader_takes(monkeypatch, deflate):
+    import io
+    import zipfile
+
+    if deflate == "zlib":
+        monkeypatch.setattr(dbmod, "_isal_zlib", None)
+    if deflate == "zipfile-zip64":  # an archive too large for 32-bit zip fields
+        monkeypatch.setattr(dbmod, "_ZIP_LIMIT", 1000)
+    arrays = _arrays()
+    blob = dbmod.npz_bytes(arrays)
+    with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+        assert archive.testzip() is None  # every member's CRC-32 checks out
+        assert archive.namelist() == [f"{name}.npy" for name in arrays]
+        assert {i.compress_type for i in archive.infolist()} == {zipfile.ZIP_DEFLATED}
+    with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+        for name, array in arrays.items():
+            assert npz[name].dtype == array.dtype and np.array_equal(npz[name], array)
+    assert len(blob) < 0.8 * sum(a.nbytes for a in arrays.values())  # compressed
+    if deflate != "zipfile-zip64":  # fixed timestamps: the same arrays, the same bytes
+        assert dbmod.npz_bytes(arrays) == blob
+
+
+def test_isal_deflate_is_installed():
+    # the dependency that keeps prepro's main process from compressing at zlib's speed
+    assert dbmod._isal_zlib is not None

@@ -427,7 +427,9 @@ def _start_prepro_with_workers(tmp_path: Path):
 
     from tests.conftest import REPO, write_corpus
 
-    write_corpus(tmp_path / "c.tsv", 100_000, seed=5)  # many seconds of work: still mid-run
+    write_corpus(tmp_path / "c.tsv", 100_000, seed=5)
+    corpus = (tmp_path / "c.tsv").read_bytes()
+    (tmp_path / "c.tsv").write_bytes(corpus * 20)  # many seconds of work: still mid-run
     proc = subprocess.Popen(
         [sys.executable, str(REPO / "prepro.py"), "--corpus", str(tmp_path / "c.tsv")]
         + ["--no_pbar", "--workers", "2"],
