@@ -92,14 +92,6 @@ _OTHER_WHITESPACE = re.compile(
 )
 
 
-def _single_spaced(stripped: str) -> bool:
-    return (
-        "  " not in stripped
-        and " \t" not in stripped
-        and _OTHER_WHITESPACE.search(stripped) is None
-    )
-
-
 def _by_words(line: str) -> tuple[list[float], list[str]]:
     weights, turn_words = parse_training_line_words(line)
     return weights, [" ".join(words) for words in turn_words]
@@ -120,7 +112,12 @@ def parse_training_line(line: str) -> tuple[list[float], list[str]]:
     ``parse_training_line_words``, the definition; the tests compare the two.
     """
     stripped = line.strip()
-    if not stripped or not _single_spaced(stripped):
+    if (
+        not stripped
+        or "  " in stripped
+        or " \t" in stripped
+        or _OTHER_WHITESPACE.search(stripped) is not None
+    ):
         return _by_words(line)
     fields = stripped.split("\t")
     if len(fields) != 2:

@@ -178,26 +178,16 @@ def _process_batch(
     conversations: list[tuple[int, int]] = []  # first text, number of texts
     weights: list[float] = []  # one per text
     texts: list[str] = []
-    raw_lines = block.split(b"\n")
-    if raw_lines[-1] == b"":
-        raw_lines.pop()  # after the last line's newline
-    for lineno, raw in enumerate(raw_lines, start=first_lineno):
+    for lineno, line in _decoded_lines(first_lineno, block, result):
+        result.n_line += 1
         try:
-            logical_lines = split_physical_line(raw)
+            turn_weights, turn_texts = parse_training_line(line)
         except MalformedLine as err:
-            result.n_line += 1
-            result.skipped.append((lineno, err.reason, str(err), _excerpt(repr(raw)[2:-1])))
+            result.skipped.append((lineno, err.reason, str(err), _excerpt(line)))
             continue
-        for line in logical_lines:
-            result.n_line += 1
-            try:
-                turn_weights, turn_texts = parse_training_line(line)
-            except MalformedLine as err:
-                result.skipped.append((lineno, err.reason, str(err), _excerpt(line)))
-                continue
-            conversations.append((len(texts), len(turn_texts)))
-            texts.extend(turn_texts)
-            weights.extend(turn_weights)
+        conversations.append((len(texts), len(turn_texts)))
+        texts.extend(turn_texts)
+        weights.extend(turn_weights)
 
     ids, lengths = _worker_tokenizer.encode_texts(texts)
     flat = make_features_flat(
@@ -213,6 +203,34 @@ def _process_batch(
         weights=flat.weights,
     )
     return result
+
+
+def _decoded_lines(first_lineno: int, block: bytes, result: BatchResult) -> list[tuple[int, str]]:
+    """(line number, text) of every logical line of ``block``, as ``split_physical_line``
+    reads each physical line; lines that are not UTF-8 are counted and noted in ``result``.
+
+    A block that decodes whole and holds no ``\\r`` (nearly all) is decoded in one call: a
+    newline byte never occurs inside a UTF-8 sequence, so its lines are the same."""
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and "\r" not in text:
+        lines = text.split("\n")
+        if lines[-1] == "":
+            lines.pop()  # after the last line's newline
+        return list(enumerate(lines, start=first_lineno))
+    decoded = []
+    raw_lines = block.split(b"\n")
+    if raw_lines[-1] == b"":
+        raw_lines.pop()
+    for lineno, raw in enumerate(raw_lines, start=first_lineno):
+        try:
+            decoded.extend((lineno, line) for line in split_physical_line(raw))
+        except MalformedLine as err:
+            result.n_line += 1
+            result.skipped.append((lineno, err.reason, str(err), _excerpt(repr(raw)[2:-1])))
+    return decoded
 
 
 def published_path_features(
@@ -285,15 +303,28 @@ class _InProcess:
 
 
 class _Pool(ProcessPoolExecutor):
+    GRACE_S = 5.0  # how long a batch may still run once the run is given up
+
     def terminate(self) -> None:
-        """End the workers now, mid-batch: after an error or an interruption their work is
-        thrown away, and ``shutdown`` alone would wait for each running batch to finish."""
-        # ProcessPoolExecutor has no public way to do this before Python 3.14
-        # (terminate_workers); _processes has held the live workers by pid since 3.2.
-        for process in list((getattr(self, "_processes", None) or {}).values()):
-            with contextlib.suppress(Exception):
-                process.terminate()
-        self.shutdown(wait=True, cancel_futures=True)
+        """End the pool after an error or an interruption: queued batches are cancelled,
+        running ones (a fraction of a second each) finish, then the workers exit; a worker
+        still busy after ``GRACE_S`` is killed.
+
+        Killing the workers at once left, now and then, the pool's result reader waiting
+        forever for the rest of a result that a worker was sending when killed, and prepro
+        outlived SIGTERM (test_sigterm_stops_prepro_and_its_workers_leaving_nothing)."""
+        waiter = threading.Thread(
+            target=self.shutdown, kwargs={"wait": True, "cancel_futures": True}, daemon=True
+        )
+        waiter.start()
+        waiter.join(self.GRACE_S)
+        if waiter.is_alive():
+            # ProcessPoolExecutor has no public way to do this before Python 3.14
+            # (terminate_workers); _processes has held the live workers by pid since 3.2.
+            for process in list((getattr(self, "_processes", None) or {}).values()):
+                with contextlib.suppress(Exception):
+                    process.terminate()
+            waiter.join(self.GRACE_S)
 
 
 def _executor(workers: int, tokenizer_dir: str | None) -> Any:

@@ -247,6 +247,45 @@ def test_interrupted_run_leaves_no_complete_looking_folder(tmp_path, monkeypatch
     assert not list(tmp_path.glob("*.tmp-*"))
 
 
+_STUCK_DIR: list[Path] = []  # where a stuck worker notes its pid (forked workers see it)
+
+
+def _stuck_after_the_first(first_lineno: int, *args: object) -> object:
+    """process_batch for the test below (module level: the pool sends it by name)."""
+    import os
+    import time
+
+    if first_lineno == 1:
+        time.sleep(0.5)  # the other worker is stuck by then
+        raise ValueError("bad batch")
+    (_STUCK_DIR[0] / f"stuck-{os.getpid()}").touch()
+    time.sleep(600)
+    raise AssertionError("not killed")
+
+
+def test_a_failed_run_kills_a_worker_stuck_in_its_batch(tmp_path, monkeypatch):
+    # Running batches may finish after an error (_Pool.terminate); one that never does is
+    # killed after the grace period, and the error reaches the caller.
+    import os
+    import time
+
+    import lsp_data.prepro as mod
+
+    (tmp_path / "c.tsv").write_text("1.0 a\t1.0 b\n" * 5000)
+    monkeypatch.setattr(mod, "process_batch", _stuck_after_the_first)  # workers are forked
+    monkeypatch.setattr(mod, "BATCH_BYTES", 4096)
+    monkeypatch.setattr(mod._Pool, "GRACE_S", 1.0)
+    _STUCK_DIR[:] = [tmp_path]
+    start = time.monotonic()
+    with pytest.raises(ValueError, match="bad batch"):
+        run_prepro(str(tmp_path / "c.tsv"), workers=2, progress=False, log=lambda m: None)
+    assert time.monotonic() - start < 30
+    stuck = [int(f.name.split("-")[1]) for f in tmp_path.glob("stuck-*")]
+    assert stuck and os.getpid() not in stuck
+    assert _survivors(stuck) == []
+    assert not (tmp_path / "c.128len.db").exists() and not list(tmp_path.glob(".*.tmp-*"))
+
+
 def test_leftover_of_a_killed_run_is_pointed_out(tmp_path, capsys):
     stale = tmp_path / ".c.128len.db.tmp-deadbeef"  # what SIGKILL leaves mid-run
     stale.mkdir()
