@@ -220,7 +220,7 @@ def _decoded_lines(first_lineno: int, block: bytes, result: BatchResult) -> list
         if lines[-1] == "":
             lines.pop()  # after the last line's newline
         return list(enumerate(lines, start=first_lineno))
-    decoded = []
+    decoded: list[tuple[int, str]] = []
     raw_lines = block.split(b"\n")
     if raw_lines[-1] == b"":
         raw_lines.pop()
