@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gpt2_training.args import TrainConfig  # noqa: E402
 from gpt2_training.distributed import DistContext  # noqa: E402
+from gpt2_training.precision import cpu_has_native_bf16  # noqa: E402
 from gpt2_training.trainer import (  # noqa: E402
     Progress,
     Run,
@@ -74,7 +75,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=4, help="timed steps per variant per round")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per variant first")
-    p.add_argument("--precisions", default="fp32,bf16", help="toolkit precisions, comma list")
+    p.add_argument(
+        "--precisions",
+        default=None,
+        help="toolkit precisions, comma list (default: fp32,bf16; fp32 alone on a CPU that "
+        "only emulates bf16)",
+    )
     p.add_argument("--compile", default="off", choices=("off", "on", "both"))
     p.add_argument(
         "--batching", default="both", choices=("fixed", "budget", "both"), help="toolkit batches"
@@ -98,14 +104,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 # ----------------------------------------------------------------------------- the machine
 
 
-def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
-    """Best FLOP/s of large square matmuls in ``dtype`` on ``device``."""
-    n = 4096 if device.type == "cuda" else 1536
-    a = torch.randn(n, n, device=device).to(dtype)
-    b = torch.randn(n, n, device=device).to(dtype)
-    best = 0.0
-    for _ in range(5 if device.type == "cuda" else 3):
-        reps = 20 if device.type == "cuda" else 2
+def matmul_peak(device: torch.device, dtype: torch.dtype, budget_s: float = 0.3) -> float:
+    """Best FLOP/s of large square matmuls in ``dtype`` on ``device``.
+
+    The product grows from 256 until one takes a tenth of ``budget_s`` (or reaches the usual
+    size, 1536 on a CPU and 4096 on a GPU), then each of three measurements repeats it for
+    about ``budget_s``. A dtype the CPU only emulates (bf16 without AVX-512 BF16 or AMX, about
+    100x below fp32) so stays small instead of holding the bench for minutes.
+    """
+    largest = 4096 if device.type == "cuda" else 1536
+    n = 256
+    while True:
+        a = torch.randn(n, n, device=device).to(dtype)
+        b = torch.randn(n, n, device=device).to(dtype)
+        a @ b  # first call: kernel selection, page faults
+        sync(device)
+        start = time.perf_counter()
+        a @ b
+        sync(device)
+        once = time.perf_counter() - start
+        if once >= budget_s / 10 or n >= largest:
+            break
+        n = min(largest, n * 2)
+    reps = max(1, min(50, round(budget_s / max(once, 1e-6))))
+    best = 2 * n**3 / once
+    for _ in range(3):
         sync(device)
         start = time.perf_counter()
         for _ in range(reps):
@@ -113,6 +136,16 @@ def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
         sync(device)
         best = max(best, 2 * n**3 * reps / (time.perf_counter() - start))
     return best
+
+
+def default_precisions(device: torch.device) -> str:
+    """fp32 and bf16, less bf16 on a CPU without native bf16 products (said once)."""
+    if device.type == "cpu" and not cpu_has_native_bf16():
+        print(
+            "bf16 left out: this CPU only emulates it (no AVX-512 BF16 or AMX); ask with --precisions"
+        )
+        return "fp32"
+    return "fp32,bf16"
 
 
 def sync(device: torch.device) -> None:
@@ -325,6 +358,8 @@ def needed_flops_per_token(config_file: Path, fpt: float, labelled_share: float)
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
+    if args.precisions is None:
+        args.precisions = default_precisions(device)
     needed = (args.warmup + args.steps * args.rounds) * (1 if args.no_baseline else 2)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

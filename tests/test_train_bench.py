@@ -22,6 +22,7 @@ def test_train_bench_reports_every_variant_and_the_ceiling(tmp_path, capsys):
     out = tmp_path / "bench.json"
     argv = ["--model", str(REPO / "configs" / "tiny"), "--lines", "300", "--batch", "4"]
     argv += ["--steps", "1", "--rounds", "1", "--warmup", "1", "--json", str(out)]
+    argv += ["--precisions", "fp32,bf16"]  # bf16 too, whether or not this CPU has it natively
     assert bench.main(argv) == 0
     report = json.loads(out.read_text())
     names = {"baseline", "toolkit fp32", "toolkit+budget fp32", "toolkit bf16"}
@@ -36,3 +37,14 @@ def test_train_bench_reports_every_variant_and_the_ceiling(tmp_path, capsys):
     assert 0 < report["needed_flops_per_token"] < report["flops_per_token"]
     printed = capsys.readouterr().out
     assert "ceiling at the measured peak" in printed and "fp32" in printed
+
+
+@pytest.mark.parametrize(("native", "expected"), [(False, "fp32"), (True, "fp32,bf16")])
+def test_default_precisions_leave_out_emulated_bf16(monkeypatch, capsys, native, expected):
+    import torch
+
+    bench = _load_bench()
+    monkeypatch.setattr(bench, "cpu_has_native_bf16", lambda: native)
+    assert bench.default_precisions(torch.device("cpu")) == expected
+    assert ("bf16 left out" in capsys.readouterr().out) is not native
+    assert bench.default_precisions(torch.device("cuda")) == "fp32,bf16"
