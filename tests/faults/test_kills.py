@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import random
 import re
 import shutil
@@ -361,7 +362,12 @@ def temp_kind(path: Path) -> str:
 
 
 def temp_entries(out: Path) -> set[Path]:
-    return {p for p in out.rglob(".*") if ".tmp-" in p.name}
+    """Hidden temporaries under ``out`` while the trainer runs: os.walk passes over a folder
+    renamed or removed mid-scan (Path.rglob raised FileNotFoundError on a finished save)."""
+    found = set()
+    for folder, dirs, files in os.walk(out):
+        found.update(Path(folder, n) for n in (*dirs, *files) if n.startswith(".") and ".tmp-" in n)
+    return found
 
 
 @pytest.mark.parametrize("point", POINTS)
