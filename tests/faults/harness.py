@@ -225,8 +225,14 @@ def run_killed(
 
 def hidden_entries(root: Path) -> list[Path]:
     """Entries under ``root`` whose name starts with a dot: the temporaries, work folders and
-    trash that a killed writer leaves (``.NAME.tmp-*``, ``.NAME.*.tmp``, ``.trash-*``)."""
-    return sorted(p for p in root.rglob(".*"))
+    trash that a killed writer leaves (``.NAME.tmp-*``, ``.NAME.*.tmp``, ``.trash-*``).
+
+    Safe while a writer is still running: os.walk passes over a folder renamed or removed
+    mid-scan, where Path.rglob raised FileNotFoundError."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        found.extend(Path(folder, name) for name in (*dirs, *files) if name.startswith("."))
+    return sorted(found)
 
 
 def visible_files(root: Path) -> dict[str, bytes]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import glob
 import json
-import os
 import random
 import re
 import shutil
@@ -362,12 +361,7 @@ def temp_kind(path: Path) -> str:
 
 
 def temp_entries(out: Path) -> set[Path]:
-    """Hidden temporaries under ``out`` while the trainer runs: os.walk passes over a folder
-    renamed or removed mid-scan (Path.rglob raised FileNotFoundError on a finished save)."""
-    found = set()
-    for folder, dirs, files in os.walk(out):
-        found.update(Path(folder, n) for n in (*dirs, *files) if n.startswith(".") and ".tmp-" in n)
-    return found
+    return {p for p in hidden_entries(out) if ".tmp-" in p.name}
 
 
 @pytest.mark.parametrize("point", POINTS)
