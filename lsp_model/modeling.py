@@ -170,6 +170,13 @@ class GPT2LMHeadModel(_HFGPT2LMHeadModel):
 # cache while its softmax is taken; a GPU chunk is large enough to keep the device busy.
 CHUNK_ELEMENTS = {"cpu": 1 << 23, "cuda": 1 << 26}
 
+# On the CPU in float32 the logits are made straight into the gradient's buffer, this many
+# rows at a time, each block's product split into tiles of this many vocabulary columns.
+# One (rows x vocabulary) product with a short inner dimension (the model's width) runs at
+# about half of MKL's peak here; (512 x 768) tiles keep its output in cache and run near the
+# peak (measured on a 2-core AVX2 EPYC: 74 against 134 to 145 GFLOP/s).
+CPU_FLOAT32_TILE = (512, 768)
+
 # Buffers kept between calls on the CPU (see _scratch), by purpose and dtype.
 _CPU_BUFFERS: dict[tuple[str, torch.dtype], torch.Tensor] = {}
 
@@ -193,6 +200,14 @@ def _scratch(
         buffer = torch.empty(needed + needed // 4, dtype=dtype)
         _CPU_BUFFERS[(purpose, dtype)] = buffer
     return buffer[:needed].view(rows, cols)
+
+
+def _tiled_product(hidden: torch.Tensor, weight: torch.Tensor, out: torch.Tensor) -> None:
+    """``out = hidden @ weight.T``, made a tile of vocabulary columns at a time."""
+    cols = CPU_FLOAT32_TILE[1]
+    for start in range(0, weight.shape[0], cols):
+        end = min(weight.shape[0], start + cols)
+        torch.mm(hidden, weight[start:end].t(), out=out[:, start:end])
 
 
 def _fused_softmax_applies(device: torch.device, dtype: torch.dtype) -> bool:
@@ -234,8 +249,13 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
         with torch.autocast(device.type, enabled=False):
             h, w = hidden.to(dtype), weight.to(dtype)
             ce = torch.empty(n, dtype=torch.float32, device=device)
-            step = max(1, CHUNK_ELEMENTS.get(device.type, 1 << 26) // vocab)
-            chunk = _scratch("logits", min(n, step), vocab, dtype, device)
+            # float32 on the CPU: logits made in tiles, in the buffer their softmax goes to.
+            tiled = fused and dtype == torch.float32
+            if tiled:
+                step = CPU_FLOAT32_TILE[0]
+            else:
+                step = max(1, CHUNK_ELEMENTS.get(device.type, 1 << 26) // vocab)
+                chunk = _scratch("logits", min(n, step), vocab, dtype, device)
             grad_logits = _scratch("grad", n, vocab, dtype, device) if grads_needed else None
             # The stored gradient is coef / max(coef) * (softmax - onehot), at most 1 in size,
             # and max(coef) is applied after the products: a float16 gradient of an unscaled
@@ -247,7 +267,6 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
             uniform = fused and bool((relative == 1).all())
             for start in range(0, n, step):
                 end = min(n, start + step)
-                logits = torch.mm(h[start:end], w.t(), out=chunk[: end - start])
                 at = torch.arange(end - start, device=device)
                 rows_targets = targets[start:end]
                 if fused:
@@ -256,6 +275,11 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
                         if grad_logits is not None
                         else _scratch("probs", end - start, vocab, dtype, device)
                     )
+                    if tiled:
+                        _tiled_product(h[start:end], w, out=probs)
+                        logits = probs  # the softmax runs in place: one pass, row by row
+                    else:
+                        logits = torch.mm(h[start:end], w.t(), out=chunk[: end - start])
                     torch.ops.aten._softmax.out(logits, 1, False, out=probs)
                     ce[start:end] = _ce_from_probs(probs[at, rows_targets], logits.dtype)
                     if grad_logits is None:
@@ -265,6 +289,7 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
                         probs.mul_(share.unsqueeze(1))
                     probs[at, rows_targets] -= share
                 else:
+                    logits = torch.mm(h[start:end], w.t(), out=chunk[: end - start])
                     exact = logits.float()
                     target_logit = exact[at, rows_targets]
                     # log-sum-exp written out so that exp(logits - max) is made once, in

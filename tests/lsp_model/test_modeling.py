@@ -180,9 +180,11 @@ def test_forward_passes_build_no_kv_cache(model):
 
 @pytest.mark.parametrize("rows_per_chunk", [None, 1, 3])
 def test_gathered_projection_equals_full_projection_with_grads(monkeypatch, rows_per_chunk):
-    # The projection and loss run a chunk of labelled rows at a time (many chunks here).
+    # The projection and loss run a chunk of labelled rows at a time (many chunks here),
+    # in float32 on the CPU each chunk's product a tile of vocabulary columns at a time.
     if rows_per_chunk is not None:
         monkeypatch.setitem(lsp_model.modeling.CHUNK_ELEMENTS, "cpu", 97 * rows_per_chunk)
+        monkeypatch.setattr(lsp_model.modeling, "CPU_FLOAT32_TILE", (rows_per_chunk, 7))
     torch.manual_seed(3)
     config = small_config(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     m = GPT2LMHeadModel(config)
@@ -599,6 +601,7 @@ def test_both_softmax_paths_match_the_plain_computation(monkeypatch, fused, dtyp
     # on the CPU, against full logits and autograd.
     monkeypatch.setattr(lsp_model.modeling, "_fused_softmax_applies", lambda d, t: fused)
     monkeypatch.setitem(lsp_model.modeling.CHUNK_ELEMENTS, "cpu", 3 * 500)
+    monkeypatch.setattr(lsp_model.modeling, "CPU_FLOAT32_TILE", (3, 64))
     g = torch.Generator().manual_seed(11)
     n, vocab = 20, 500
     hidden = torch.randn(n, 16, generator=g)
