@@ -2,6 +2,9 @@
 
 Failures a user can fix are reported in one line without a traceback; anything else
 prints its traceback. Under torchrun a failing rank leaves at once (see ``main``).
+
+torch and transformers (about 6 s to import on a small machine) are imported only once
+the options are parsed and checked, so ``--help`` and a mistyped option answer at once.
 """
 
 from __future__ import annotations
@@ -15,29 +18,34 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from gpt2_training.args import ArgumentError, TrainConfig, parse_args
-from gpt2_training.checkpoint import CheckpointError, newest_checkpoint
-from gpt2_training.distributed import DistContext, LaunchError, init_distributed, shutdown
-from gpt2_training.trainer import train
-from lsp_common.cli import UserError
-from lsp_data.db import DatabaseError
-from lsp_data.loaders import DataError
-from lsp_model.loading import ModelLoadError
+
+if TYPE_CHECKING:
+    from gpt2_training.distributed import DistContext
 
 PROG = "LSP_train.py"
 
-# Failures a user can fix: reported in one line, no traceback.
-USER_ERRORS = (
-    ArgumentError,
-    CheckpointError,
-    DatabaseError,
-    DataError,
-    LaunchError,
-    ModelLoadError,
-    UserError,  # lsp_common.atomic.OutputError: an output folder that cannot take files
-)
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Failures a user can fix: reported in one line, no traceback."""
+    from gpt2_training.checkpoint import CheckpointError
+    from gpt2_training.distributed import LaunchError
+    from lsp_common.cli import UserError
+    from lsp_data.db import DatabaseError
+    from lsp_data.loaders import DataError
+    from lsp_model.loading import ModelLoadError
+
+    return (
+        ArgumentError,
+        CheckpointError,
+        DatabaseError,
+        DataError,
+        LaunchError,
+        ModelLoadError,
+        UserError,  # lsp_common.atomic.OutputError: an output folder that cannot take files
+    )
 
 
 def _terminated(signum: int, frame: FrameType | None) -> None:
@@ -48,6 +56,8 @@ def _terminated(signum: int, frame: FrameType | None) -> None:
 
 def how_to_continue(cfg: TrainConfig) -> str:
     """What the 'interrupted' line adds: the checkpoint a resume would start from."""
+    from gpt2_training.checkpoint import newest_checkpoint
+
     try:
         newest = newest_checkpoint(cfg.output_dir)
     except OSError:
@@ -109,6 +119,9 @@ def main(argv: list[str] | None = None) -> Path | int:
     except ArgumentError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
+    from gpt2_training.distributed import DistContext, init_distributed, shutdown
+    from gpt2_training.trainer import train
+
     ctx = DistContext()
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous_sigterm = signal.signal(signal.SIGTERM, _terminated) if in_main_thread else None
@@ -119,7 +132,7 @@ def main(argv: list[str] | None = None) -> Path | int:
         run_dir = train(cfg, ctx)
     except BaseException as err:
         prefix = f"{PROG} [rank {ctx.rank}/{ctx.world_size}]" if ctx.enabled else PROG
-        if isinstance(err, USER_ERRORS):
+        if isinstance(err, user_errors()):
             print(f"{prefix}: error: {err}", file=sys.stderr)
         elif isinstance(err, KeyboardInterrupt):
             print(f"{prefix}: interrupted; {how_to_continue(cfg)}", file=sys.stderr)

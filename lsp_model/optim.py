@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    # Only build_optimizer needs torch at run time (it imports it itself): the schedules are
+    # plain arithmetic, and LSP_train.py checks its options with them before paying for torch.
+    import torch
 
 __all__ = [
     "MAX_GRAD_NORM",
@@ -55,6 +59,8 @@ def build_optimizer(
     model: torch.nn.Module, lr: float, weight_decay: float = 0.01
 ) -> torch.optim.Optimizer:
     """AdamW over ``param_groups`` (betas 0.9/0.999, eps 1e-6 as the original's Adam)."""
+    import torch
+
     groups = param_groups(model, weight_decay)
     params = [p for g in groups for p in g["params"]]
     if not params:
