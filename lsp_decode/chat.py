@@ -28,7 +28,6 @@ from lsp_decode.common import (
     add_decoding_arguments,
     add_model_arguments,
     add_runtime_arguments,
-    check_device,
 )
 from lsp_decode.conversation import (
     NOT_STREAMED_NOTE,
@@ -37,7 +36,7 @@ from lsp_decode.conversation import (
     load_chat_model,
     parse_setting,
 )
-from lsp_model.loading import ModelLoadError
+from lsp_model.errors import ModelLoadError
 
 PROG = "chat.py"
 
@@ -216,8 +215,7 @@ def main(argv: list[str] | None = None) -> int:
 
             web.check_address(args.host, args.port, args.queue_size)
             serve = web.serve
-        check_device(args.device)
-        bot = load_chat_model(args)
+        bot = load_chat_model(args)  # checks --device and --dtype first
         bot.context_budget(settings)  # --max_new_tokens against the model's positions
     except (ValueError, OSError, ModelLoadError, TokenizerError) as err:
         return _error(err)

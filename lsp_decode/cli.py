@@ -17,7 +17,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
 from lsp_common.atomic import OutputError, write_text_atomic
@@ -34,7 +33,7 @@ from lsp_decode.common import (
     mmi_pick,
 )
 from lsp_model.decoding import generate_replies
-from lsp_model.loading import ModelLoadError
+from lsp_model.errors import ModelLoadError
 
 WEIGHT_TOKENS = ("0.0", "1.0")  # how this toolkit's data writes turn weights
 
@@ -129,10 +128,10 @@ def main(argv: list[str] | None = None) -> int:
         settings.check(mmi=bool(args.mmi_model))
         if args.batch_size < 1:
             raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
-        check_device(args.device)
-        dtype = check_dtype(args.dtype, args.device)
         contexts = read_contexts(args.input)
         check_output(args.output)  # now, not after the decoding
+        args.device = check_device(args.device)  # the first step that imports torch
+        dtype = check_dtype(args.dtype, args.device)
         model, tokenizer = load_for_decoding(
             args.model_name_or_path, args.init_checkpoint, args.device, dtype, args.random_init
         )
@@ -144,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, ModelLoadError, TokenizerError) as err:
         print(f"decode.py: error: {err}", file=sys.stderr)
         return 2
+    import torch
+
     torch.manual_seed(args.seed)
     pbar = tqdm(total=len(contexts), desc="decoding", unit="line", file=sys.stderr, disable=None)
     try:

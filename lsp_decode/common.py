@@ -1,5 +1,9 @@
 """What decode.py and chat.py share: the model and decoding flags, their checks, loading and
-MMI reranking, so that both commands take the same settings with the same meaning."""
+MMI reranking, so that both commands take the same settings with the same meaning.
+
+The flags and their range checks need no torch: it is imported where a device is checked or
+a model loaded, so that ``--help`` and a mistaken option answer at once.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +11,20 @@ import argparse
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
-import torch
-
-from lsp_data.tokenizer import load_tokenizer
 from lsp_model.decoding import METHODS, check_options, generate_replies
-from lsp_model.loading import NoWeightsError, has_weights, load_model, resolve_model_source
-from lsp_model.mmi import backward_scores
-from lsp_model.modeling import GPT2LMHeadModel
+from lsp_model.errors import NoWeightsError
+
+if TYPE_CHECKING:
+    import torch
+
+    from lsp_model.modeling import GPT2LMHeadModel
 
 logger = logging.getLogger(__name__)
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = ("bfloat16", "float16", "float32")  # torch's names of the --dtype choices
+AUTO_DEVICE = "auto"
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -97,12 +102,12 @@ def add_runtime_arguments(p: argparse.ArgumentParser, seed_help: str) -> None:
     p.add_argument("--seed", type=int, default=42, help=seed_help)
     p.add_argument(
         "--device",
-        default="cuda" if torch.cuda.is_available() else "cpu",
-        help="cpu, cuda or cuda:N",
+        default=AUTO_DEVICE,
+        help=f"cpu, cuda or cuda:N; {AUTO_DEVICE}: cuda when a GPU is available, else cpu",
     )
     p.add_argument(
         "--dtype",
-        choices=sorted(DTYPES),
+        choices=DTYPES,
         default="float32",
         help="weights and activations while decoding; float16 needs CUDA, bfloat16 "
         "also runs on CPUs (half the memory; replies may differ at near-ties)",
@@ -156,20 +161,29 @@ class DecodingSettings:
         )
 
 
-def check_device(device: str) -> None:
-    """Refuse a device this machine lacks before any model is loaded."""
+def check_device(device: str) -> str:
+    """The device to decode on (``auto`` resolved); refuses one this machine lacks before
+    any model is loaded."""
+    import torch
+
+    if device == AUTO_DEVICE:
+        return "cuda" if torch.cuda.is_available() else "cpu"
     try:
         kind = torch.device(device).type
     except RuntimeError as err:
         raise ValueError(f"--device {device}: {err}") from None
     if kind == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
+    return device
 
 
 def check_dtype(dtype: str, device: str) -> torch.dtype:
+    """The torch dtype of a --dtype choice on ``device`` (a checked, resolved device)."""
+    import torch
+
     if dtype == "float16" and torch.device(device).type != "cuda":
         raise ValueError("--dtype float16 needs a CUDA device; use bfloat16 on a CPU")
-    return DTYPES[dtype]
+    return getattr(torch, dtype)
 
 
 def load_for_decoding(
@@ -185,6 +199,9 @@ def load_for_decoding(
     A folder without weights (and no ``checkpoint``) is refused unless ``random_init``:
     replies from random weights look like a broken model, not like a missing file.
     """
+    from lsp_data.tokenizer import load_tokenizer
+    from lsp_model.loading import has_weights, load_model, resolve_model_source
+
     source = resolve_model_source(name)
     tokenizer = load_tokenizer(source)
     try:
@@ -213,6 +230,8 @@ def mmi_pick(
 ) -> str:
     """Sample ``settings.mmi_candidates`` replies to ``history`` and return the one the
     backward model scores best (the first of equals)."""
+    from lsp_model.mmi import backward_scores
+
     # The candidates of one context are sampled together, as one batch.
     candidates = generate_replies(
         model,

@@ -8,9 +8,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from lsp_decode.common import (
     DecodingSettings,
@@ -20,8 +18,9 @@ from lsp_decode.common import (
     mmi_pick,
 )
 from lsp_model.decoding import generate_reply
-from lsp_model.loading import resolve_model_source
-from lsp_model.modeling import GPT2LMHeadModel
+
+if TYPE_CHECKING:
+    from lsp_model.modeling import GPT2LMHeadModel
 
 STREAMED_METHODS = ("greedy", "sample")
 NOT_STREAMED_NOTE = (
@@ -162,6 +161,8 @@ class ChatModel:
         context = self.window(history, settings)
         options = settings.generation_options()
         options["max_context_tokens"] = self.context_budget(settings)
+        import torch
+
         torch.manual_seed(settings.seed)
         if settings.mmi and self.reverse is not None:
             yield mmi_pick(
@@ -222,7 +223,9 @@ def describe_origin(name: str, checkpoint: str | None, source: Path | None) -> s
 
 
 def load_chat_model(args: argparse.Namespace) -> ChatModel:
-    check_device(args.device)
+    from lsp_model.loading import resolve_model_source
+
+    args.device = check_device(args.device)
     dtype = check_dtype(args.dtype, args.device)
     source = resolve_model_source(args.model_name_or_path)
     random_init = getattr(args, "random_init", False)

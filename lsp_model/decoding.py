@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-import torch
-
 from lsp_data.tokenizer import EOS_ID
 
 if TYPE_CHECKING:
@@ -137,6 +135,10 @@ def generate_replies(
     tie after 17 tokens). Sampled replies depend on the batch layout as well as the seed. ``progress(n)`` is called after
     each batch with the number of replies it made.
     """
+    # Imported here, not at the top: decode.py and chat.py read METHODS and check_options
+    # while checking their options, before torch is worth its seconds of importing.
+    import torch
+
     check_options(
         method=method,
         max_new_tokens=max_new_tokens,

@@ -44,6 +44,7 @@ from lsp_common.checksums import (
     write_sidecar,
     write_sums,
 )
+from lsp_model.errors import ModelLoadError, NoWeightsError
 from lsp_model.modeling import GPT2Config, GPT2LMHeadModel
 
 logger = logging.getLogger(__name__)
@@ -63,14 +64,6 @@ __all__ = [
     "save_state_dict_file",
     "unpickling_refusal",
 ]
-
-
-class ModelLoadError(RuntimeError):
-    """A model or checkpoint could not be found, read safely, or matched to the config."""
-
-
-class NoWeightsError(ModelLoadError):
-    """A model folder with a config but no weights, where random weights were not allowed."""
 
 
 _CONFIG_AND_TOKENIZER = [

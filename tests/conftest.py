@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,35 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 # Under CI a skipped test is a failure: a skip there means a feature went untested (a missing
 # tool or data file), not that it works. Tests marked ``gpu`` may skip: CI has no GPU.
 STRICT_SKIPS = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+# A command's main(argv) in a fresh interpreter: what it returns (or exits with), the last
+# line it wrote to stderr, and which of torch and transformers it had imported by then.
+_MAIN_IN_CHILD = """
+import contextlib, importlib, io, json, sys
+main = importlib.import_module(sys.argv[1]).main
+err = io.StringIO()
+with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+    try:
+        status = main(sys.argv[2:])
+    except SystemExit as stop:
+        status = stop.code
+loaded = [name for name in ("torch", "transformers") if name in sys.modules]
+print(json.dumps([status, (err.getvalue().strip().splitlines() or [""])[-1], loaded]))
+"""
+
+
+def main_in_child(module: str, *argv: str) -> list:
+    """``[status, last stderr line, heavy modules imported]`` of ``module.main(argv)``."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _MAIN_IN_CHILD, module, *argv],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.hookimpl(wrapper=True)

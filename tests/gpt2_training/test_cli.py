@@ -3,45 +3,15 @@ it answers --help and option mistakes before importing torch."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 
 import pytest
 
 import LSP_train
 from gpt2_training import trainer
-from tests.conftest import REPO
+from tests.conftest import REPO, main_in_child
 from tests.gpt2_training.conftest import train_argv
-
-# LSP_train.main in a fresh interpreter: its exit status, stderr's last line, heavy modules loaded.
-MAIN_IN_CHILD = """
-import contextlib, io, json, sys
-import LSP_train
-HEAVY = ("torch", "transformers")
-err = io.StringIO()
-with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-    try:
-        status = LSP_train.main(sys.argv[1:])
-    except SystemExit as stop:
-        status = stop.code
-loaded = [name for name in HEAVY if name in sys.modules]
-print(json.dumps([status, (err.getvalue().strip().splitlines() or [""])[-1], loaded]))
-"""
-
-
-def main_in_child(*argv: str) -> list:
-    proc = subprocess.run(
-        [sys.executable, "-c", MAIN_IN_CHILD, *argv],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def valid_argv(tmp_path) -> list[str]:
@@ -57,11 +27,13 @@ def valid_argv(tmp_path) -> list[str]:
 
 def test_help_and_option_mistakes_answer_before_torch_is_imported(tmp_path):
     # torch and transformers take seconds to import: a typo must not wait for them.
-    assert main_in_child("--help") == [0, "", []]
-    status, line, loaded = main_in_child(*valid_argv(tmp_path), "--learning_rate", "-1")
+    assert main_in_child("LSP_train", "--help") == [0, "", []]
+    status, line, loaded = main_in_child(
+        "LSP_train", *valid_argv(tmp_path), "--learning_rate", "-1"
+    )
     assert (status, loaded) == (2, []) and "--learning_rate" in line, line
     status, line, loaded = main_in_child(
-        *valid_argv(tmp_path), "--train_input_file", str(tmp_path / "missing.db")
+        "LSP_train", *valid_argv(tmp_path), "--train_input_file", str(tmp_path / "missing.db")
     )
     assert (status, loaded) == (2, []) and "no such database folder" in line, line
 
@@ -69,7 +41,7 @@ def test_help_and_option_mistakes_answer_before_torch_is_imported(tmp_path):
 def test_a_valid_command_goes_on_to_import_the_trainer(tmp_path):
     # The other side of the test above: past the checks the run needs torch, and here it
     # stops at the empty database with a one-line error.
-    status, line, loaded = main_in_child(*valid_argv(tmp_path))
+    status, line, loaded = main_in_child("LSP_train", *valid_argv(tmp_path))
     assert (status, loaded) == (1, ["torch", "transformers"]) and "empty.db" in line, line
 
 

@@ -15,6 +15,7 @@ from lsp_decode.common import mmi_pick
 from lsp_decode.conversation import ChatModel, ChatSettings, parse_setting
 from lsp_model.decoding import encode_history, generate_reply
 from lsp_model.loading import load_model
+from tests.conftest import main_in_child
 from tests.lsp_decode.conftest import HUB_NAME
 
 SETTINGS = ChatSettings(max_new_tokens=12)
@@ -218,6 +219,20 @@ def test_bad_input_is_one_line_and_exit_2(chat_model, tmp_path, capsys, monkeypa
     assert "repetition_penalty must be > 0" in one_error_line(capsys)
     assert chat.main([*hf, "--max_input_chars", "0"]) == 2
     assert "--max_input_chars must be >= 1" in one_error_line(capsys)
+
+
+def test_help_and_option_mistakes_answer_before_torch_is_imported(tmp_path):
+    assert main_in_child("chat", "--help") == [0, "", []]
+    model = ["--model_name_or_path", str(tmp_path / "nope")]
+    for extra, message in (
+        (["--method", "sample", "--temperature", "0"], "temperature must be > 0"),
+        (["--max_input_chars", "0"], "--max_input_chars must be >= 1"),
+    ):
+        status, line, loaded = main_in_child("chat", *model, *extra)
+        assert (status, loaded) == (2, []) and message in line, (extra, line)
+    # The options pass: finding the model is the first step that imports torch.
+    status, line, loaded = main_in_child("chat", *model)
+    assert (status, loaded) == (2, ["torch", "transformers"]) and "does not exist" in line, line
 
 
 def test_web_port_in_use_and_gradio_missing(chat_model, capsys, monkeypatch):

@@ -9,6 +9,7 @@ from lsp_decode import cli as decode
 from lsp_model.decoding import generate_replies
 from lsp_model.loading import load_model, save_hf_folder
 from lsp_model.mmi import backward_scores
+from tests.conftest import main_in_child
 from tests.gpt2_training.conftest import TINY
 
 
@@ -196,7 +197,29 @@ def test_cuda_device_without_a_gpu_is_refused(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ValueError, match="no CUDA GPU is available"):
         decode.check_device("cuda:0")
-    decode.check_device("cpu")
+    assert decode.check_device("cpu") == "cpu"
+    assert decode.check_device("auto") == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert decode.check_device("auto") == "cuda"  # the default: a GPU when there is one
+
+
+def test_help_and_option_mistakes_answer_before_torch_is_imported(tmp_path):
+    # torch and transformers take seconds to import: a typo must not wait for them.
+    assert main_in_child("decode", "--help") == [0, "", []]
+    src, out = tmp_path / "in.txt", tmp_path / "out.txt"
+    src.write_text("hello\n")
+    for extra, message in (
+        (["--method", "sample", "--top_p", "2"], "top_p must be in (0, 1]"),
+        (["--batch_size", "0"], "--batch_size must be >= 1"),
+        (["--dtype", "float64"], "invalid choice: 'float64'"),
+    ):
+        status, line, loaded = main_in_child("decode", *io_args("m", src, out, *extra))
+        assert (status, loaded) == (2, []) and message in line, (extra, line)
+    status, line, loaded = main_in_child("decode", *io_args("m", tmp_path / "none", out))
+    assert (status, loaded) == (2, []) and "none: no such file" in line, line
+    # Past the checks of the options alone, the device is checked: that needs torch.
+    status, line, loaded = main_in_child("decode", *io_args("m", src, out, "--device", "bad"))
+    assert (status, loaded) == (2, ["torch"]) and "--device bad" in line, line
 
 
 def test_bfloat16_decoding_on_cpu(hf_model, tmp_path):
