@@ -71,8 +71,9 @@ runs = {p.stem: json.loads(p.read_text()) for p in sorted((out / "runs").glob("*
 points = []
 for name, run in runs.items():
     for variant, row in run.get("results", {}).items():
+        ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}"  # None: no baseline run
         print(f"{name:24s} {variant:28s} {row['tokens_per_s']:10.0f} tok/s  MFU {100 * row['mfu']:5.1f}%"
-              f"  ratio {row['ratio']:.2f}  pad {100 * row['padding']:.1f}%  peak {row['peak_mem_mb']:.0f} MB")
+              f"  ratio {ratio:>4s}  pad {100 * row['padding']:.1f}%  peak {row['peak_mem_mb']:.0f} MB")
         points.append((f"{name} {variant}", 100 * row["mfu"]))
     if "results" not in run:
         print(f"{name:24s} {run}")

@@ -459,12 +459,14 @@ def main(argv: list[str] | None = None) -> int:
             row = results[variant.name]
             tps = row["real"] / row["seconds"]
             row["tokens_per_s"] = tps
-            row["ratio"] = tps / base_tps if base_tps else float("nan")
+            # None without a baseline: JSON has no NaN (json.dumps would write one anyway).
+            row["ratio"] = tps / base_tps if base_tps else None
+            ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}"
             row["padding"] = 1 - row["real"] / row["padded"]
             row["tflops"] = tps * fpt / 1e12
             row["mfu"] = tps * fpt / peaks[variant.precision]
             print(
-                f"{variant.name:28s} {tps:9.0f} {row['ratio']:6.2f} {100 * row['padding']:5.1f} "
+                f"{variant.name:28s} {tps:9.0f} {ratio:>6s} {100 * row['padding']:5.1f} "
                 f"{row['tflops']:8.3f} {100 * row['mfu']:5.1f} {row['peak_mem_mb']:8.0f}"
             )
         if base_tps:

@@ -39,6 +39,23 @@ def test_train_bench_reports_every_variant_and_the_ceiling(tmp_path, capsys):
     assert "ceiling at the measured peak" in printed and "fp32" in printed
 
 
+@pytest.mark.slow
+def test_without_a_baseline_the_ratio_is_null_in_strict_json(tmp_path, capsys):
+    bench = _load_bench()
+    out = tmp_path / "bench.json"
+    argv = ["--model", str(REPO / "configs" / "tiny"), "--lines", "300", "--batch", "4"]
+    argv += ["--steps", "1", "--rounds", "1", "--warmup", "1", "--json", str(out)]
+    argv += ["--precisions", "fp32", "--batching", "fixed", "--no_baseline"]
+    assert bench.main(argv) == 0
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} in the JSON")
+
+    report = json.loads(out.read_text(), parse_constant=refuse)
+    assert [row["ratio"] for row in report["results"].values()] == [None]
+    assert "toolkit fp32" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(("native", "expected"), [(False, "fp32"), (True, "fp32,bf16")])
 def test_default_precisions_leave_out_emulated_bf16(monkeypatch, capsys, native, expected):
     import torch
