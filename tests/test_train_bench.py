@@ -16,15 +16,23 @@ def _load_bench():
     return module
 
 
-@pytest.mark.slow
-def test_train_bench_reports_every_variant_and_the_ceiling(tmp_path, capsys):
-    bench = _load_bench()
+def run_bench(tmp_path: Path, *extra: str) -> dict:
+    """The bench on the tiny model, one timed step per variant; its JSON report, read strictly
+    (NaN or Infinity, which are not JSON, fail the test)."""
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} in the JSON")
+
     out = tmp_path / "bench.json"
     argv = ["--model", str(REPO / "configs" / "tiny"), "--lines", "300", "--batch", "4"]
-    argv += ["--steps", "1", "--rounds", "1", "--warmup", "1", "--json", str(out)]
-    argv += ["--precisions", "fp32,bf16"]  # bf16 too, whether or not this CPU has it natively
-    assert bench.main(argv) == 0
-    report = json.loads(out.read_text())
+    argv += ["--steps", "1", "--rounds", "1", "--warmup", "1", "--json", str(out), *extra]
+    assert _load_bench().main(argv) == 0
+    return json.loads(out.read_text(), parse_constant=refuse)
+
+
+@pytest.mark.slow
+def test_train_bench_reports_every_variant_and_the_ceiling(tmp_path, capsys):
+    report = run_bench(tmp_path, "--precisions", "fp32,bf16")  # bf16 native or not
     names = {"baseline", "toolkit fp32", "toolkit+budget fp32", "toolkit bf16"}
     assert names <= set(report["results"])
     for name, row in report["results"].items():
@@ -40,18 +48,8 @@ def test_train_bench_reports_every_variant_and_the_ceiling(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_without_a_baseline_the_ratio_is_null_in_strict_json(tmp_path, capsys):
-    bench = _load_bench()
-    out = tmp_path / "bench.json"
-    argv = ["--model", str(REPO / "configs" / "tiny"), "--lines", "300", "--batch", "4"]
-    argv += ["--steps", "1", "--rounds", "1", "--warmup", "1", "--json", str(out)]
-    argv += ["--precisions", "fp32", "--batching", "fixed", "--no_baseline"]
-    assert bench.main(argv) == 0
-
-    def refuse(constant: str) -> None:
-        raise AssertionError(f"{constant} in the JSON")
-
-    report = json.loads(out.read_text(), parse_constant=refuse)
+def test_without_a_baseline_the_ratio_is_null(tmp_path, capsys):
+    report = run_bench(tmp_path, "--precisions", "fp32", "--batching", "fixed", "--no_baseline")
     assert [row["ratio"] for row in report["results"].values()] == [None]
     assert "toolkit fp32" in capsys.readouterr().out
 
