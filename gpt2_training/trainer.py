@@ -55,10 +55,10 @@ from gpt2_training.precision import Precision, setup_precision
 from lsp_common.atomic import OutputError, write_text_atomic
 from lsp_data.loaders import BucketingDataLoader, DataError, DynamicBatchingLoader
 from lsp_data.tokenizer import load_tokenizer
+from lsp_model.hub import resolve_model_source
 from lsp_model.loading import (
     checkpoint_state_dict,
     load_model,
-    resolve_model_source,
     save_hf_folder,
     save_state_dict_file,
 )

@@ -66,3 +66,11 @@ def parse_bool(value: str | bool) -> bool:
     if word in FALSE_WORDS:
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def first_line(err: BaseException | None) -> str:
+    """The first non-blank line of ``err``'s message, else its type name: what a one-line
+    report keeps of a library's paragraph-long error (huggingface_hub wraps a network error
+    in one; transformers names the bad config field on the first line)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__

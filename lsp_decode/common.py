@@ -200,7 +200,8 @@ def load_for_decoding(
     replies from random weights look like a broken model, not like a missing file.
     """
     from lsp_data.tokenizer import load_tokenizer
-    from lsp_model.loading import has_weights, load_model, resolve_model_source
+    from lsp_model.hub import NONE_STRINGS, resolve_model_source
+    from lsp_model.loading import has_weights, load_model
 
     source = resolve_model_source(name)
     tokenizer = load_tokenizer(source)
@@ -212,7 +213,7 @@ def load_for_decoding(
             "RUN/GP2-pretrain-step-N.pkl, or --random_init to decode with random weights "
             "on purpose"
         ) from None
-    no_checkpoint = checkpoint is None or str(checkpoint).strip().lower() in {"", "none", "null"}
+    no_checkpoint = checkpoint is None or str(checkpoint).strip().lower() in NONE_STRINGS
     if random_init and no_checkpoint and source is not None and not has_weights(source):
         logger.warning("%s: no weights, decoding with random ones (--random_init)", source)
     # transformers' decorator on .to() hides `self` from the type checker

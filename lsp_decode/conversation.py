@@ -223,11 +223,11 @@ def describe_origin(name: str, checkpoint: str | None, source: Path | None) -> s
 
 
 def load_chat_model(args: argparse.Namespace) -> ChatModel:
-    from lsp_model.loading import resolve_model_source
+    from lsp_model.hub import resolve_model_source
 
+    source = resolve_model_source(args.model_name_or_path)  # a missing model: before torch
     args.device = check_device(args.device)
     dtype = check_dtype(args.dtype, args.device)
-    source = resolve_model_source(args.model_name_or_path)
     random_init = getattr(args, "random_init", False)
     model, tokenizer = load_for_decoding(
         args.model_name_or_path, args.init_checkpoint, args.device, dtype, random_init

@@ -50,7 +50,7 @@ def _local_copy(kind: str, model_dir: Path) -> Path | None:
 def _cached_copy(hub_name: str) -> Path | None:
     """The Hugging Face cache's snapshot of ``hub_name`` with weights, without any network."""
     try:
-        from lsp_model.loading import cached_snapshot
+        from lsp_model.hub import cached_snapshot
 
         folder = cached_snapshot(hub_name)
     except Exception:  # not cached, or an incomplete snapshot: both mean "no copy here"
@@ -78,7 +78,8 @@ def choose_model(model: str, model_dir: Path) -> ModelChoice:
             return ModelChoice(
                 "small", name, "--model auto found it in the Hugging Face cache", pretrained=True
             )
-        from lsp_model.loading import ModelLoadError, hub_reachable, resolve_model_source
+        from lsp_model.errors import ModelLoadError
+        from lsp_model.hub import hub_reachable, resolve_model_source
 
         reachable, reason = hub_reachable(name, timeout=HUB_PROBE_TIMEOUT)
         if reachable:
@@ -107,7 +108,8 @@ def choose_model(model: str, model_dir: Path) -> ModelChoice:
     local = _local_copy(model, model_dir)
     if local is not None:
         return ModelChoice(model, shown(local), f"local copy in {shown(local)}", pretrained=True)
-    from lsp_model.loading import ModelLoadError, resolve_model_source
+    from lsp_model.errors import ModelLoadError
+    from lsp_model.hub import resolve_model_source
 
     name = HUB_NAMES[model]
     say(f"looking for {name} in the Hugging Face cache, then on the hub ...")

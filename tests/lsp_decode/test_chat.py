@@ -15,7 +15,7 @@ from lsp_decode.common import mmi_pick
 from lsp_decode.conversation import ChatModel, ChatSettings, parse_setting
 from lsp_model.decoding import encode_history, generate_reply
 from lsp_model.loading import load_model
-from tests.conftest import main_in_child
+from tests.conftest import REPO, main_in_child
 from tests.lsp_decode.conftest import HUB_NAME
 
 SETTINGS = ChatSettings(max_new_tokens=12)
@@ -230,9 +230,13 @@ def test_help_and_option_mistakes_answer_before_torch_is_imported(tmp_path):
     ):
         status, line, loaded = main_in_child("chat", *model, *extra)
         assert (status, loaded) == (2, []) and message in line, (extra, line)
-    # The options pass: finding the model is the first step that imports torch.
+    # Finding the model needs no torch either (a hub name needs huggingface_hub only) ...
     status, line, loaded = main_in_child("chat", *model)
-    assert (status, loaded) == (2, ["torch", "transformers"]) and "does not exist" in line, line
+    assert (status, loaded) == (2, []) and "does not exist" in line, line
+    # ... the device check is the first step that does.
+    config_folder = ["--model_name_or_path", str(REPO / "configs" / "tiny")]
+    status, line, loaded = main_in_child("chat", *config_folder, "--device", "bad")
+    assert (status, loaded) == (2, ["torch"]) and "--device bad" in line, line
 
 
 def test_web_port_in_use_and_gradio_missing(chat_model, capsys, monkeypatch):

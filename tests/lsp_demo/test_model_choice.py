@@ -68,13 +68,14 @@ def test_auto_model_downloads_dialogpt_small_when_the_hub_answers(tmp_path: Path
 def test_auto_model_falls_back_when_the_download_fails(
     tmp_path: Path, offline_hub: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import lsp_model.loading as loading
+    import lsp_model.hub as hub
+    from lsp_model.errors import ModelLoadError
 
     def broken_download(name):
-        raise loading.ModelLoadError(f"cannot load model '{name}': connection reset")
+        raise ModelLoadError(f"cannot load model '{name}': connection reset")
 
-    monkeypatch.setattr(loading, "hub_reachable", lambda name, timeout: (True, ""))
-    monkeypatch.setattr(loading, "resolve_model_source", broken_download)
+    monkeypatch.setattr(hub, "hub_reachable", lambda name, timeout: (True, ""))
+    monkeypatch.setattr(hub, "resolve_model_source", broken_download)
     choice = mc.choose_model("auto", tmp_path / "models")
     assert choice.kind == "tiny" and "connection reset" in choice.why
 

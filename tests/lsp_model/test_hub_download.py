@@ -35,13 +35,15 @@ NOT_WANTED = {"flax_model.msgpack": b"flax weights", "README.md": b"# TinyDialo\
 
 RESOLVE = """
 import json, sys, time
-from lsp_model.loading import ModelLoadError, resolve_model_source
+from lsp_model.errors import ModelLoadError
+from lsp_model.hub import resolve_model_source
 start = time.perf_counter()
 try:
     out = {"path": str(resolve_model_source(sys.argv[1]))}
 except ModelLoadError as err:
     out = {"error": str(err)}
 out["seconds"] = time.perf_counter() - start
+out["heavy"] = [name for name in ("torch", "transformers") if name in sys.modules]
 print(json.dumps(out))
 """
 
@@ -106,6 +108,7 @@ def test_download_from_hub_gives_the_served_model(served, downloaded):
         assert (snapshot / name).read_bytes() == (folder / name).read_bytes(), name
     fetched = sorted(r.rsplit("/", 1)[1] for r in requests if r.startswith("GET /someorg/"))
     assert fetched == wanted  # each file downloaded once
+    assert result["heavy"] == []  # finding and fetching a model needs no torch
 
     loaded = load_model(snapshot)
     expected = model.state_dict()
@@ -159,7 +162,7 @@ def test_repo_with_both_weight_formats_is_usable_offline_once_cached(tmp_path):
 
 PROBE = """
 import json, sys
-from lsp_model.loading import hub_reachable
+from lsp_model.hub import hub_reachable
 print(json.dumps([hub_reachable(name, timeout=5) for name in sys.argv[1:]]))
 """
 

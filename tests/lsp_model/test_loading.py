@@ -6,15 +6,15 @@ import pytest
 import torch
 import transformers
 
-import lsp_model.loading
+import lsp_model.hub
 from lsp_data.tokenizer import load_tokenizer
+from lsp_model.hub import resolve_model_source
 from lsp_model.loading import (
     ModelLoadError,
     checkpoint_state_dict,
     load_model,
     load_state_dict_file,
     normalize_state_dict,
-    resolve_model_source,
     save_hf_folder,
 )
 from lsp_model.modeling import GPT2Config, GPT2LMHeadModel
@@ -219,7 +219,7 @@ def test_hub_unreachable(tmp_path, monkeypatch):
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
     monkeypatch.setattr(
-        lsp_model.loading, "_repo_files_online", lambda repo_id: None
+        lsp_model.hub, "_repo_files_online", lambda repo_id: None
     )  # no real request
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
