@@ -35,7 +35,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from lsp_common.cli import UserError
     from lsp_data.db import DatabaseError
     from lsp_data.loaders import DataError
-    from lsp_model.loading import ModelLoadError
+    from lsp_model.errors import ModelLoadError
 
     return (
         ArgumentError,

@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
 
             web.check_address(args.host, args.port, args.queue_size)
             serve = web.serve
-        bot = load_chat_model(args)  # checks --device and --dtype first
+        bot = load_chat_model(args)  # finds the model, then checks --device and --dtype
         bot.context_budget(settings)  # --max_new_tokens against the model's positions
     except (ValueError, OSError, ModelLoadError, TokenizerError) as err:
         return _error(err)
