@@ -23,9 +23,14 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 STRICT_SKIPS = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
+# The imports that cost seconds: commands check their options, and find models, without them.
+HEAVY_MODULES = ("torch", "transformers")
+# Code for a child interpreter: which of HEAVY_MODULES it has imported so far.
+HEAVY_LOADED = f"[name for name in {HEAVY_MODULES!r} if name in sys.modules]"
+
 # A command's main(argv) in a fresh interpreter: what it returns (or exits with), the last
-# line it wrote to stderr, and which of torch and transformers it had imported by then.
-_MAIN_IN_CHILD = """
+# line it wrote to stderr, and which heavy modules it had imported by then.
+_MAIN_IN_CHILD = f"""
 import contextlib, importlib, io, json, sys
 main = importlib.import_module(sys.argv[1]).main
 err = io.StringIO()
@@ -34,7 +39,7 @@ with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         status = main(sys.argv[2:])
     except SystemExit as stop:
         status = stop.code
-loaded = [name for name in ("torch", "transformers") if name in sys.modules]
+loaded = {HEAVY_LOADED}
 print(json.dumps([status, (err.getvalue().strip().splitlines() or [""])[-1], loaded]))
 """
 

@@ -10,7 +10,7 @@ import pytest
 
 import LSP_train
 from gpt2_training import trainer
-from tests.conftest import REPO, main_in_child
+from tests.conftest import HEAVY_MODULES, REPO, main_in_child
 from tests.gpt2_training.conftest import train_argv
 
 
@@ -42,7 +42,7 @@ def test_a_valid_command_goes_on_to_import_the_trainer(tmp_path):
     # The other side of the test above: past the checks the run needs torch, and here it
     # stops at the empty database with a one-line error.
     status, line, loaded = main_in_child("LSP_train", *valid_argv(tmp_path))
-    assert (status, loaded) == (1, ["torch", "transformers"]) and "empty.db" in line, line
+    assert (status, loaded) == (1, list(HEAVY_MODULES)) and "empty.db" in line, line
 
 
 def _stop_at_step(monkeypatch, step: int, stop) -> None:
